@@ -1,0 +1,29 @@
+"""camflow: weakly supervised semantic segmentation from CAM seeds.
+
+`snakemake results/tables/cam_seeds.csv` rebuilds the CAM-seed table for the configured
+dataset. docs/architecture.md maps every artifact to its rule.
+"""
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/classifier.smk"
+include: "rules/cams.smk"
+include: "rules/evaluate.smk"
+include: "rules/tables.smk"
+
+
+rule all:
+    input:
+        expand("results/tables/{table}.csv", table=config["tables"]),
+    default_target: True

@@ -1,0 +1,310 @@
+"""The CAM cache: one HDF5 file holding the class activation maps of every image.
+
+Layout (``format_version`` 1)::
+
+    /                 attrs: format_version=1,
+                             class_names (JSON list, background first),
+                             provenance  (JSON object given by the writer)
+    /images/<id>      one group per image; ``<id>`` is the image id percent-escaped
+                      (``urllib.parse.quote(id, safe="")``) so that ``/`` cannot nest groups
+        keys          int16 (n_keys,): foreground class indices 1..K of the image's
+                      present classes, in the order of the maps below
+        stride4       float16 (n_keys, h4, w4): CAMs at output stride 4 (random walk)
+        full          float16 (n_keys, H, W):  CAMs at image resolution (evaluation)
+    /index            variable-length UTF-8 strings: the image ids, in insertion order,
+                      written when the writer closes successfully
+
+The maps are gzip-compressed (level 4) with the shuffle filter, one chunk per class map, so
+reading an image decompresses exactly its own maps.  The file is written under a temporary
+name and renamed into place (:func:`camflow.io.atomic_path`): a file without ``/index``
+can only come from a foreign or damaged file and is refused.
+
+The reader opens the file lazily and once per process: a :class:`CamCache` handed to a forked
+DataLoader or ``multiprocessing`` worker reopens its own HDF5 handle there instead of sharing
+the parent's, and pickling it carries only the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import quote
+
+import h5py
+import numpy as np
+
+from camflow.io import CamflowInputError, atomic_path
+
+FORMAT_VERSION = 1
+RESOLUTIONS = ("full", "stride4")
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+Resolution = Literal["full", "stride4"]
+
+
+class MissingImageError(CamflowInputError, KeyError):
+    """An image id is not in the cache (a :class:`KeyError` and a :class:`CamflowInputError`)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _group_name(image_id: str) -> str:
+    """HDF5 group name of ``image_id``: percent-escaped so that ``/`` and ``.`` stay literal."""
+    return quote(image_id, safe="")
+
+
+class CamCacheWriter:
+    """Write a CAM cache atomically; use as a context manager.
+
+    >>> with CamCacheWriter("cams.h5", class_names, {"method": "irn"}) as writer:
+    ...     writer.add("2007_000032", keys, cams_stride4, cams_full)
+
+    The file appears at ``path`` only when the ``with`` block exits without an exception;
+    otherwise the temporary file is removed and an existing file at ``path`` is left untouched.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        class_names: list[str] | tuple[str, ...],
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.class_names = [str(name) for name in class_names]
+        if len(self.class_names) < 2:
+            raise CamflowInputError(
+                f"CAM cache {self.path}: class_names needs background and at least one "
+                f"foreground class, got {self.class_names}"
+            )
+        self.provenance = dict(provenance or {})
+        self._ids: list[str] = []
+        self._seen: set[str] = set()
+        self._stack: contextlib.ExitStack | None = None
+        self._h5: h5py.File | None = None
+
+    def __enter__(self) -> CamCacheWriter:
+        stack = contextlib.ExitStack()
+        tmp = stack.enter_context(atomic_path(self.path, ".h5"))
+        try:
+            self._h5 = stack.enter_context(h5py.File(tmp, "w"))
+            self._h5.attrs["format_version"] = FORMAT_VERSION
+            self._h5.attrs["class_names"] = json.dumps(self.class_names)
+            self._h5.attrs["provenance"] = json.dumps(self.provenance, sort_keys=True)
+            self._h5.create_group("images")
+        except BaseException as exc:
+            stack.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._stack = stack
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return False
+        try:
+            if exc_type is None:
+                self._write_index()
+        except BaseException as err:
+            self._h5 = None
+            stack.__exit__(type(err), err, err.__traceback__)
+            raise
+        self._h5 = None
+        return bool(stack.__exit__(exc_type, exc, tb))
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def _write_index(self) -> None:
+        assert self._h5 is not None
+        self._h5.create_dataset(
+            "index", data=np.array(self._ids, dtype=object), dtype=h5py.string_dtype("utf-8")
+        )
+
+    def add(
+        self, image_id: str, keys: np.ndarray, stride4: np.ndarray, full: np.ndarray
+    ) -> None:
+        """Store the CAMs of ``image_id``.
+
+        ``keys`` are the foreground class indices (1..K) of the maps, in order; ``stride4`` and
+        ``full`` have shapes ``(len(keys), h4, w4)`` and ``(len(keys), H, W)``.  An image with
+        no foreground class has ``len(keys) == 0`` and arrays of shape ``(0, h, w)``.  Values
+        must be finite and representable in float16.  Any violation, or an id already added,
+        raises :class:`CamflowInputError` naming the image id.
+        """
+        if self._h5 is None:
+            raise RuntimeError("CamCacheWriter.add() called outside its 'with' block")
+        who = f"CAM cache {self.path}: image {image_id!r}"
+        if image_id in self._seen:
+            raise CamflowInputError(f"{who} was already added")
+        keys_arr = np.asarray(keys)
+        if keys_arr.ndim != 1 or (keys_arr.size and not np.issubdtype(keys_arr.dtype, np.integer)):
+            raise CamflowInputError(
+                f"{who}: keys must be a 1-D integer array, got dtype {keys_arr.dtype} "
+                f"shape {keys_arr.shape}"
+            )
+        n_fg = len(self.class_names) - 1
+        if keys_arr.size and (keys_arr.min() < 1 or keys_arr.max() > n_fg):
+            raise CamflowInputError(
+                f"{who}: keys {keys_arr.tolist()} outside the foreground classes 1..{n_fg}"
+            )
+        if len(np.unique(keys_arr)) != keys_arr.size:
+            raise CamflowInputError(f"{who}: keys {keys_arr.tolist()} contain duplicates")
+        maps = {"stride4": np.asarray(stride4), "full": np.asarray(full)}
+        for name, arr in maps.items():
+            if arr.ndim != 3 or arr.shape[0] != keys_arr.size or 0 in arr.shape[1:]:
+                raise CamflowInputError(
+                    f"{who}: {name} has shape {arr.shape}; expected "
+                    f"({keys_arr.size}, h, w) with h, w > 0 (one map per key)"
+                )
+            if arr.size and not np.isfinite(arr).all():
+                raise CamflowInputError(f"{who}: {name} contains NaN or infinite values")
+            if arr.size and np.abs(arr).max() > _FLOAT16_MAX:
+                raise CamflowInputError(
+                    f"{who}: {name} has values beyond the float16 range (±{_FLOAT16_MAX:g}); "
+                    "normalise the CAMs before caching"
+                )
+        group = self._h5["images"].create_group(_group_name(image_id))
+        group.create_dataset("keys", data=keys_arr.astype(np.int16))
+        for name, arr in maps.items():
+            compression: dict[str, Any] = {}
+            if arr.shape[0]:
+                compression = {
+                    "chunks": (1, *arr.shape[1:]),
+                    "compression": "gzip",
+                    "compression_opts": 4,
+                    "shuffle": True,
+                }
+            group.create_dataset(name, data=arr.astype(np.float16), **compression)
+        self._ids.append(image_id)
+        self._seen.add(image_id)
+
+
+class CamCache:
+    """Lazy reader of a CAM cache written by :class:`CamCacheWriter`.
+
+    The HDF5 file is opened on first access and reopened whenever the object is used from
+    another process (a forked DataLoader/``multiprocessing`` worker), so one instance may be
+    shared with workers.  Pickling keeps only the path.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._h5: h5py.File | None = None
+        self._pid: int | None = None
+        self._ids: list[str] | None = None
+        self._id_set: frozenset[str] = frozenset()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"])
+
+    def _file(self) -> h5py.File:
+        if self._h5 is not None and self._pid == os.getpid():
+            return self._h5
+        # In a forked child the parent's handle is dropped, not closed: closing it would
+        # act on HDF5 state shared with the parent.
+        self._h5 = None
+        if not self.path.is_file():
+            raise CamflowInputError(f"CAM cache {self.path} does not exist")
+        try:
+            h5 = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise CamflowInputError(
+                f"CAM cache {self.path} is not a readable HDF5 file (corrupt or truncated): {exc}"
+            ) from exc
+        version = h5.attrs.get("format_version")
+        problem = None
+        if version is None:
+            problem = "has no format_version attribute (not a camflow CAM cache)"
+        elif int(version) != FORMAT_VERSION:
+            problem = f"has format_version {version}; this camflow reads {FORMAT_VERSION}"
+        elif "index" not in h5 or "images" not in h5:
+            problem = "is incomplete (no /index or /images; its writer did not finish)"
+        if problem:
+            h5.close()
+            raise CamflowInputError(f"CAM cache {self.path} {problem}")
+        self._h5, self._pid = h5, os.getpid()
+        return h5
+
+    def _index(self) -> list[str]:
+        if self._ids is None:
+            self._ids = [str(i) for i in self._file()["index"].asstr()[()]]
+            self._id_set = frozenset(self._ids)
+        return self._ids
+
+    @property
+    def ids(self) -> list[str]:
+        """Image ids in the cache, in the order they were written."""
+        return list(self._index())
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names, background first."""
+        return list(json.loads(self._file().attrs["class_names"]))
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """The provenance dictionary given to the writer."""
+        return dict(json.loads(self._file().attrs["provenance"]))
+
+    def __len__(self) -> int:
+        return len(self._index())
+
+    def __contains__(self, image_id: object) -> bool:
+        self._index()
+        return image_id in self._id_set
+
+    def read(
+        self, image_id: str, resolution: Resolution = "full"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, cams)`` of ``image_id``: int64 class indices and float32 maps.
+
+        ``cams`` has shape ``(len(keys), H, W)`` for ``resolution="full"`` and
+        ``(len(keys), h4, w4)`` for ``"stride4"``.  A missing id raises
+        :class:`MissingImageError` naming the id and the cache file.
+        """
+        if resolution not in RESOLUTIONS:
+            raise CamflowInputError(
+                f"CAM cache {self.path}: unknown resolution {resolution!r}; use one of "
+                f"{RESOLUTIONS}"
+            )
+        if image_id not in self:
+            raise MissingImageError(f"image {image_id!r} is not in CAM cache {self.path}")
+        try:
+            group = self._file()["images"][_group_name(image_id)]
+            keys = group["keys"][()].astype(np.int64)
+            cams = group[resolution][()].astype(np.float32)
+        except (KeyError, OSError) as exc:
+            raise CamflowInputError(
+                f"CAM cache {self.path}: image {image_id!r} is listed but unreadable "
+                f"(corrupt file?): {exc}"
+            ) from exc
+        return keys, cams
+
+    def close(self) -> None:
+        """Close this process's HDF5 handle; the next access reopens it."""
+        if self._h5 is not None and self._pid == os.getpid():
+            self._h5.close()
+        self._h5 = None
+        self._pid = None
+
+    def __enter__(self) -> CamCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CamCache({str(self.path)!r})"

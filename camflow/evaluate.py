@@ -1,0 +1,409 @@
+"""Seed evaluation: threshold CAMs from any CAM cache and score them against the masks.
+
+A seed is the argmax over the class maps with a constant background score (the threshold)
+stacked in front (IRN; ``/work/shared/conventions.md``, "Seed evaluation").  The evaluator
+sweeps a list of thresholds in one streaming pass over the images, reports the mIoU curve and
+the best threshold, and optionally scores the CRF-refined seed at that threshold (IRN's label
+CRF, :func:`camflow.refine.crf.crf_labels`).  Memory is one confusion matrix per threshold,
+whatever the number of images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import functools
+import inspect
+import io
+import math
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from camflow.cache import CamCache
+from camflow.data.base import IGNORE_INDEX, SegmentationDataset
+from camflow.io import CamflowInputError, write_json, write_text
+from camflow.refine.crf import crf_labels
+
+
+class ConfusionMatrix:
+    """Streaming confusion matrix; ``matrix[g, p]`` counts pixels of true class g predicted p.
+
+    Pixels whose ground truth is 255 (ignore) are skipped.  Memory is ``n_classes²`` integers,
+    independent of the number of images.
+    """
+
+    def __init__(self, n_classes: int) -> None:
+        self.n_classes = int(n_classes)
+        self.matrix = np.zeros((self.n_classes, self.n_classes), dtype=np.int64)
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> ConfusionMatrix:
+        """Add one prediction/ground-truth pair (same shape, class indices)."""
+        pred, gt = np.asarray(pred), np.asarray(gt)
+        if pred.shape != gt.shape:
+            raise CamflowInputError(
+                f"prediction shape {pred.shape} differs from ground truth shape {gt.shape}"
+            )
+        valid = gt != IGNORE_INDEX
+        g = gt[valid].astype(np.int64)
+        p = pred[valid].astype(np.int64)
+        n = self.n_classes
+        for name, values in (("ground truth", g), ("prediction", p)):
+            if values.size and (values.min() < 0 or values.max() >= n):
+                raise CamflowInputError(
+                    f"{name} has class indices {values.min()}..{values.max()}, "
+                    f"outside 0..{n - 1} (255 = ignore)"
+                )
+        self.matrix += np.bincount(n * g + p, minlength=n * n).reshape(n, n)
+        return self
+
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
+        """Add the counts of ``other`` (same number of classes) to this matrix."""
+        if other.n_classes != self.n_classes:
+            raise CamflowInputError(
+                f"cannot merge confusion matrices of {other.n_classes} and "
+                f"{self.n_classes} classes"
+            )
+        self.matrix += other.matrix
+        return self
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return float(num / den) if den > 0 else None
+
+
+def segmentation_metrics(conf: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """IoU/precision/recall per class, mIoU, and the under/over-activation degrees.
+
+    ``conf[g, p]`` counts pixels of true class g predicted as p; class 0 is background.
+
+    * ``miou``: mean IoU over the classes present in the ground truth or the prediction
+      (union > 0), background included (PASCAL VOC convention).
+    * ``m_under`` = mean_c FN_c / TP_c and ``m_over`` = mean_c FP_c / TP_c over the
+      foreground classes c (GSLM, seed 000, Eq. 7–8, after Lee et al.).  Eq. 7–8 divide by
+      C−1 and are undefined when TP_c = 0, so the mean is taken over the foreground classes
+      with TP_c > 0 only; the others (never hit, or absent) are listed by name in
+      ``excluded_classes``.  Both are ``None`` if no foreground class has TP_c > 0.
+
+    Undefined per-class ratios (zero denominator) are ``None``.  Returns a JSON-ready dict.
+    """
+    conf = np.asarray(conf, dtype=np.int64)
+    n = len(class_names)
+    if conf.shape != (n, n):
+        raise CamflowInputError(
+            f"confusion matrix has shape {conf.shape}; expected ({n}, {n}) for {n} classes"
+        )
+    tp = np.diag(conf)
+    fp = conf.sum(axis=0) - tp
+    fn = conf.sum(axis=1) - tp
+    union = tp + fp + fn
+    per_class = [
+        {
+            "class": str(class_names[c]),
+            "iou": _ratio(tp[c], union[c]),
+            "precision": _ratio(tp[c], tp[c] + fp[c]),
+            "recall": _ratio(tp[c], tp[c] + fn[c]),
+            "tp": int(tp[c]),
+            "fp": int(fp[c]),
+            "fn": int(fn[c]),
+        }
+        for c in range(n)
+    ]
+    present = union > 0
+    miou = float(np.mean(tp[present] / union[present])) if present.any() else None
+    fg = np.arange(1, n)
+    hit = fg[tp[fg] > 0]
+    return {
+        "miou": miou,
+        "m_under": float(np.mean(fn[hit] / tp[hit])) if hit.size else None,
+        "m_over": float(np.mean(fp[hit] / tp[hit])) if hit.size else None,
+        "excluded_classes": [str(class_names[c]) for c in fg if tp[c] == 0],
+        "per_class": per_class,
+    }
+
+
+def _seed_channels(cams: np.ndarray, threshold: float) -> np.ndarray:
+    """Channel index per pixel of ``[threshold, *cams]``: 0 background, i the i-th map."""
+    if cams.shape[0] == 0:
+        return np.zeros(cams.shape[1:], dtype=np.int64)
+    bg = np.full((1, *cams.shape[1:]), threshold, dtype=cams.dtype)
+    return np.argmax(np.concatenate([bg, cams]), axis=0)
+
+
+def _lut(keys: np.ndarray) -> np.ndarray:
+    """Channel → class lookup: channel 0 is background, channel i is ``keys[i-1]``."""
+    return np.concatenate([[0], np.asarray(keys, dtype=np.int64)])
+
+
+def cam_to_seed(keys: np.ndarray, cams: np.ndarray, threshold: float) -> np.ndarray:
+    """Seed labels (uint8 H×W) from class maps ``cams`` (n_keys×H×W) of classes ``keys``.
+
+    A background map equal to ``threshold`` is stacked in front of the class maps and the
+    argmax is taken (IRN; conventions.md); ties go to background (it comes first), ties
+    between classes to the earlier map.  With no keys every pixel is background.
+    """
+    cams = np.asarray(cams)
+    if cams.ndim != 3 or cams.shape[0] != len(keys):
+        raise CamflowInputError(
+            f"cam_to_seed: cams shape {cams.shape} does not match {len(keys)} keys"
+        )
+    return _lut(keys)[_seed_channels(cams, threshold)].astype(np.uint8)
+
+
+def _sweep_confusions(
+    keys: np.ndarray, cams: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, n: int
+) -> np.ndarray:
+    """Confusion matrices (T×n×n) of the seeds at every threshold, for one image.
+
+    Equivalent to ``cam_to_seed`` per threshold: a pixel is foreground class
+    ``keys[argmax]`` at threshold t iff its maximum map value m > t, else background.
+    With ``thresholds`` sorted ascending, the pixel is foreground exactly for the first
+    ``level = #{t_j < m}`` thresholds; one histogram over (level, gt, fg class) and cumulative
+    sums over the levels give all T matrices without re-thresholding the image T times.
+    """
+    valid = gt != IGNORE_INDEX
+    g = gt[valid].astype(np.int64)
+    n_t = len(thresholds)
+    if cams.shape[0]:
+        peak = cams.max(axis=0)[valid]
+        fg = keys[cams.argmax(axis=0)][valid]
+        level = np.searchsorted(thresholds, peak, side="left")
+    else:
+        fg = np.zeros_like(g)
+        level = np.zeros_like(g)
+    hist = np.bincount(
+        (level * n + g) * n + fg, minlength=(n_t + 1) * n * n
+    ).reshape(n_t + 1, n, n)
+    # foreground at threshold j: levels > j; background at threshold j: levels <= j
+    fg_counts = np.cumsum(hist[::-1], axis=0)[::-1][1:]
+    bg_counts = np.cumsum(hist.sum(axis=2), axis=0)[:n_t]
+    fg_counts[:, :, 0] += bg_counts
+    return fg_counts
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """What a worker needs to evaluate images by id (picklable: the cache pickles as a path)."""
+
+    cache: CamCache
+    dataset: SegmentationDataset
+    split: str
+    n_classes: int
+    thresholds: np.ndarray
+    crf_threshold: float = 0.0
+    crf_params: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def load(self, image_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(keys, full-resolution cams, mask)`` of one image; their sizes must agree."""
+        gt = np.asarray(self.dataset.load_mask(image_id, self.split))
+        keys, cams = self.cache.read(image_id, "full")
+        if cams.shape[1:] != gt.shape:
+            raise CamflowInputError(
+                f"image {image_id!r}: CAM in {self.cache.path} has size "
+                f"{cams.shape[2]}x{cams.shape[1]} but its mask is {gt.shape[1]}x{gt.shape[0]}"
+            )
+        return keys, cams, gt
+
+
+def _sweep_chunk(job: _Job, ids: Sequence[str]) -> tuple[int, np.ndarray]:
+    total = np.zeros((len(job.thresholds), job.n_classes, job.n_classes), dtype=np.int64)
+    for image_id in ids:
+        keys, cams, gt = job.load(image_id)
+        total += _sweep_confusions(keys, cams, gt, job.thresholds, job.n_classes)
+    return len(ids), total
+
+
+def _crf_chunk(job: _Job, ids: Sequence[str]) -> tuple[int, np.ndarray]:
+    conf = ConfusionMatrix(job.n_classes)
+    for image_id in ids:
+        keys, cams, gt = job.load(image_id)
+        channels = _seed_channels(cams, job.crf_threshold)
+        if keys.size:
+            image = job.dataset.load_image(image_id)
+            channels = crf_labels(image, channels, keys.size + 1, **job.crf_params)
+        conf.update(_lut(keys)[channels], gt)
+    return len(ids), conf.matrix
+
+
+_WORKER_JOB: _Job | None = None
+_ChunkFunc = Callable[[_Job, Sequence[str]], tuple[int, np.ndarray]]
+
+
+def _init_worker(job: _Job) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = job
+
+
+def _in_worker(func: _ChunkFunc, ids: Sequence[str]) -> tuple[int, np.ndarray]:
+    assert _WORKER_JOB is not None, "worker not initialised"
+    return func(_WORKER_JOB, ids)
+
+
+def _run(
+    func: _ChunkFunc, job: _Job, ids: Sequence[str], workers: int, progress: bool, desc: str
+) -> np.ndarray:
+    """Sum ``func(job, chunk)`` over chunks of ``ids``, in-process or in a worker pool.
+
+    Each pool worker receives the job once (pool initializer) and opens its own cache handle
+    (:class:`~camflow.cache.CamCache` reopens per process).
+    """
+    size = max(1, min(16, math.ceil(len(ids) / (4 * max(workers, 1)))))
+    chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
+    total = np.zeros((), dtype=np.int64)
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(
+            tqdm(total=len(ids), desc=desc, unit="img", disable=not progress)
+        )
+        results: Iterable[tuple[int, np.ndarray]]
+        if workers > 1:
+            pool = stack.enter_context(
+                multiprocessing.get_context().Pool(
+                    workers, initializer=_init_worker, initargs=(job,)
+                )
+            )
+            results = pool.imap_unordered(functools.partial(_in_worker, func), chunks)
+        else:
+            results = (func(job, chunk) for chunk in chunks)
+        for count, part in results:
+            total = total + part
+            bar.update(count)
+    return total
+
+
+def crf_defaults() -> dict[str, float]:
+    """Default parameters of the evaluation CRF: those of :func:`crf_labels` (IRN)."""
+    return {
+        name: p.default
+        for name, p in inspect.signature(crf_labels).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def evaluate_cams(
+    cache: CamCache,
+    dataset: SegmentationDataset,
+    split: str,
+    thresholds: Sequence[float],
+    crf: dict[str, float] | None,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate the seeds of every image of ``split`` from ``cache`` against its masks.
+
+    One streaming pass computes the confusion matrices of all ``thresholds`` (see
+    :func:`_sweep_confusions`); the best threshold t* maximises the mIoU (the lowest one on
+    ties).  If ``crf`` is a dict (``{}`` for the defaults of :func:`crf_labels`, IRN's
+    settings, or overrides of them), a second pass refines each seed at t* with the label CRF
+    and scores it.  ``workers > 1`` runs both passes over a ``multiprocessing`` pool; the
+    dataset object is then sent to the workers and must be picklable.
+
+    Returns ``{"split", "n_images", "thresholds" (sorted), "miou_curve", "best_threshold",
+    "best": segmentation_metrics at t*, "crf": {**segmentation_metrics, "threshold",
+    "params"} or None}``.  Every id of the split must be in the cache; otherwise the error
+    names the missing ids and the cache file.
+    """
+    class_names = list(dataset.class_names)
+    if cache.class_names != class_names:
+        raise CamflowInputError(
+            f"CAM cache {cache.path} has classes {cache.class_names}, but dataset "
+            f"{dataset.name} has {class_names}"
+        )
+    ts = np.unique(np.asarray(thresholds, dtype=np.float64))
+    if ts.size == 0 or not np.isfinite(ts).all():
+        raise CamflowInputError(f"thresholds must be a non-empty list of numbers, got {thresholds}")
+    ids = dataset.ids(split)
+    if not ids:
+        raise CamflowInputError(f"{dataset.name}/{split} has no images to evaluate")
+    missing = [i for i in ids if i not in cache]
+    if missing:
+        shown = ", ".join(repr(i) for i in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise CamflowInputError(
+            f"{len(missing)} image(s) of {dataset.name}/{split} are not in CAM cache "
+            f"{cache.path}: {shown}{more}"
+        )
+    params = crf_defaults()
+    if crf is not None:
+        unknown = sorted(set(crf) - set(params))
+        if unknown:
+            raise CamflowInputError(
+                f"unknown CRF parameter(s) {unknown}; known: {sorted(params)}"
+            )
+        params.update(crf)
+    job = _Job(cache, dataset, split, len(class_names), ts)
+
+    confs = _run(_sweep_chunk, job, ids, workers, progress, f"seeds {split}")
+    sweep = [segmentation_metrics(c, class_names) for c in confs]
+    curve = [m["miou"] for m in sweep]
+    best = int(np.argmax([-1.0 if v is None else v for v in curve]))
+    result: dict[str, Any] = {
+        "split": split,
+        "n_images": len(ids),
+        "thresholds": [float(t) for t in ts],
+        "miou_curve": curve,
+        "best_threshold": float(ts[best]),
+        "best": sweep[best],
+        "crf": None,
+    }
+    if crf is not None:
+        crf_job = dataclasses.replace(job, crf_threshold=float(ts[best]), crf_params=params)
+        conf = _run(_crf_chunk, crf_job, ids, workers, progress, f"crf {split}")
+        result["crf"] = {
+            **segmentation_metrics(conf, class_names),
+            "threshold": float(ts[best]),
+            "params": params,
+        }
+    return result
+
+
+def write_eval(
+    result: dict[str, Any],
+    json_path: str | os.PathLike,
+    csv_path: str | os.PathLike,
+    class_names: Sequence[str],
+) -> None:
+    """Write ``result`` as JSON and a per-class CSV, both atomically.
+
+    CSV columns: ``class, iou, precision, recall`` (+ ``crf_iou`` when the CRF was run); one
+    row per class then a ``mean`` row (mIoU, and the mean precision/recall over the classes
+    where they are defined).  Undefined values are empty cells.
+    """
+    best = result["best"]
+    names = [row["class"] for row in best["per_class"]]
+    if names != list(class_names):
+        raise CamflowInputError(f"evaluation result has classes {names}, expected {class_names}")
+    crf = result.get("crf")
+    columns = ["class", "iou", "precision", "recall"] + (["crf_iou"] if crf else [])
+
+    def mean(values: Iterable[float | None]) -> float | None:
+        defined = [v for v in values if v is not None]
+        return float(np.mean(defined)) if defined else None
+
+    rows = []
+    for c, row in enumerate(best["per_class"]):
+        out = [row["class"], row["iou"], row["precision"], row["recall"]]
+        if crf:
+            out.append(crf["per_class"][c]["iou"])
+        rows.append(out)
+    mean_row = [
+        "mean",
+        best["miou"],
+        mean(r["precision"] for r in best["per_class"]),
+        mean(r["recall"] for r in best["per_class"]),
+    ]
+    if crf:
+        mean_row.append(crf["miou"])
+    rows.append(mean_row)
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+    write_json(json_path, result)
+    write_text(csv_path, buf.getvalue())

@@ -1,0 +1,1 @@
+"""CAM sources and training methods; each module cites the paper section it implements."""

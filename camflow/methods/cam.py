@@ -1,0 +1,110 @@
+"""The ``cam`` CAM source: multi-scale + flip inference of a trained CAM classifier.
+
+Implements IRN's inference (``../shared/conventions.md``, CAM classifier / Inference) and
+seed 000 Eq. 2: per scale the CAM is ReLU(f(x)); the image and its horizontal flip are
+summed (the flip flipped back); scales are resized bilinearly to a common size and summed;
+only the image's ground-truth classes are kept; each class map is divided by its own
+maximum (+1e-5). Two sizes are produced: stride 4 (for the random walk) and full resolution.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from camflow.cache import CamCacheWriter
+from camflow.data.base import SegmentationDataset
+from camflow.data.transforms import InferenceDataset, normalize
+
+log = logging.getLogger(__name__)
+
+CamFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def strided_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
+    """Size of the stride-``stride`` grid covering ``size`` (ceil division, as IRN)."""
+    return math.ceil(size[0] / stride), math.ceil(size[1] / stride)
+
+
+def fuse_tta(cam_fn: CamFn, images: torch.Tensor, scales: Sequence[float], flip: bool,
+             out_sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+    """Sum of CAMs over scales (and flips), resized bilinearly to each of ``out_sizes``.
+
+    ``images`` is a normalised B×3×H×W batch; ``cam_fn`` maps a batch to B×K×h×w
+    non-negative maps. Returns one B×K×h×w tensor per requested output size.
+    """
+    _, _, h, w = images.shape
+    fused = [images.new_zeros(0) for _ in out_sizes]
+    for scale in scales:
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        x = images if size == (h, w) else F.interpolate(images, size, mode="bilinear",
+                                                        align_corners=False)
+        if flip:
+            cams = cam_fn(torch.cat([x, x.flip(-1)]))
+            cams = cams[: len(x)] + cams[len(x):].flip(-1)
+        else:
+            cams = cam_fn(x)
+        for i, out_size in enumerate(out_sizes):
+            up = F.interpolate(cams, out_size, mode="bilinear", align_corners=False)
+            fused[i] = up if fused[i].numel() == 0 else fused[i] + up
+    return fused
+
+
+def max_normalize(cams: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Divide each class map by its own maximum (+eps), seed 000 Eq. 2."""
+    return cams / (cams.amax(dim=(-2, -1), keepdim=True) + eps)
+
+
+def _same_size_batches(loader: Iterator, batch_size: int) -> Iterator[list[tuple]]:
+    """Group consecutive images of equal size into batches of at most ``batch_size``."""
+    batch: list[tuple] = []
+    for item in loader:
+        if batch and (len(batch) == batch_size or item[1].shape != batch[0][1].shape):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+def make_cams(model: torch.nn.Module, dataset: SegmentationDataset, split: str,
+              out_path: str | Path, scales: Sequence[float], flip: bool, batch_size: int,
+              device: torch.device, workers: int = 0, amp: bool = True, progress: bool = True,
+              provenance: dict[str, Any] | None = None,
+              cam_fn: CamFn | None = None) -> Path:
+    """Compute TTA CAMs for every image of ``split`` and write the HDF5 cache ``out_path``."""
+    cam_fn = cam_fn or model.cam
+    data = InferenceDataset(dataset, split)
+    loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=workers)
+    use_amp = amp and device.type == "cuda"
+    meta = {"source": "cam", "split": split, "scales": list(scales), "flip": flip,
+            **(provenance or {})}
+    with CamCacheWriter(out_path, dataset.class_names, meta) as writer, torch.inference_mode():
+        bar = tqdm(total=len(data), desc=f"CAMs {split}", disable=not progress,
+                   dynamic_ncols=True)
+        for batch in _same_size_batches(iter(loader), batch_size):
+            h, w = batch[0][1].shape[:2]
+            images = torch.from_numpy(np.stack([normalize(item[1]) for item in batch]))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                full, stride4 = fuse_tta(cam_fn, images.to(device), scales, flip,
+                                         [(h, w), strided_size((h, w), 4)])
+            full, stride4 = full.float(), stride4.float()
+            for i, (image_id, _, labels) in enumerate(batch):
+                keys = np.asarray(labels, dtype=np.int64)
+                idx = torch.as_tensor(keys - 1, device=device)
+                writer.add(image_id, keys,
+                           stride4=max_normalize(stride4[i, idx]).cpu().numpy(),
+                           full=max_normalize(full[i, idx]).cpu().numpy())
+            bar.update(len(batch))
+        bar.close()
+    log.info("wrote %s (%d images)", out_path, len(data))
+    return Path(out_path)

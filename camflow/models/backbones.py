@@ -1,0 +1,167 @@
+"""Backbones exposing four stages, so CAM heads, gradient stops and layer hooks share one shape.
+
+Every backbone has ``stages`` (an ``nn.ModuleList`` of four blocks: stem+layer1, layer2,
+layer3, layer4 for ResNets) and ``out_channels``. Strides follow IRN's convention
+``(conv1, layer2, layer3, layer4)``; the max-pool after conv1 always halves, so IRN's
+``(2, 2, 2, 1)`` gives output stride 16 (``../shared/conventions.md``, CAM classifier).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision import models
+
+from camflow.io import CamflowInputError
+
+log = logging.getLogger(__name__)
+
+TORCHVISION_RESNETS = {
+    "resnet50": (models.resnet50, models.ResNet50_Weights.IMAGENET1K_V1),
+    "resnet101": (models.resnet101, models.ResNet101_Weights.IMAGENET1K_V1),
+}
+ARCHS = ("resnet50", "resnet101", "vgg16", "resnet_small")
+
+
+class Backbone(nn.Module):
+    """Four sequential stages; ``forward`` returns the output of every stage."""
+
+    def __init__(self, stages: list[nn.Module], out_channels: int) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for stage in self.stages:
+            x = stage(x)
+            features.append(x)
+        return features
+
+
+def _imagenet_state(weights: Any, arch: str) -> dict[str, torch.Tensor]:
+    """Fetch torchvision's ImageNet weights, failing fast and clearly without network."""
+    try:
+        return weights.get_state_dict(progress=True)
+    except Exception as exc:  # urllib raises several types; all mean "no weights here"
+        raise CamflowInputError(
+            f"backbone {arch!r}: could not obtain ImageNet weights ({exc}). "
+            "`weights: imagenet` needs network access once (torchvision caches the file under "
+            "~/.cache/torch); otherwise set `weights: none` or a local checkpoint path"
+        ) from exc
+
+
+def _load_local_state(path: str, arch: str) -> dict[str, torch.Tensor]:
+    file = Path(path)
+    if not file.is_file():
+        raise CamflowInputError(
+            f"backbone {arch!r}: weights file {file} does not exist "
+            "(config key backbone.weights: use imagenet, none or a checkpoint path)"
+        )
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    return state
+
+
+def _set_resnet_strides(net: models.ResNet, strides: list[int]) -> None:
+    """Apply IRN-style strides (conv1, layer2, layer3, layer4) to a torchvision ResNet."""
+    conv1, s2, s3, s4 = strides
+    net.conv1.stride = (conv1, conv1)
+    for layer, stride in ((net.layer2, s2), (net.layer3, s3), (net.layer4, s4)):
+        block = layer[0]
+        if isinstance(block, models.resnet.Bottleneck):
+            block.conv2.stride = (stride, stride)
+        else:
+            block.conv1.stride = (stride, stride)
+        if block.downsample is not None:
+            block.downsample[0].stride = (stride, stride)
+
+
+def _resnet(arch: str, strides: list[int], weights: str) -> Backbone:
+    build, imagenet = TORCHVISION_RESNETS[arch]
+    net = build(weights=None)
+    if weights == "imagenet":
+        net.load_state_dict(_imagenet_state(imagenet, arch))
+    elif weights != "none":
+        missing, _ = net.load_state_dict(_load_local_state(weights, arch), strict=False)
+        if missing:
+            raise CamflowInputError(f"backbone {arch!r}: {weights} lacks weights {missing[:5]}")
+    _set_resnet_strides(net, strides)
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+    return Backbone([stem, net.layer2, net.layer3, net.layer4], out_channels=2048)
+
+
+def _vgg16(weights: str) -> Backbone:
+    """VGG-16 (with BN) cut into four stages; pool5 dropped, output stride 16."""
+    net = models.vgg16_bn(weights=None)
+    if weights == "imagenet":
+        net.load_state_dict(
+            _imagenet_state(models.VGG16_BN_Weights.IMAGENET1K_V1, "vgg16"))
+    elif weights != "none":
+        net.load_state_dict(_load_local_state(weights, "vgg16"), strict=False)
+    layers = list(net.features.children())
+    pools = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+    # stages end after pool2, pool3, pool4 and conv5_3 (+BN+ReLU); pool5 is removed.
+    cuts = [0, pools[1] + 1, pools[2] + 1, pools[3] + 1, pools[4]]
+    stages = [nn.Sequential(*layers[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    return Backbone(stages, out_channels=512)
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+def _resnet_small(strides: list[int], widths: list[int], blocks: list[int],
+                  weights: str) -> Backbone:
+    """A small ResNet of basic blocks for CPU runs; same stage/stride layout as ResNet-50."""
+    conv1, s2, s3, s4 = strides
+    stem = [nn.Conv2d(3, widths[0], 7, conv1, 3, bias=False), nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
+    stages: list[nn.Module] = []
+    cin = widths[0]
+    for i, (width, n, stride) in enumerate(zip(widths, blocks, (1, s2, s3, s4), strict=True)):
+        layer = [_BasicBlock(cin if j == 0 else width, width, stride if j == 0 else 1)
+                 for j in range(n)]
+        stages.append(nn.Sequential(*(stem if i == 0 else []), *layer))
+        cin = width
+    backbone = Backbone(stages, out_channels=widths[-1])
+    if weights == "imagenet":
+        raise CamflowInputError("backbone 'resnet_small' has no ImageNet weights; use none or a path")
+    if weights != "none":
+        backbone.load_state_dict(_load_local_state(weights, "resnet_small"))
+    return backbone
+
+
+def build_backbone(cfg: dict[str, Any]) -> Backbone:
+    """Build a backbone from its config block (``arch``, ``strides``, ``weights``, ...)."""
+    arch = cfg["arch"]
+    weights = str(cfg.get("weights", "none"))
+    strides = list(cfg.get("strides", [2, 2, 2, 1]))
+    if arch in TORCHVISION_RESNETS:
+        return _resnet(arch, strides, weights)
+    if arch == "vgg16":
+        return _vgg16(weights)
+    if arch == "resnet_small":
+        return _resnet_small(strides, list(cfg["widths"]), list(cfg["blocks"]), weights)
+    raise CamflowInputError(f"unknown backbone arch {arch!r} (config key backbone.arch); "
+                            f"known: {', '.join(ARCHS)}")

@@ -1,0 +1,78 @@
+"""One function per pipeline stage, taking plain values; the Snakemake rules call these.
+
+``workflow_scripts/*.py`` unpack the ``snakemake`` object into these calls, so each stage can
+also be run and tested without Snakemake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from camflow.data import build_dataset
+from camflow.data.base import SegmentationDataset
+from camflow.runtime import select_device
+
+log = logging.getLogger(__name__)
+
+
+def open_dataset(data: dict[str, Any]) -> SegmentationDataset:
+    """Open the dataset described by a rule's ``data`` params (name, root, cache_dir)."""
+    return build_dataset(data["name"], data["root"], cache_dir=data.get("cache_dir"))
+
+
+def run_synthetic(root: str, generate: dict[str, Any], workers: int) -> None:
+    from camflow.data.synthetic_generator import SyntheticConfig, generate_synthetic
+
+    generate_synthetic(root, SyntheticConfig(**generate), workers=workers)
+
+
+def run_train_classifier(checkpoint: str, classifier: dict[str, Any], data: dict[str, Any],
+                         runtime: dict[str, Any], workers: int) -> None:
+    from camflow.training import train_classifier
+
+    device = select_device(runtime["device"])
+    log.info("training %s on %s/%s (%s)", checkpoint, data["name"], data["split"], device)
+    train_classifier(classifier, open_dataset(data), data["split"], checkpoint, device,
+                     workers=workers, amp=runtime["amp"])
+
+
+def run_make_cams(cache: str, checkpoint: str, cams: dict[str, Any], data: dict[str, Any],
+                  runtime: dict[str, Any], workers: int) -> None:
+    from camflow.methods.cam import make_cams
+    from camflow.training import load_classifier
+
+    device = select_device(runtime["device"])
+    model = load_classifier(checkpoint, device)
+    make_cams(model, open_dataset(data), data["split"], cache, scales=cams["scales"],
+              flip=cams["flip"], batch_size=cams["batch_size"], device=device,
+              workers=workers, amp=runtime["amp"],
+              provenance={"checkpoint": str(checkpoint)})
+
+
+def run_eval_cams(cache: str, json_path: str, csv_path: str, evaluation: dict[str, Any],
+                  data: dict[str, Any], workers: int) -> None:
+    from camflow.cache import CamCache
+    from camflow.evaluate import evaluate_cams, write_eval
+
+    dataset = open_dataset(data)
+    crf = evaluation["crf"]
+    crf_params = {k: v for k, v in crf.items() if k != "enabled"} if crf["enabled"] else None
+    with CamCache(cache) as cams:
+        result = evaluate_cams(cams, dataset, data["split"], list(evaluation["thresholds"]),
+                               crf=crf_params, workers=max(1, workers))
+    write_eval(result, json_path, csv_path, dataset.class_names)
+    log.info("%s: best mIoU %.4f at threshold %.2f", cache, result["best"]["miou"],
+             result["best_threshold"])
+
+
+def run_table(name: str, inputs: list[str], spec: dict[str, Any], dataset: str, csv_path: str,
+              md_path: str) -> None:
+    from camflow.tables import build_table
+
+    evals = [json.loads(Path(p).read_text()) for p in inputs]
+    table = build_table(name, evals, spec, dataset)
+    table.write(csv_path, md_path)
+    print(table.markdown())

@@ -1,0 +1,76 @@
+"""Paper tables built from evaluation JSONs; each table is a named builder.
+
+A builder turns the evaluation results its rule collected into rows; :class:`Table` writes
+them as CSV and Markdown (atomically) and prints the Markdown.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from camflow.io import CamflowInputError, write_text
+
+
+@dataclass
+class Table:
+    """A titled table: column names and rows of values (floats are percentages or ratios)."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+
+    def _cells(self) -> list[list[str]]:
+        return [[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row]
+                for row in self.rows]
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows(self._cells())
+        return buf.getvalue()
+
+    def markdown(self) -> str:
+        lines = [f"### {self.title}", "", "| " + " | ".join(self.columns) + " |",
+                 "|" + "|".join("---" for _ in self.columns) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in self._cells()]
+        return "\n".join(lines) + "\n"
+
+    def write(self, csv_path: str, md_path: str) -> None:
+        write_text(csv_path, self.csv())
+        write_text(md_path, self.markdown())
+
+
+def cam_seeds(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
+    """Seed quality per classifier config: mIoU (best threshold), +CRF, m_under, m_over."""
+    rows = []
+    for name, ev in zip(spec["rows"], evals, strict=True):
+        crf = ev.get("crf")
+        rows.append([
+            name,
+            100 * ev["best"]["miou"],
+            100 * crf["miou"] if crf else "-",
+            f"{ev['best_threshold']:.2f}",
+            ev["best"]["m_under"],
+            ev["best"]["m_over"],
+        ])
+    return Table(f"CAM seeds on {dataset} (mIoU %, source {spec['source']})",
+                 ["classifier", "seed_miou", "crf_miou", "best_threshold", "m_under", "m_over"],
+                 rows)
+
+
+BUILDERS: dict[str, Callable[[list[dict[str, Any]], dict[str, Any], str], Table]] = {
+    "cam_seeds": cam_seeds,
+}
+
+
+def build_table(name: str, evals: list[dict[str, Any]], spec: dict[str, Any],
+                dataset: str) -> Table:
+    if name not in BUILDERS:
+        raise CamflowInputError(f"unknown table {name!r} (config key tables.{name}); "
+                                f"known: {', '.join(BUILDERS)}")
+    return BUILDERS[name](evals, spec, dataset)

@@ -1,0 +1,24 @@
+# CAM sources: each writes the standard HDF5 CAM cache (camflow/cache.py).
+
+
+rule make_cams:
+    input:
+        dataset_marker,
+        checkpoint="results/{dataset}/{classifier}/classifier.pt",
+    output:
+        cache="results/{dataset}/{classifier}/cam/{split}/cams.h5",
+    params:
+        cams=config["cams"],
+        data=lambda wc: {**dataset_params(wc.dataset, "eval_split"), "split": wc.split},
+        runtime=runtime_params(),
+    threads: config["runtime"]["workers"]
+    resources:
+        gpu=rule_resources("make_cams", "gpu", 1),
+        mem_mb=rule_resources("make_cams", "mem_mb", 16000),
+        runtime=rule_resources("make_cams", "runtime", 120),
+    log:
+        "results/logs/{dataset}/{classifier}/cam/{split}/make_cams.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/make_cams.py"

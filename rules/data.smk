@@ -1,0 +1,16 @@
+# The embedded synthetic benchmark (docs/synthetic.md), generated in VOC layout.
+
+
+rule synthetic:
+    output:
+        meta=f"{dataset_config('synthetic')['root']}/meta.json",
+    params:
+        root=dataset_config("synthetic")["root"],
+        generate=dataset_config("synthetic")["generate"],
+    threads: config["runtime"]["workers"]
+    log:
+        "results/logs/synthetic/generate.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/make_synthetic.py"

@@ -1,0 +1,24 @@
+# The evaluator reads any CAM cache: threshold sweep, m_under/m_over, optional dense CRF.
+
+
+rule eval_cams:
+    input:
+        dataset_marker,
+        cache="results/{dataset}/{classifier}/{source}/{split}/cams.h5",
+    output:
+        json="results/{dataset}/{classifier}/{source}/{split}/eval.json",
+        csv="results/{dataset}/{classifier}/{source}/{split}/eval.csv",
+    params:
+        evaluation=config["evaluation"],
+        data=lambda wc: {**dataset_params(wc.dataset, "eval_split"), "split": wc.split},
+    threads: config["runtime"]["workers"]
+    resources:
+        gpu=rule_resources("eval_cams", "gpu", 0),
+        mem_mb=rule_resources("eval_cams", "mem_mb", 8000),
+        runtime=rule_resources("eval_cams", "runtime", 60),
+    log:
+        "results/logs/{dataset}/{classifier}/{source}/{split}/eval_cams.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/eval_cams.py"

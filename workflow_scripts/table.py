@@ -1,0 +1,14 @@
+"""Rule `table`: build results/tables/{table}.csv and .md from the evaluations it names."""
+
+import sys
+from pathlib import Path
+
+snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from camflow.runtime import setup_logging  # noqa: E402
+from camflow.stages import run_table  # noqa: E402
+
+setup_logging(snakemake.log[0])
+run_table(snakemake.wildcards.table, list(snakemake.input), snakemake.params.spec,
+          snakemake.params.dataset, snakemake.output.csv, snakemake.output.md)
