@@ -15,6 +15,14 @@ configfile: "config.yaml"
 validate(config, "schemas/config.schema.yaml")
 
 
+wildcard_constraints:
+    dataset="[A-Za-z0-9_.-]+",
+    classifier="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    source="[A-Za-z0-9_-]+",
+    split="[A-Za-z0-9_-]+",
+    table="[A-Za-z0-9_-]+",
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/classifier.smk"

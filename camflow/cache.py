@@ -130,9 +130,7 @@ class CamCacheWriter:
             "index", data=np.array(self._ids, dtype=object), dtype=h5py.string_dtype("utf-8")
         )
 
-    def add(
-        self, image_id: str, keys: np.ndarray, stride4: np.ndarray, full: np.ndarray
-    ) -> None:
+    def add(self, image_id: str, keys: np.ndarray, stride4: np.ndarray, full: np.ndarray) -> None:
         """Store the CAMs of ``image_id``.
 
         ``keys`` are the foreground class indices (1..K) of the maps, in order; ``stride4`` and
@@ -213,8 +211,8 @@ class CamCache:
     def _file(self) -> h5py.File:
         if self._h5 is not None and self._pid == os.getpid():
             return self._h5
-        # In a forked child the parent's handle is dropped, not closed: closing it would
-        # act on HDF5 state shared with the parent.
+        # A handle inherited through fork is never used: HDF5 handles must not be shared
+        # between processes, so this process opens its own.
         self._h5 = None
         if not self.path.is_file():
             raise CamflowInputError(f"CAM cache {self.path} does not exist")
@@ -266,9 +264,7 @@ class CamCache:
         self._index()
         return image_id in self._id_set
 
-    def read(
-        self, image_id: str, resolution: Resolution = "full"
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, image_id: str, resolution: Resolution = "full") -> tuple[np.ndarray, np.ndarray]:
         """``(keys, cams)`` of ``image_id``: int64 class indices and float32 maps.
 
         ``cams`` has shape ``(len(keys), H, W)`` for ``resolution="full"`` and

@@ -66,8 +66,7 @@ class ConfusionMatrix:
         """Add the counts of ``other`` (same number of classes) to this matrix."""
         if other.n_classes != self.n_classes:
             raise CamflowInputError(
-                f"cannot merge confusion matrices of {other.n_classes} and "
-                f"{self.n_classes} classes"
+                f"cannot merge confusion matrices of {other.n_classes} and {self.n_classes} classes"
             )
         self.matrix += other.matrix
         return self
@@ -145,7 +144,8 @@ def cam_to_seed(keys: np.ndarray, cams: np.ndarray, threshold: float) -> np.ndar
 
     A background map equal to ``threshold`` is stacked in front of the class maps and the
     argmax is taken (IRN; conventions.md); ties go to background (it comes first), ties
-    between classes to the earlier map.  With no keys every pixel is background.
+    between classes to the earlier map.  The threshold is compared at the precision of
+    ``cams``.  With no keys every pixel is background.
     """
     cams = np.asarray(cams)
     if cams.ndim != 3 or cams.shape[0] != len(keys):
@@ -172,13 +172,12 @@ def _sweep_confusions(
     if cams.shape[0]:
         peak = cams.max(axis=0)[valid]
         fg = keys[cams.argmax(axis=0)][valid]
-        level = np.searchsorted(thresholds, peak, side="left")
+        # compare at the maps' precision, as cam_to_seed does
+        level = np.searchsorted(thresholds.astype(peak.dtype), peak, side="left")
     else:
         fg = np.zeros_like(g)
         level = np.zeros_like(g)
-    hist = np.bincount(
-        (level * n + g) * n + fg, minlength=(n_t + 1) * n * n
-    ).reshape(n_t + 1, n, n)
+    hist = np.bincount((level * n + g) * n + fg, minlength=(n_t + 1) * n * n).reshape(n_t + 1, n, n)
     # foreground at threshold j: levels > j; background at threshold j: levels <= j
     fg_counts = np.cumsum(hist[::-1], axis=0)[::-1][1:]
     bg_counts = np.cumsum(hist.sum(axis=2), axis=0)[:n_t]
@@ -199,13 +198,19 @@ class _Job:
     crf_params: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def load(self, image_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(keys, full-resolution cams, mask)`` of one image; their sizes must agree."""
+        """``(keys, full-resolution cams, mask)`` of one image, checked against each other."""
         gt = np.asarray(self.dataset.load_mask(image_id, self.split))
         keys, cams = self.cache.read(image_id, "full")
         if cams.shape[1:] != gt.shape:
             raise CamflowInputError(
                 f"image {image_id!r}: CAM in {self.cache.path} has size "
                 f"{cams.shape[2]}x{cams.shape[1]} but its mask is {gt.shape[1]}x{gt.shape[0]}"
+            )
+        bad = np.unique(gt[(gt >= self.n_classes) & (gt != IGNORE_INDEX)])
+        if bad.size:
+            raise CamflowInputError(
+                f"image {image_id!r}: mask has label(s) {bad.tolist()} outside "
+                f"0..{self.n_classes - 1} (255 = ignore)"
             )
         return keys, cams, gt
 
@@ -256,9 +261,7 @@ def _run(
     chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
     total = np.zeros((), dtype=np.int64)
     with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(
-            tqdm(total=len(ids), desc=desc, unit="img", disable=not progress)
-        )
+        bar = stack.enter_context(tqdm(total=len(ids), desc=desc, unit="img", disable=not progress))
         results: Iterable[tuple[int, np.ndarray]]
         if workers > 1:
             pool = stack.enter_context(
@@ -331,9 +334,7 @@ def evaluate_cams(
     if crf is not None:
         unknown = sorted(set(crf) - set(params))
         if unknown:
-            raise CamflowInputError(
-                f"unknown CRF parameter(s) {unknown}; known: {sorted(params)}"
-            )
+            raise CamflowInputError(f"unknown CRF parameter(s) {unknown}; known: {sorted(params)}")
         params.update(crf)
     job = _Job(cache, dataset, split, len(class_names), ts)
 

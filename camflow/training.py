@@ -91,7 +91,8 @@ def train_classifier(cfg: dict[str, Any], dataset: SegmentationDataset, split: s
             return state_file
         data.epoch = epoch
         generator = torch.Generator().manual_seed(seed * 1000 + epoch)
-        loader = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=len(data) >= batch_size,
+        loader = DataLoader(data, batch_size=batch_size, shuffle=True,
+                            drop_last=len(data) >= batch_size,
                             num_workers=workers, generator=generator,
                             persistent_workers=False, pin_memory=device.type == "cuda")
         model.train()

@@ -13,9 +13,9 @@ rule make_cams:
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]
     resources:
-        gpu=rule_resources("make_cams", "gpu", 1),
-        mem_mb=rule_resources("make_cams", "mem_mb", 16000),
-        runtime=rule_resources("make_cams", "runtime", 120),
+        gpu=stage_resource("make_cams", "gpu", 1),
+        mem_mb=stage_resource("make_cams", "mem_mb", 16000),
+        runtime=stage_resource("make_cams", "runtime", 120),
     log:
         "results/logs/{dataset}/{classifier}/cam/{split}/make_cams.log",
     conda:

@@ -12,9 +12,9 @@ rule train_classifier:
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]
     resources:
-        gpu=rule_resources("train_classifier", "gpu", 1),
-        mem_mb=rule_resources("train_classifier", "mem_mb", 16000),
-        runtime=rule_resources("train_classifier", "runtime", 240),
+        gpu=stage_resource("train_classifier", "gpu", 1),
+        mem_mb=stage_resource("train_classifier", "mem_mb", 16000),
+        runtime=stage_resource("train_classifier", "runtime", 240),
     log:
         "results/logs/{dataset}/{classifier}/train_classifier.log",
     conda:

@@ -1,15 +1,7 @@
-# Helpers shared by the rules: config lookups that become `params:` and dataset inputs.
+# Helpers shared by the rule files, config lookups (passed as params) and dataset inputs.
 
-import json
+import os
 from pathlib import Path
-
-
-wildcard_constraints:
-    dataset="[A-Za-z0-9_.-]+",
-    classifier="[A-Za-z0-9][A-Za-z0-9_.-]*",
-    source="[A-Za-z0-9_-]+",
-    split="[A-Za-z0-9_-]+",
-    table="[A-Za-z0-9_-]+",
 
 
 CONDA_ENV = "../envs/camflow.yaml"
@@ -33,7 +25,7 @@ def classifier_config(name):
 
 
 def dataset_params(name, split_key):
-    """What a rule needs to open a dataset (reaches the rule through `params:`)."""
+    """What a stage needs to open a dataset; passed to it through `params:`."""
     ds = dataset_config(name)
     return {
         "name": name,
@@ -50,10 +42,33 @@ def dataset_marker(wildcards):
     return []
 
 
-def rule_resources(rule_name, key, default):
-    return config["resources"].get(rule_name, {}).get(key, default)
+def stage_resource(stage, key, default):
+    return config["resources"].get(stage, {}).get(key, default)
 
 
 def runtime_params():
     """Settings that change numbers (device and AMP); worker counts do not and stay out."""
     return {"device": config["runtime"]["device"], "amp": config["runtime"]["amp"]}
+
+
+# Tables: a new table registers the function listing its inputs here.
+
+
+def eval_path(classifier, source, dataset=None, split=None):
+    dataset = dataset or config["dataset"]
+    split = split or dataset_config(dataset)["eval_split"]
+    classifier_config(classifier)
+    return f"results/{dataset}/{classifier}/{source}/{split}/eval.json"
+
+
+def cam_seeds_inputs(spec):
+    return [eval_path(name, spec["source"]) for name in spec["rows"]]
+
+
+TABLE_INPUTS = {"cam_seeds": cam_seeds_inputs}
+
+
+def table_spec(name):
+    if name not in config["tables"] or name not in TABLE_INPUTS:
+        config_error(f"tables.{name}", f"unknown table {name!r}; known: {sorted(TABLE_INPUTS)}")
+    return config["tables"][name]

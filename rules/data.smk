@@ -5,7 +5,7 @@ rule synthetic:
     output:
         meta=f"{dataset_config('synthetic')['root']}/meta.json",
     params:
-        root=dataset_config("synthetic")["root"],
+        root=lambda wc, output: os.path.dirname(output.meta),
         generate=dataset_config("synthetic")["generate"],
     threads: config["runtime"]["workers"]
     log:

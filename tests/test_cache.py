@@ -127,7 +127,7 @@ def test_missing_id_names_id_and_file(tmp_path: Path) -> None:
 
 def test_bad_files_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(CamflowInputError, match="missing.h5 does not exist"):
-        CamCache(tmp_path / "missing.h5").ids
+        len(CamCache(tmp_path / "missing.h5"))
     corrupt = tmp_path / "corrupt.h5"
     corrupt.write_bytes(b"not an hdf5 file at all")
     with pytest.raises(CamflowInputError, match="corrupt.h5 is not a readable HDF5"):
@@ -137,7 +137,7 @@ def test_bad_files_name_the_file(tmp_path: Path) -> None:
         f.attrs["format_version"] = 1
         f.create_group("images")
     with pytest.raises(CamflowInputError, match="incomplete.h5 is incomplete"):
-        CamCache(incomplete).ids
+        len(CamCache(incomplete))
 
 
 def _child_read(cache: CamCache, queue: multiprocessing.Queue) -> None:

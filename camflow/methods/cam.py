@@ -64,6 +64,11 @@ def max_normalize(cams: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return cams / (cams.amax(dim=(-2, -1), keepdim=True) + eps)
 
 
+def _as_is(item: tuple) -> tuple:
+    """Keep a loaded item as numpy (the default collate would turn it into tensors)."""
+    return item
+
+
 def _same_size_batches(loader: Iterator, batch_size: int) -> Iterator[list[tuple]]:
     """Group consecutive images of equal size into batches of at most ``batch_size``."""
     batch: list[tuple] = []
@@ -84,7 +89,8 @@ def make_cams(model: torch.nn.Module, dataset: SegmentationDataset, split: str,
     """Compute TTA CAMs for every image of ``split`` and write the HDF5 cache ``out_path``."""
     cam_fn = cam_fn or model.cam
     data = InferenceDataset(dataset, split)
-    loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=workers)
+    loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=workers,
+                        collate_fn=_as_is)
     use_amp = amp and device.type == "cuda"
     meta = {"source": "cam", "split": split, "scales": list(scales), "flip": flip,
             **(provenance or {})}

@@ -146,7 +146,9 @@ def _resnet_small(strides: list[int], widths: list[int], blocks: list[int],
         cin = width
     backbone = Backbone(stages, out_channels=widths[-1])
     if weights == "imagenet":
-        raise CamflowInputError("backbone 'resnet_small' has no ImageNet weights; use none or a path")
+        raise CamflowInputError(
+            "backbone 'resnet_small' has no ImageNet weights (config key backbone.weights); "
+            "use none or a checkpoint path")
     if weights != "none":
         backbone.load_state_dict(_load_local_state(weights, "resnet_small"))
     return backbone

@@ -19,7 +19,10 @@ from camflow.io import CamflowInputError
 
 
 def _rgb(image: np.ndarray, hw: tuple[int, ...]) -> np.ndarray:
-    """The image as the C-contiguous ``uint8`` H×W×3 array the bilateral kernel requires."""
+    """The image as the writable C-contiguous ``uint8`` H×W×3 array pydensecrf requires.
+
+    Arrays decoded by PIL are read-only, which pydensecrf's memoryview refuses: always copy.
+    """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[:2] != tuple(hw):
         raise CamflowInputError(
@@ -27,7 +30,7 @@ def _rgb(image: np.ndarray, hw: tuple[int, ...]) -> np.ndarray:
         )
     if image.dtype != np.uint8:
         raise CamflowInputError(f"CRF: image must be uint8 RGB, got dtype {image.dtype}")
-    return np.ascontiguousarray(image)
+    return np.array(image, order="C", copy=True)
 
 
 def _crf(
@@ -43,9 +46,7 @@ def _crf(
     crf = dcrf.DenseCRF2D(w, h, n_labels)
     crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
     crf.addPairwiseGaussian(sxy=gauss[0], compat=gauss[1])
-    crf.addPairwiseBilateral(
-        sxy=bilateral[0], srgb=bilateral[1], rgbim=image, compat=bilateral[2]
-    )
+    crf.addPairwiseBilateral(sxy=bilateral[0], srgb=bilateral[1], rgbim=image, compat=bilateral[2])
     q = crf.inference(iters)
     return np.asarray(q, dtype=np.float32).reshape(n_labels, h, w)
 

@@ -1,0 +1,36 @@
+# camflow: `make demo` builds everything on the embedded synthetic benchmark; `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.camflow-installed
+TABLE ?= cam_seeds
+
+.PHONY: demo test lint install clean-results
+
+# Creates the virtual environment with pip when it is missing and installs camflow with
+# its dependencies from the package registry. PIP_FIND_LINKS is cleared so that pip never
+# picks a local CPU-only torch wheel, which torchvision cannot import.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	PIP_FIND_LINKS= $(BIN)/python -m pip install --quiet --upgrade pip
+	PIP_FIND_LINKS= $(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snakemake --profile profiles/default results/tables/$(TABLE).csv
+	@echo
+	@cat results/tables/$(TABLE).md
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint --quiet all
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint
+
+clean-results:
+	rm -rf results .snakemake

@@ -1,0 +1,72 @@
+"""The `cam` CAM source: TTA fusion and normalisation against hand-computed cases."""
+
+import numpy as np
+import torch
+
+from camflow.cache import CamCache
+from camflow.data.voc import SyntheticDataset
+from camflow.methods.cam import fuse_tta, make_cams, max_normalize, strided_size
+from fixtures import make_synthetic_fixture
+
+
+def position_weighted(x: torch.Tensor) -> torch.Tensor:
+    """A CAM function that is *not* flip-equivariant: channel 0 times column index + 1."""
+    w = torch.arange(1, x.shape[-1] + 1, dtype=x.dtype)
+    return x[:, :1].clamp(min=0) * w
+
+
+def test_flip_is_flipped_back_before_summing() -> None:
+    # cam(x) + flip(cam(flip(x))) = x * (w + flip(w)) = x * (W + 1) for w = 1..W.
+    x = torch.rand(1, 3, 2, 4)
+    (fused,) = fuse_tta(position_weighted, x, scales=[1.0], flip=True, out_sizes=[(2, 4)])
+    assert torch.allclose(fused, x[:, :1] * 5)
+
+
+def test_scales_are_resized_to_common_size_and_summed() -> None:
+    x = torch.full((1, 3, 8, 8), 0.5)
+    ident = lambda t: t[:, :2]  # noqa: E731
+    fused, small = fuse_tta(ident, x, scales=[1.0, 0.5, 2.0], flip=True,
+                            out_sizes=[(8, 8), (2, 2)])
+    # constant image: each of 3 scales gives 0.5 + 0.5 = 1 everywhere, at any output size
+    assert torch.allclose(fused, torch.full((1, 2, 8, 8), 3.0))
+    assert torch.allclose(small, torch.full((1, 2, 2, 2), 3.0))
+
+
+def test_max_normalize_divides_each_class_by_its_own_max() -> None:
+    cams = torch.tensor([[[0.0, 2.0], [1.0, 4.0]], [[0.5, 0.25], [0.0, 0.0]]])
+    out = max_normalize(cams)
+    assert torch.allclose(out[0], torch.tensor([[0.0, 0.5], [0.25, 1.0]]), atol=1e-5)
+    assert torch.allclose(out[1], torch.tensor([[1.0, 0.5], [0.0, 0.0]]), atol=1e-4)
+
+
+def test_strided_size_rounds_up() -> None:
+    assert strided_size((30, 41), 4) == (8, 11)
+
+
+class FakeModel(torch.nn.Module):
+    """CAM of class k = (k+1) × mean intensity at stride 2, so values are predictable."""
+
+    def cam(self, x: torch.Tensor) -> torch.Tensor:
+        base = torch.nn.functional.avg_pool2d(x.mean(1, keepdim=True) + 3, 2)
+        return torch.cat([base * (k + 1) for k in range(2)], dim=1)
+
+
+def test_make_cams_keeps_only_present_classes_normalised(tmp_path) -> None:
+    root = make_synthetic_fixture(tmp_path)
+    dataset = SyntheticDataset(root)
+    out = tmp_path / "cams.h5"
+    make_cams(FakeModel(), dataset, "train", out, scales=[1.0, 0.5], flip=True,
+              batch_size=2, device=torch.device("cpu"), progress=False)
+    labels = dataset.image_labels("train")
+    with CamCache(out) as cache:
+        assert sorted(cache.ids) == sorted(dataset.ids("train"))
+        assert cache.provenance["scales"] == [1.0, 0.5]
+        for image_id in dataset.ids("train"):
+            keys, full = cache.read(image_id)
+            _, small = cache.read(image_id, "stride4")
+            h, w = dataset.load_image(image_id).shape[:2]
+            assert keys.tolist() == list(labels[image_id])
+            assert full.shape == (len(keys), h, w)
+            assert small.shape == (len(keys), *strided_size((h, w), 4))
+            assert np.allclose(full.max(axis=(1, 2)), 1.0, atol=2e-3)
+            assert full.min() >= 0
