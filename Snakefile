@@ -4,12 +4,15 @@
 dataset. docs/architecture.md maps every artifact to its rule.
 """
 
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# Defaults ship beside the Snakefile; overlay your own with --configfile my.yaml.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 validate(config, "schemas/config.schema.yaml")
