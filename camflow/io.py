@@ -8,6 +8,7 @@ artifact that a later rule would trust.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -89,6 +90,11 @@ def read_label_png(path: str | os.PathLike, image_id: str | None = None) -> np.n
         raise CamflowInputError(f"{who} is corrupt or unreadable: {exc}") from exc
 
 
+@functools.cache
+def _palette() -> tuple[int, ...]:
+    return tuple(voc_palette())
+
+
 def voc_palette() -> list[int]:
     """The PASCAL VOC colour map (256 entries, flattened RGB), used for every label PNG."""
     palette = []
@@ -107,6 +113,6 @@ def voc_palette() -> list[int]:
 def write_label_png(path: str | os.PathLike, mask: np.ndarray) -> None:
     """Write ``mask`` (uint8 class indices) as a VOC palette PNG, atomically."""
     im = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
-    im.putpalette(voc_palette())
+    im.putpalette(_palette())
     with atomic_path(path, ".png") as tmp:
         im.save(tmp, format="PNG")
