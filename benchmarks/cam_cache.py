@@ -29,7 +29,7 @@ from camflow.cache import CamCache
 from camflow.data import build_dataset
 from camflow.evaluate import ConfusionMatrix, cam_to_seed, segmentation_metrics
 from camflow.io import write_json
-from camflow.methods.cam import make_cams
+from camflow.methods.cam import classifier_cams, make_cams
 from camflow.training import load_classifier
 
 
@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for bs in args.batch_sizes:
             start = time.perf_counter()
-            make_cams(model, _Subset(dataset, split, ids), split, Path(tmp) / f"b{bs}.h5",
+            make_cams(classifier_cams(model), _Subset(dataset, split, ids), split,
+                      Path(tmp) / f"b{bs}.h5",
                       scales=cams_cfg["scales"], flip=cams_cfg["flip"], batch_size=bs,
                       device=device, progress=False)
             throughput[str(bs)] = len(ids) / (time.perf_counter() - start)

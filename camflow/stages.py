@@ -41,15 +41,15 @@ def run_train_classifier(checkpoint: str, classifier: dict[str, Any], data: dict
 
 def run_make_cams(cache: str, checkpoint: str, cams: dict[str, Any], data: dict[str, Any],
                   runtime: dict[str, Any], workers: int) -> None:
-    from camflow.methods.cam import make_cams
+    from camflow.methods.cam import classifier_cams, make_cams
     from camflow.training import load_classifier
 
     device = select_device(runtime["device"])
     model = load_classifier(checkpoint, device)
-    make_cams(model, open_dataset(data), data["split"], cache, scales=cams["scales"],
-              flip=cams["flip"], batch_size=cams["batch_size"], device=device,
-              workers=workers, amp=runtime["amp"],
-              provenance={"checkpoint": str(checkpoint)})
+    make_cams(classifier_cams(model), open_dataset(data), data["split"], cache,
+              scales=cams["scales"], flip=cams["flip"], batch_size=cams["batch_size"],
+              device=device, workers=workers, amp=runtime["amp"],
+              provenance={"source": "cam", "checkpoint": str(checkpoint)})
 
 
 def run_eval_cams(cache: str, json_path: str, csv_path: str, evaluation: dict[str, Any],

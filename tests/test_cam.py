@@ -5,7 +5,13 @@ import torch
 
 from camflow.cache import CamCache
 from camflow.data.voc import SyntheticDataset
-from camflow.methods.cam import fuse_tta, make_cams, max_normalize, strided_size
+from camflow.methods.cam import (
+    classifier_cams,
+    fuse_tta,
+    make_cams,
+    max_normalize,
+    strided_size,
+)
 from fixtures import make_synthetic_fixture
 
 
@@ -55,7 +61,7 @@ def test_make_cams_keeps_only_present_classes_normalised(tmp_path) -> None:
     root = make_synthetic_fixture(tmp_path)
     dataset = SyntheticDataset(root)
     out = tmp_path / "cams.h5"
-    make_cams(FakeModel(), dataset, "train", out, scales=[1.0, 0.5], flip=True,
+    make_cams(classifier_cams(FakeModel()), dataset, "train", out, scales=[1.0, 0.5], flip=True,
               batch_size=2, device=torch.device("cpu"), progress=False)
     labels = dataset.image_labels("train")
     with CamCache(out) as cache:

@@ -9,6 +9,7 @@ maximum (+1e-5). Two sizes are produced: stride 4 (for the random walk) and full
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,14 @@ from camflow.data.transforms import InferenceDataset, normalize
 log = logging.getLogger(__name__)
 
 CamFn = Callable[[torch.Tensor], torch.Tensor]
+# A CAM source: (normalised B×3×h×w batch, foreground class indices 0..K-1) → B×n×h'×w'
+# non-negative maps of those classes.
+ClassCamFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def classifier_cams(model: torch.nn.Module) -> ClassCamFn:
+    """The ``cam`` source: ReLU(f(x)) of the CAM head for the requested classes (Eq. 2)."""
+    return lambda images, classes: model.cam(images)[:, classes]
 
 
 def strided_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
@@ -81,32 +90,38 @@ def _same_size_batches(loader: Iterator, batch_size: int) -> Iterator[list[tuple
         yield batch
 
 
-def make_cams(model: torch.nn.Module, dataset: SegmentationDataset, split: str,
+def make_cams(source: ClassCamFn, dataset: SegmentationDataset, split: str,
               out_path: str | Path, scales: Sequence[float], flip: bool, batch_size: int,
               device: torch.device, workers: int = 0, amp: bool = True, progress: bool = True,
-              provenance: dict[str, Any] | None = None,
-              cam_fn: CamFn | None = None) -> Path:
-    """Compute TTA CAMs for every image of ``split`` and write the HDF5 cache ``out_path``."""
-    cam_fn = cam_fn or model.cam
+              provenance: dict[str, Any] | None = None) -> Path:
+    """Compute TTA CAMs of ``source`` for every image of ``split``; write the cache ``out_path``.
+
+    A batch's maps are computed for the union of its images' classes, then each image keeps
+    its own classes. Gradient-based sources enable gradients themselves (``no_grad`` here).
+    """
     data = InferenceDataset(dataset, split)
     loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=workers,
                         collate_fn=_as_is)
     use_amp = amp and device.type == "cuda"
-    meta = {"source": "cam", "split": split, "scales": list(scales), "flip": flip,
+    meta = {"split": split, "scales": list(scales), "flip": flip,
             **(provenance or {})}
-    with CamCacheWriter(out_path, dataset.class_names, meta) as writer, torch.inference_mode():
+    with CamCacheWriter(out_path, dataset.class_names, meta) as writer, torch.no_grad():
         bar = tqdm(total=len(data), desc=f"CAMs {split}", disable=not progress,
                    dynamic_ncols=True)
         for batch in _same_size_batches(iter(loader), batch_size):
             h, w = batch[0][1].shape[:2]
             images = torch.from_numpy(np.stack([normalize(item[1]) for item in batch]))
+            union = sorted({c for item in batch for c in item[2]})
+            classes = torch.as_tensor([c - 1 for c in union], dtype=torch.long, device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                full, stride4 = fuse_tta(cam_fn, images.to(device), scales, flip,
-                                         [(h, w), strided_size((h, w), 4)])
+                full, stride4 = fuse_tta(functools.partial(source, classes=classes),
+                                         images.to(device),
+                                         scales, flip, [(h, w), strided_size((h, w), 4)])
             full, stride4 = full.float(), stride4.float()
             for i, (image_id, _, labels) in enumerate(batch):
                 keys = np.asarray(labels, dtype=np.int64)
-                idx = torch.as_tensor(keys - 1, device=device)
+                idx = torch.as_tensor([union.index(c) for c in labels], dtype=torch.long,
+                                      device=device)
                 writer.add(image_id, keys,
                            stride4=max_normalize(stride4[i, idx]).cpu().numpy(),
                            full=max_normalize(full[i, idx]).cpu().numpy())

@@ -48,10 +48,14 @@ class CAMClassifier(nn.Module):
         return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Last-stage features, with the gradient stop before ``trainable_from_stage``."""
+        """Last-stage features; in training, gradients stop before ``trainable_from_stage``.
+
+        In eval mode the graph is left whole, so gradient-based CAM sources (Grad-CAM,
+        Fully-CAM) can reach every layer.
+        """
         for i, stage in enumerate(self.backbone.stages, start=1):
             x = stage(x)
-            if i == self.trainable_from_stage - 1:
+            if self.training and i == self.trainable_from_stage - 1:
                 x = x.detach()
         return x
 

@@ -1,0 +1,171 @@
+"""Training-free, gradient-based CAM sources: Fully-CAM, Grad-CAM and Grad-CAM++ (seed 001).
+
+All three work on any classifier camflow trains: the class score y_c is the logit of class c
+(GAP of the CAM head; seed 001 Eq. 1 — or FC after GAP, Eq. 2, which gives the same
+gradients up to the head). Each returns a :data:`camflow.methods.cam.ClassCamFn`, so the
+multi-scale + flip fusion of Eq. 12 and the cache are shared with the ``cam`` source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camflow.io import CamflowInputError
+from camflow.methods.cam import ClassCamFn
+
+EPS = 1e-5
+
+
+def select_layers(model: nn.Module, layers: Any) -> list[str]:
+    """Names of the hooked conv layers (seed 001 Table 2).
+
+    ``layers`` is ``"all"`` (every ``nn.Conv2d`` of the backbone), ``{"stages": [4, 3]}``
+    (the last conv of each listed backbone stage, 1-based: stage 4 is the paper's "stage 5",
+    ResNet-50's ``layer4.2.conv3``) or ``{"names": [...]}`` (module names as in
+    ``model.named_modules()``).
+    """
+    convs = [(n, m) for n, m in model.named_modules()
+             if isinstance(m, nn.Conv2d) and n.startswith("backbone.")]
+    if layers == "all":
+        return [n for n, _ in convs]
+    if isinstance(layers, dict) and "stages" in layers:
+        names = []
+        for stage in layers["stages"]:
+            prefix = f"backbone.stages.{int(stage) - 1}."
+            in_stage = [n for n, _ in convs if n.startswith(prefix)
+                        and ".downsample." not in n]
+            if not in_stage:
+                raise CamflowInputError(f"fullcam.layers: backbone has no stage {stage}")
+            names.append(in_stage[-1])
+        return names
+    if isinstance(layers, dict) and "names" in layers:
+        known = dict(model.named_modules())
+        for name in layers["names"]:
+            if name not in known:
+                raise CamflowInputError(f"fullcam.layers: no module named {name!r}")
+        return list(layers["names"])
+    raise CamflowInputError(f"fullcam.layers: expected 'all', {{stages: [...]}} or "
+                            f"{{names: [...]}}, got {layers!r}")
+
+
+class _Recorder:
+    """Forward hooks keeping the output A^n of each named module (seed 001 Sec. III-B)."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
+        modules = dict(model.named_modules())
+        self.names = list(names)
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.handles = [modules[n].register_forward_hook(self._hook(n)) for n in self.names]
+
+    def _hook(self, name: str):
+        def keep(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            self.outputs[name] = output
+        return keep
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def _scores(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Class scores y^pred (logits), seed 001 Eq. 4."""
+    return model(images)
+
+
+def fullcam_layer_map(feature: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """CAM^{nc} of one layer: Σ_k relu(A^{nk})·relu(g^{nkc}) / max(...) (Eq. 8–9). B×h×w."""
+    cam = feature.clamp(min=0) * grad.clamp(min=0)                      # Eq. 8
+    peak = cam.amax(dim=(2, 3), keepdim=True)
+    return (cam / (peak + EPS)).sum(dim=1)                              # Eq. 9
+
+
+def fullcam(model: nn.Module, layers: Any) -> ClassCamFn:
+    """Fully-CAM (seed 001 Sec. III-B/C): all hooked layers, one backward per class.
+
+    CGM (Eq. 5–7): for each requested class c one ``autograd.grad`` of Σ_b y_c gives the
+    gradients of every hooked layer at once. FLM: Eq. 8–9 per layer, bilinear resize to the
+    input size (Eq. 10), sum over layers and max-normalise (Eq. 11). Each layer's contribution
+    is accumulated as soon as its gradient exists, so per-layer gradient tensors are freed
+    layer by layer.
+    """
+    names = select_layers(model, layers)
+
+    def maps(images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        recorder = _Recorder(model, names)
+        try:
+            with torch.enable_grad():
+                images = images.detach().requires_grad_(True)
+                scores = _scores(model, images)
+                feats = [recorder.outputs[n] for n in names]
+                size = images.shape[-2:]
+                out = images.new_zeros(images.shape[0], len(classes), *size)
+                for j, c in enumerate(classes.tolist()):
+                    grads = torch.autograd.grad(scores[:, c].sum(), feats, retain_graph=True)
+                    for feat, grad in zip(feats, grads, strict=True):
+                        layer = fullcam_layer_map(feat.float(), grad.float())[:, None]
+                        out[:, j] += F.interpolate(layer, size, mode="bilinear",
+                                                   align_corners=False)[:, 0]   # Eq. 10
+                    del grads
+        finally:
+            recorder.remove()
+        peak = out.amax(dim=(2, 3), keepdim=True)
+        return out / (peak + EPS)                                           # Eq. 11
+
+    return maps
+
+
+def _layer_grads(model: nn.Module, layer: str, images: torch.Tensor, classes: torch.Tensor
+                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The chosen layer's output A and ∂y_c/∂A for each requested class c."""
+    recorder = _Recorder(model, [layer])
+    try:
+        with torch.enable_grad():
+            images = images.detach().requires_grad_(True)
+            scores = _scores(model, images)
+            feat = recorder.outputs[layer]
+            grads = [torch.autograd.grad(scores[:, c].sum(), feat, retain_graph=True)[0]
+                     for c in classes.tolist()]
+    finally:
+        recorder.remove()
+    return feat.detach().float(), [g.float() for g in grads]
+
+
+def gradcam_weights(grad: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM channel weights α_k^c = mean_ij ∂y_c/∂A^k_ij (Selvaraju et al. 2017). B×K."""
+    return grad.mean(dim=(2, 3))
+
+
+def gradcampp_weights(feature: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ weights (Chattopadhay et al. 2018) with y = exp(S): B×K.
+
+    α_ij = g² / (2g² + Σ_ab A_ab · g³) (0 where the denominator vanishes) and
+    w_k = Σ_ij α_ij · relu(g_ij); the common factor exp(S) cancels in the normalisation.
+    """
+    g2, g3 = grad.pow(2), grad.pow(3)
+    denom = 2 * g2 + feature.sum(dim=(2, 3), keepdim=True) * g3
+    alpha = torch.where(denom != 0, g2 / torch.where(denom != 0, denom, 1.0), 0.0)
+    return (alpha * grad.clamp(min=0)).sum(dim=(2, 3))
+
+
+def gradient_cam(model: nn.Module, layer: str, variant: str) -> ClassCamFn:
+    """Grad-CAM (``variant='gradcam'``) or Grad-CAM++ (``'gradcampp'``) on one layer:
+    relu(Σ_k w_k^c A^k), resized to the input."""
+    if layer not in dict(model.named_modules()):
+        raise CamflowInputError(f"{variant}.layer: no module named {layer!r}")
+    if variant not in ("gradcam", "gradcampp"):
+        raise CamflowInputError(f"unknown gradient CAM variant {variant!r}")
+
+    def maps(images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        feat, grads = _layer_grads(model, layer, images, classes)
+        cams = []
+        for grad in grads:
+            w = gradcam_weights(grad) if variant == "gradcam" else gradcampp_weights(feat, grad)
+            cams.append(F.relu((w[:, :, None, None] * feat).sum(dim=1)))
+        return torch.stack(cams, dim=1)
+
+    return maps
