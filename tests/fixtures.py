@@ -104,7 +104,8 @@ SYNTHETIC_OBJECTS: dict[str, list[tuple[int, Box]]] = {
     "syn_0001": [(1, (1, 5, 1, 5)), (2, (8, 14, 10, 20))],
     "syn_0002": [(2, (4, 12, 4, 12))],
 }
-SYNTHETIC_SPLITS = {"train": ["syn_0000", "syn_0001"], "val": ["syn_0002"]}
+SYNTHETIC_SPLITS = {"train_aug": ["syn_0000", "syn_0001"], "train": ["syn_0000", "syn_0001"],
+                    "val": ["syn_0002"]}
 
 
 def make_synthetic_fixture(tmp_path: Path) -> Path:

@@ -227,7 +227,7 @@ def test_synthetic_loader(tmp_path: Path) -> None:
     ds = SyntheticDataset(root, cache_dir=tmp_path / "cache")
     assert ds.name == "synthetic"
     assert ds.class_names == tuple(SYNTHETIC_CLASSES)
-    assert ds.splits() == ("train", "val")
+    assert ds.splits() == ("train_aug", "train", "val")
     assert ds.ids("train") == ["syn_0000", "syn_0001"]
     assert ds.image_labels("train") == {"syn_0000": (1,), "syn_0001": (1, 2)}
     mask = ds.load_mask("syn_0001", "train")
