@@ -345,6 +345,7 @@ def evaluate_cams(
     result: dict[str, Any] = {
         "split": split,
         "n_images": len(ids),
+        "provenance": cache.provenance,
         "thresholds": [float(t) for t in ts],
         "miou_curve": curve,
         "best_threshold": float(ts[best]),

@@ -39,17 +39,19 @@ def run_train_classifier(checkpoint: str, classifier: dict[str, Any], data: dict
                      workers=workers, amp=runtime["amp"])
 
 
-def run_make_cams(cache: str, checkpoint: str, cams: dict[str, Any], data: dict[str, Any],
+def run_make_cams(cache: str, checkpoint: str, source: dict[str, Any], data: dict[str, Any],
                   runtime: dict[str, Any], workers: int) -> None:
-    from camflow.methods.cam import classifier_cams, make_cams
+    """Write the CAM cache of one source (``method`` cam, fullcam, gradcam or gradcampp)."""
+    from camflow.methods.cam import make_cams
+    from camflow.methods.sources import build_source
     from camflow.training import load_classifier
 
     device = select_device(runtime["device"])
     model = load_classifier(checkpoint, device)
-    make_cams(classifier_cams(model), open_dataset(data), data["split"], cache,
-              scales=cams["scales"], flip=cams["flip"], batch_size=cams["batch_size"],
+    make_cams(build_source(model, source), open_dataset(data), data["split"], cache,
+              scales=source["scales"], flip=source["flip"], batch_size=source["batch_size"],
               device=device, workers=workers, amp=runtime["amp"],
-              provenance={"source": "cam", "checkpoint": str(checkpoint)})
+              provenance={**source, "checkpoint": str(checkpoint), "arch": model.arch})
 
 
 def run_eval_cams(cache: str, json_path: str, csv_path: str, evaluation: dict[str, Any],

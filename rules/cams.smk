@@ -1,4 +1,5 @@
-# CAM sources: each writes the standard HDF5 CAM cache (camflow/cache.py).
+# CAM sources (config `sources:`): each writes the standard HDF5 CAM cache (camflow/cache.py),
+# so every evaluator, refiner and table reads any source.
 
 
 rule make_cams:
@@ -6,9 +7,9 @@ rule make_cams:
         dataset_marker,
         checkpoint="results/{dataset}/{classifier}/classifier.pt",
     output:
-        cache="results/{dataset}/{classifier}/cam/{split}/cams.h5",
+        cache="results/{dataset}/{classifier}/{source}/{split}/cams.h5",
     params:
-        cams=config["cams"],
+        source=lambda wc: source_config(wc.source),
         data=lambda wc: {**dataset_params(wc.dataset, "eval_split"), "split": wc.split},
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]
@@ -17,7 +18,7 @@ rule make_cams:
         mem_mb=stage_resource("make_cams", "mem_mb", 16000),
         runtime=stage_resource("make_cams", "runtime", 120),
     log:
-        "results/logs/{dataset}/{classifier}/cam/{split}/make_cams.log",
+        "results/logs/{dataset}/{classifier}/{source}/{split}/make_cams.log",
     conda:
         CONDA_ENV
     script:

@@ -8,7 +8,7 @@ rule train_classifier:
         checkpoint="results/{dataset}/{classifier}/classifier.pt",
     params:
         classifier=lambda wc: classifier_config(wc.classifier),
-        data=lambda wc: dataset_params(wc.dataset, "train_split"),
+        data=lambda wc: train_data_params(wc.dataset, wc.classifier),
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]
     resources:

@@ -24,6 +24,13 @@ def classifier_config(name):
     return config["classifiers"][name]
 
 
+def source_config(name):
+    """A CAM source's settings: its `sources.<name>` entry over the default TTA of `cams`."""
+    if name not in config["sources"]:
+        config_error(f"sources.{name}", f"no CAM source named {name!r}")
+    return {**config["cams"], **config["sources"][name]}
+
+
 def dataset_params(name, split_key):
     """What a stage needs to open a dataset; passed to it through `params:`."""
     ds = dataset_config(name)
@@ -33,6 +40,13 @@ def dataset_params(name, split_key):
         "split": ds[split_key],
         "cache_dir": f"results/{name}/labels",
     }
+
+
+def train_data_params(dataset, classifier):
+    """Training data of a classifier: the dataset's train split unless the classifier names one."""
+    data = dataset_params(dataset, "train_split")
+    split = classifier_config(classifier).get("train_split")
+    return {**data, "split": split} if split else data
 
 
 def dataset_marker(wildcards):
@@ -65,7 +79,27 @@ def cam_seeds_inputs(spec):
     return [eval_path(name, spec["source"]) for name in spec["rows"]]
 
 
-TABLE_INPUTS = {"cam_seeds": cam_seeds_inputs}
+def source_table_inputs(spec):
+    """One classifier, one row per CAM source."""
+    for name in spec["rows"]:
+        source_config(name)
+    return [eval_path(spec["classifier"], name) for name in spec["rows"]]
+
+
+def grid_table_inputs(spec):
+    """Rows of classifiers × columns of CAM sources, row-major."""
+    for name in spec["sources"]:
+        source_config(name)
+    return [eval_path(c, s) for c in spec["rows"] for s in spec["sources"]]
+
+
+TABLE_INPUTS = {
+    "cam_seeds": cam_seeds_inputs,
+    "fullcam_table2": source_table_inputs,
+    "fullcam_table3": source_table_inputs,
+    "fullcam_table4": source_table_inputs,
+    "fullcam_table5": grid_table_inputs,
+}
 
 
 def table_spec(name):

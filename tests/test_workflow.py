@@ -111,3 +111,23 @@ def test_corrupt_image_fails_clearly_and_keeps_earlier_artifacts(built: Path,
     assert victim.stem in proc.stdout + proc.stderr
     assert "corrupt" in proc.stdout + proc.stderr
     assert checkpoint.read_bytes() == before
+
+
+def test_fullcam_tables_build(built: Path) -> None:
+    targets = [f"results/tables/fullcam_table{i}.csv" for i in (2, 3, 4, 5)]
+    snakemake(built, *targets)
+    t3 = (built / "results/tables/fullcam_table3.csv").read_text().splitlines()
+    assert [row.split(",")[:2] for row in t3[1:]] == [
+        ["cam", "cam"], ["gradcam", "gradcam"], ["gradcampp", "gradcampp"],
+        ["fullcam", "fullcam"]]
+    for row in t3[1:]:
+        assert 0 < float(row.split(",")[5]) <= 100
+    t2 = (built / "results/tables/fullcam_table2.csv").read_text().splitlines()
+    assert [row.split(",")[2] for row in t2[1:]] == [
+        "stage4", "stage4+stage3", "stage4+stage3+stage2", "all"]
+    t4 = (built / "results/tables/fullcam_table4.csv").read_text().splitlines()
+    assert [row.split(",")[3:5] for row in t4[1:]] == [
+        ["1", "no"], ["1/0.5", "no"], ["1/0.5/1.5", "no"], ["1/0.5", "no"], ["1/0.5", "yes"]]
+    t5 = (built / "results/tables/fullcam_table5.csv").read_text().splitlines()
+    assert t5[0] == "classifier,backbone,cam,fullcam"
+    assert [row.split(",")[0] for row in t5[1:]] == ["resnet_small", "resnet_small_os8"]

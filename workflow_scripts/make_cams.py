@@ -1,4 +1,4 @@
-"""Rule `make_cams`: multi-scale + flip CAMs of a trained classifier into the HDF5 cache."""
+"""Rule `make_cams`: a CAM source (multi-scale + flip) of a trained classifier into the cache."""
 
 import sys
 from pathlib import Path
@@ -10,5 +10,5 @@ from camflow.runtime import setup_logging  # noqa: E402
 from camflow.stages import run_make_cams  # noqa: E402
 
 setup_logging(snakemake.log[0])
-run_make_cams(snakemake.output.cache, snakemake.input.checkpoint, snakemake.params.cams,
+run_make_cams(snakemake.output.cache, snakemake.input.checkpoint, snakemake.params.source,
               snakemake.params.data, snakemake.params.runtime, snakemake.threads)

@@ -79,12 +79,14 @@ class CAMClassifier(nn.Module):
 
 def build_classifier(cfg: dict[str, Any], num_classes: int) -> CAMClassifier:
     """Build a classifier from a ``classifiers.<name>`` config block."""
-    return CAMClassifier(
+    model = CAMClassifier(
         build_backbone(cfg["backbone"]),
         num_classes,
         freeze_bn_stats=bool(cfg["freeze_bn_stats"]),
         trainable_from_stage=int(cfg["trainable_from_stage"]),
     )
+    model.arch = cfg["backbone"]["arch"]
+    return model
 
 
 def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
