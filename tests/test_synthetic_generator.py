@@ -104,7 +104,7 @@ def test_render_sample_is_deterministic_per_image() -> None:
 
 
 def test_parts_are_small_relative_to_bodies() -> None:
-    cfg = replace(TINY, image_size=96)
+    cfg = replace(TINY, image_size=96, part_missing_prob=0.0)
     ratios, part_share = [], []
     for i in range(60):
         sample = render_sample(cfg, "train", i)
@@ -120,7 +120,7 @@ def test_parts_are_small_relative_to_bodies() -> None:
         for c in sample.labels:  # part pixels are a small share of a class's visible pixels
             parts = np.zeros_like(sample.mask, dtype=bool)
             for obj in sample.objects:
-                if obj.class_index == c:
+                if obj.class_index == c and obj.part is not None:
                     parts |= obj.part
             part_share.append(np.count_nonzero(parts & (sample.mask == c))
                               / np.count_nonzero(sample.mask == c))
@@ -214,3 +214,15 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_config_validation(bad: dict) -> None:
     with pytest.raises(CamflowInputError):
         SyntheticConfig(**bad)
+
+
+def test_part_missing_prob_hides_parts_at_that_rate() -> None:
+    cfg = replace(TINY, image_size=96, part_missing_prob=0.3)
+    objects = [o for i in range(80) for o in render_sample(cfg, "train", i).objects
+               if o.class_index > 0]
+    missing = sum(o.part is None for o in objects) / len(objects)
+    assert len(objects) > 100
+    assert 0.2 < missing < 0.4
+    assert all(o.part is not None for i in range(20) for o in
+               render_sample(replace(cfg, part_missing_prob=0.0), "train", i).objects
+               if o.class_index > 0)
