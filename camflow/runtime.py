@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,16 @@ def setup_logging(log_file: str | Path | None) -> None:
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+
+
+def run_logged(log_file: str | Path | None, stage: Callable[..., Any], *args: Any) -> Any:
+    """Run ``stage(*args)`` with logging set up; a failure is written to the log file too."""
+    setup_logging(log_file)
+    try:
+        return stage(*args)
+    except Exception as exc:
+        logging.getLogger("camflow").error("%s failed: %s", stage.__name__, exc, exc_info=True)
+        raise
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:

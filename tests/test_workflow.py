@@ -110,6 +110,8 @@ def test_corrupt_image_fails_clearly_and_keeps_earlier_artifacts(built: Path,
     assert proc.returncode != 0
     assert victim.stem in proc.stdout + proc.stderr
     assert "corrupt" in proc.stdout + proc.stderr
+    log = work / "results/logs/synthetic/resnet_small/cam/train/make_cams.log"
+    assert victim.stem in log.read_text(), "the rule's log must say what failed"
     assert checkpoint.read_bytes() == before
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from camflow.runtime import setup_logging  # noqa: E402
+from camflow.runtime import run_logged  # noqa: E402
 from camflow.stages import run_make_cams  # noqa: E402
 
-setup_logging(snakemake.log[0])
-run_make_cams(snakemake.output.cache, snakemake.input.checkpoint, snakemake.params.source,
-              snakemake.params.data, snakemake.params.runtime, snakemake.threads)
+run_logged(snakemake.log[0], run_make_cams,
+           snakemake.output.cache, snakemake.input.checkpoint,
+           snakemake.params.source, snakemake.params.data, snakemake.params.runtime,
+           snakemake.threads)

@@ -6,9 +6,10 @@ from pathlib import Path
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from camflow.runtime import setup_logging  # noqa: E402
+from camflow.runtime import run_logged  # noqa: E402
 from camflow.stages import run_table  # noqa: E402
 
-setup_logging(snakemake.log[0])
-run_table(snakemake.wildcards.table, list(snakemake.input), snakemake.params.spec,
-          snakemake.params.dataset, snakemake.output.csv, snakemake.output.md)
+run_logged(snakemake.log[0], run_table,
+           snakemake.wildcards.table, list(snakemake.input),
+           snakemake.params.spec, snakemake.params.dataset, snakemake.output.csv,
+           snakemake.output.md)

@@ -6,9 +6,9 @@ from pathlib import Path
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from camflow.runtime import setup_logging  # noqa: E402
+from camflow.runtime import run_logged  # noqa: E402
 from camflow.stages import run_train_classifier  # noqa: E402
 
-setup_logging(snakemake.log[0])
-run_train_classifier(snakemake.output.checkpoint, snakemake.params.classifier,
-                     snakemake.params.data, snakemake.params.runtime, snakemake.threads)
+run_logged(snakemake.log[0], run_train_classifier,
+           snakemake.output.checkpoint, snakemake.params.classifier,
+           snakemake.params.data, snakemake.params.runtime, snakemake.threads)
