@@ -131,5 +131,5 @@ def test_fullcam_tables_build(built: Path) -> None:
     assert [row.split(",")[3:5] for row in t4[1:]] == [
         ["1", "no"], ["1/0.5", "no"], ["1/0.5/1.5", "no"], ["1/0.5", "no"], ["1/0.5", "yes"]]
     t5 = (built / "results/tables/fullcam_table5.csv").read_text().splitlines()
-    assert t5[0] == "classifier,backbone,cam,fullcam"
+    assert t5[0] == "classifier,backbone,cam_1x,fullcam_1x"
     assert [row.split(",")[0] for row in t5[1:]] == ["resnet_small", "resnet_small_os8"]
