@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.camflow-installed
 TABLE ?= cam_seeds
+FIGURE ?= results/synthetic/resnet_small/cam/train/figure.png
 
 .PHONY: demo test lint install clean-results
 
@@ -19,9 +20,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/snakemake --profile profiles/default results/tables/$(TABLE).csv
+	$(BIN)/snakemake --profile profiles/default results/tables/$(TABLE).csv $(FIGURE)
 	@echo
 	@cat results/tables/$(TABLE).md
+	@echo "CAM overlays and the threshold curve: $(FIGURE)"
 
 test: $(STAMP)
 	$(BIN)/ruff check .

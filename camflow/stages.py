@@ -70,6 +70,12 @@ def run_eval_cams(cache: str, json_path: str, csv_path: str, evaluation: dict[st
              result["best_threshold"])
 
 
+def run_cam_figure(cache: str, eval_json: str, data: dict[str, Any], out_png: str) -> None:
+    from camflow.figures import cam_figure
+
+    cam_figure(cache, eval_json, open_dataset(data), data["split"], out_png)
+
+
 def run_table(name: str, inputs: list[str], spec: dict[str, Any], dataset: str, csv_path: str,
               md_path: str) -> None:
     from camflow.tables import build_table

@@ -69,6 +69,13 @@ def test_dag_builds_the_cam_seeds_table(built: Path) -> None:
     assert (built / "results/logs/synthetic/resnet_small/train_classifier.log").stat().st_size
 
 
+def test_cam_figure_is_a_png(built: Path) -> None:
+    png = built / "results/synthetic/resnet_small/cam/train/figure.png"
+    snakemake(built, str(png.relative_to(built)))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 10_000
+
+
 def test_second_run_does_nothing(built: Path) -> None:
     assert planned_jobs(snakemake(built, "-n", "results/tables/cam_seeds.csv")) == {}
 
