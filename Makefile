@@ -13,8 +13,9 @@ FIGURE ?= results/synthetic/resnet_small/cam/train/figure.png
 # picks a local CPU-only torch wheel, which torchvision cannot import.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	PIP_FIND_LINKS= $(BIN)/python -m pip install --quiet --upgrade pip
-	PIP_FIND_LINKS= $(BIN)/python -m pip install --quiet -e '.[test]'
+	@echo "Installing camflow and its dependencies into $(VENV) (torch and friends: a few minutes)..."
+	PIP_FIND_LINKS= $(BIN)/python -m pip install -qq --upgrade pip
+	PIP_FIND_LINKS= $(BIN)/python -m pip install -qq -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
