@@ -1,0 +1,122 @@
+"""The dataset seam: every dataset camflow reads implements :class:`SegmentationDataset`.
+
+Conventions shared by all datasets:
+
+* class index 0 is background, 1..K are the foreground classes, 255 is "ignore";
+* image-level labels are tuples of foreground class indices (1..K) present in the image;
+* images are ``uint8`` H×W×3 RGB arrays, masks ``uint8`` H×W arrays of class indices.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from camflow.io import CamflowInputError
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = 255
+
+
+class SegmentationDataset(abc.ABC):
+    """A dataset of images with image-level labels and (for evaluation) pixel masks."""
+
+    name: str = "dataset"
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    @abc.abstractmethod
+    def class_names(self) -> tuple[str, ...]:
+        """Class names, index 0 being background."""
+
+    @property
+    def num_classes(self) -> int:
+        """Number of foreground classes K."""
+        return len(self.class_names) - 1
+
+    @abc.abstractmethod
+    def splits(self) -> tuple[str, ...]:
+        """Names of the splits this dataset knows."""
+
+    @abc.abstractmethod
+    def _split_ids(self, split: str) -> list[str]:
+        """Image ids listed for ``split`` (already validated)."""
+
+    @abc.abstractmethod
+    def load_image(self, image_id: str) -> np.ndarray:
+        """RGB ``uint8`` H×W×3 image; a missing/corrupt file raises an error naming it."""
+
+    @abc.abstractmethod
+    def load_mask(self, image_id: str, split: str) -> np.ndarray:
+        """Class-index mask ``uint8`` H×W for ``image_id`` as annotated for ``split``."""
+
+    @abc.abstractmethod
+    def _split_labels(self, split: str) -> dict[str, tuple[int, ...]]:
+        """Image-level labels (foreground class indices) of every id in ``split``."""
+
+    def check_split(self, split: str) -> None:
+        if split not in self.splits():
+            raise CamflowInputError(
+                f"{self.name}: unknown split {split!r}; known splits: {', '.join(self.splits())}"
+            )
+
+    def ids(self, split: str) -> list[str]:
+        """Image ids of ``split``."""
+        self.check_split(split)
+        return self._split_ids(split)
+
+    def image_labels(self, split: str) -> dict[str, tuple[int, ...]]:
+        """Image id → sorted tuple of foreground class indices (1..K) present."""
+        self.check_split(split)
+        return self._split_labels(split)
+
+    def classification_ids(self, split: str) -> list[str]:
+        """Ids usable for classifier training: images with no foreground class are skipped.
+
+        The skip is logged (a documented behaviour, not an error): such an image gives a
+        classifier nothing to learn and a CAM nothing to localise.
+        """
+        labels = self.image_labels(split)
+        kept = [i for i in self.ids(split) if labels.get(i)]
+        skipped = len(self.ids(split)) - len(kept)
+        if skipped:
+            log.warning(
+                "%s/%s: skipping %d image(s) with no foreground class", self.name, split, skipped
+            )
+        return kept
+
+    def multi_hot(self, labels: tuple[int, ...]) -> np.ndarray:
+        """K-dimensional float32 target for foreground labels ``labels`` (1..K)."""
+        target = np.zeros(self.num_classes, dtype=np.float32)
+        for c in labels:
+            target[c - 1] = 1.0
+        return target
+
+    def validate_mask(self, mask: np.ndarray, image_id: str, image_shape: tuple[int, ...],
+                      path: Path) -> np.ndarray:
+        """Check a mask against its image and the class list; errors name id and file."""
+        if mask.shape != tuple(image_shape[:2]):
+            raise CamflowInputError(
+                f"{self.name}: mask of {image_id!r} ({path}) has size {mask.shape[1]}x"
+                f"{mask.shape[0]} but its image is {image_shape[1]}x{image_shape[0]}"
+            )
+        values = np.unique(mask)
+        bad = values[(values > self.num_classes) & (values != IGNORE_INDEX)]
+        if bad.size:
+            raise CamflowInputError(
+                f"{self.name}: mask of {image_id!r} ({path}) has label(s) "
+                f"{bad.tolist()} outside the class list (0..{self.num_classes}, 255 = ignore)"
+            )
+        return mask
+
+
+def labels_from_mask(mask: np.ndarray, num_classes: int) -> tuple[int, ...]:
+    """Foreground classes present in a mask (ignoring background and 255)."""
+    values = np.unique(mask)
+    return tuple(int(v) for v in values if 1 <= v <= num_classes)
