@@ -1,13 +1,13 @@
 """Benchmark the HDF5 CAM cache against per-image float32 .npy files (the common practice).
 
-Measures, for one trained classifier on the configured dataset:
+Measures, for one trained classifier on the configured dataset, from the same float32 CAMs:
 
 * bytes per image of both stores (HDF5: float16 + gzip; .npy: float32 dicts as IRN writes);
 * the time to read every image's full-resolution CAMs back (median of repeats);
 * seed mIoU at every swept threshold from both stores (float16 must not change the result);
 * CAM inference throughput (images/s) with the configured TTA, per batch size.
 
-Run after the demo (it reuses its checkpoint and cache):
+Run after the demo (it reuses its checkpoint):
 
     .venv/bin/python benchmarks/cam_cache.py --images 300
 """
@@ -25,23 +25,43 @@ import numpy as np
 import torch
 import yaml
 
-from camflow.cache import CamCache
+from camflow.cache import CamCache, CamCacheWriter
 from camflow.data import build_dataset
+from camflow.data.transforms import normalize
 from camflow.evaluate import ConfusionMatrix, cam_to_seed, segmentation_metrics
 from camflow.io import write_json
-from camflow.methods.cam import classifier_cams, make_cams
+from camflow.methods.cam import (
+    classifier_cams,
+    fuse_tta,
+    make_cams,
+    max_normalize,
+    strided_size,
+)
 from camflow.training import load_classifier
 
 
-def write_npy_store(cache: CamCache, ids: list[str], out: Path) -> int:
-    """Write IRN-style per-image .npy dicts (float32); return total bytes."""
+def write_both_stores(model, dataset, split: str, ids: list[str], cams_cfg: dict,
+                      h5_path: Path, npy_dir: Path, device: torch.device) -> int:
+    """Compute float32 TTA CAMs once; write them as IRN-style .npy dicts and as the HDF5
+    cache. Returns the bytes of the .npy store."""
+    source = classifier_cams(model)
     total = 0
-    for image_id in ids:
-        keys, full = cache.read(image_id, "full")
-        _, small = cache.read(image_id, "stride4")
-        path = out / f"{image_id}.npy"
-        np.save(path, {"keys": keys, "cam": small, "high_res": full})
-        total += path.stat().st_size
+    with CamCacheWriter(h5_path, dataset.class_names, {"benchmark": True}) as writer, \
+            torch.no_grad():
+        for image_id in ids:
+            image = dataset.load_image(image_id)
+            keys = np.asarray(dataset.image_labels(split)[image_id], dtype=np.int64)
+            classes = torch.as_tensor(keys - 1)
+            h, w = image.shape[:2]
+            x = torch.from_numpy(normalize(image))[None].to(device)
+            full, small = fuse_tta(lambda t, c=classes: source(t, c), x, cams_cfg["scales"],
+                                   cams_cfg["flip"], [(h, w), strided_size((h, w), 4)])
+            full = max_normalize(full[0]).cpu().numpy()
+            small = max_normalize(small[0]).cpu().numpy()
+            writer.add(image_id, keys, stride4=small, full=full)
+            path = npy_dir / f"{image_id}.npy"
+            np.save(path, {"keys": keys, "cam": small, "high_res": full})
+            total += path.stat().st_size
     return total
 
 
@@ -87,16 +107,21 @@ def main(argv: list[str] | None = None) -> None:
     ds_cfg = config["datasets"][name]
     split = ds_cfg["eval_split"]
     run_dir = Path("results") / name / args.classifier
-    cache_path = run_dir / "cam" / split / "cams.h5"
     dataset = build_dataset(name, ds_cfg["root"], cache_dir=f"results/{name}/labels")
     ids = dataset.ids(split)[: args.images]
     thresholds = config["evaluation"]["thresholds"]
     result: dict = {"dataset": name, "classifier": args.classifier, "images": len(ids)}
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_classifier(run_dir / "classifier.pt", device)
+    cams_cfg = config["cams"]
 
-    with CamCache(cache_path) as cache, tempfile.TemporaryDirectory() as tmp:
-        store = Path(tmp)
-        npy_bytes = write_npy_store(cache, ids, store)
-        h5_bytes = os.path.getsize(cache_path) * len(ids) / len(cache)
+    with tempfile.TemporaryDirectory() as tmp:
+        store, cache_path = Path(tmp) / "npy", Path(tmp) / "cams.h5"
+        store.mkdir()
+        npy_bytes = write_both_stores(model, dataset, split, ids, cams_cfg, cache_path, store,
+                                      device)
+        h5_bytes = os.path.getsize(cache_path)
+        cache = CamCache(cache_path)
         h5_times = [read_h5(cache_path, ids) for _ in range(args.repeats)]
         npy_times = [read_npy(store, ids) for _ in range(args.repeats)]
         npy_curve = miou_curve(
@@ -104,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                 np.load(store / f"{i}.npy", allow_pickle=True).item()),
             dataset, split, ids, thresholds)
         h5_curve = miou_curve(lambda i: cache.read(i, "full"), dataset, split, ids, thresholds)
+        cache.close()
     result["bytes_per_image"] = {"hdf5": h5_bytes / len(ids), "npy": npy_bytes / len(ids)}
     result["read_ms_per_image"] = {"hdf5": 1e3 * statistics.median(h5_times) / len(ids),
                                    "npy": 1e3 * statistics.median(npy_times) / len(ids)}
@@ -111,9 +137,6 @@ def main(argv: list[str] | None = None) -> None:
                       "max_abs_diff": max(abs(a - b) for a, b in zip(h5_curve, npy_curve,
                                                                      strict=True))}
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_classifier(run_dir / "classifier.pt", device)
-    cams_cfg = config["cams"]
     throughput = {}
     with tempfile.TemporaryDirectory() as tmp:
         for bs in args.batch_sizes:

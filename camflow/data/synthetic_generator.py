@@ -644,7 +644,8 @@ def _populate(out: Path, cfg: SyntheticConfig, workers: int, progress: bool) -> 
     splits = {"train": cfg.num_train, "val": cfg.num_val}
     tasks = [(split, i) for split, n in splits.items() for i in range(n)]
     labels = dict(_run_tasks(tasks, cfg, out, workers, progress))
-    lists = {"train_aug": ("train", cfg.num_train), "train": ("train", min(cfg.num_train_eval, cfg.num_train)),
+    lists = {"train_aug": ("train", cfg.num_train),
+             "train": ("train", min(cfg.num_train_eval, cfg.num_train)),
              "val": ("val", cfg.num_val)}
     for name, (split, n) in lists.items():
         ids = [image_id(split, i) for i in range(n)]
