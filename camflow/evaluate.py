@@ -343,6 +343,8 @@ def evaluate_cams(
         "provenance": cache.provenance,
         "thresholds": [float(t) for t in ts],
         "miou_curve": curve,
+        "m_under_curve": [m["m_under"] for m in sweep],
+        "m_over_curve": [m["m_over"] for m in sweep],
         "best_threshold": float(ts[best]),
         "best": sweep[best],
         "crf": None,

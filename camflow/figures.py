@@ -57,6 +57,14 @@ def cam_figure(cache_path: str | Path, eval_path: str | Path, dataset: Segmentat
     curve.axvline(threshold, color="grey", linestyle=":")
     curve.set_xlabel("background threshold")
     curve.set_ylabel("mIoU (%)")
+    ratios = curve.twinx()
+    for key, style in (("m_under_curve", "s--"), ("m_over_curve", "^--")):
+        values = [np.nan if v is None else v for v in result.get(key, [])]
+        if values:
+            ratios.plot(result["thresholds"], values, style, markersize=3,
+                        label=key.removesuffix("_curve"))
+    ratios.set_ylabel("m_under / m_over")
+    ratios.legend(fontsize=7, loc="upper right")
     best = result["best"]
     curve.set_title(f"best {100 * best['miou']:.1f}% @ {threshold:.2f}\n"
                     f"m_under {best['m_under']:.2f}  m_over {best['m_over']:.2f}", fontsize=8)
