@@ -73,9 +73,13 @@ def test_fullcam_one_backward_per_class_and_normalised(monkeypatch) -> None:
     real = torch.autograd.grad
     monkeypatch.setattr(torch.autograd, "grad",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
-    source = fc.fullcam(model, "all")
-    maps = source(torch.randn(2, 3, 32, 32), torch.tensor([1, 3]))
+    images = torch.randn(2, 3, 32, 32)
+    maps = fc.fullcam(model, "all", chunk=2)(images, torch.tensor([1, 3]))
     assert len(calls) == 2, "one backward per class, covering all layers"
+    calls.clear()
+    one_by_one = fc.fullcam(model, "all", chunk=1)(images, torch.tensor([1, 3]))
+    assert len(calls) == 4, "one backward per class and chunk"
+    assert torch.allclose(maps, one_by_one, atol=1e-5)
     assert maps.shape == (2, 2, 32, 32)
     assert torch.allclose(maps.amax(dim=(2, 3)), torch.ones(2, 2), atol=1e-3)
     assert (maps >= 0).all()
@@ -99,3 +103,23 @@ def test_resnet50_stage_names_match_the_paper() -> None:
     # seed 001 Table 2: stage 5 = layer4.2.conv3, stage 4 = layer3.5.conv3, stage 3 = layer2.3.conv3
     assert fc.select_layers(model, {"stages": [4, 3, 2]}) == [
         "backbone.stages.3.2.conv3", "backbone.stages.2.5.conv3", "backbone.stages.1.3.conv3"]
+
+
+def test_fullcam_hooks_equal_explicit_gradients() -> None:
+    """The hook-accumulated maps equal Eq. 8–11 computed from explicit autograd gradients."""
+    torch.manual_seed(1)
+    model = build_classifier({"backbone": SMALL, "freeze_bn_stats": True,
+                              "trainable_from_stage": 1}, num_classes=3).eval()
+    x = torch.randn(1, 3, 32, 32)
+    names = fc.select_layers(model, "all")
+    feats, grads = [], []
+    for name in names:
+        f, (g,) = fc._layer_grads(model, name, x, torch.tensor([2]))
+        feats.append(f)
+        grads.append(g)
+    total = sum(torch.nn.functional.interpolate(fc.fullcam_layer_map(f, g)[:, None], (32, 32),
+                                                mode="bilinear", align_corners=False)[:, 0]
+                for f, g in zip(feats, grads, strict=True))
+    expected = total / (total.amax() + fc.EPS)
+    got = fc.fullcam(model, "all")(x, torch.tensor([2]))[:, 0]
+    assert torch.allclose(got, expected, atol=1e-5)

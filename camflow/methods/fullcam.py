@@ -84,39 +84,56 @@ def fullcam_layer_map(feature: torch.Tensor, grad: torch.Tensor) -> torch.Tensor
     return (cam / (peak + EPS)).sum(dim=1)                              # Eq. 9
 
 
-def fullcam(model: nn.Module, layers: Any) -> ClassCamFn:
+def fullcam(model: nn.Module, layers: Any, chunk: int = 1) -> ClassCamFn:
     """Fully-CAM (seed 001 Sec. III-B/C): all hooked layers, one backward per class.
 
-    CGM (Eq. 5–7): for each requested class c one ``autograd.grad`` of Σ_b y_c gives the
-    gradients of every hooked layer at once. FLM: Eq. 8–9 per layer, bilinear resize to the
-    input size (Eq. 10), sum over layers and max-normalise (Eq. 11). Each layer's contribution
-    is accumulated as soon as its gradient exists, so per-layer gradient tensors are freed
-    layer by layer.
+    CGM (Eq. 5–7): for each requested class c one backward of Σ_b y_c reaches every hooked
+    layer. FLM: a tensor hook turns each layer's gradient into its map (Eq. 8–9), resized to
+    the input (Eq. 10) and added to the class's sum as soon as that gradient exists, so no
+    two layers' gradients are held at once; the sum is max-normalised (Eq. 11). Images are
+    processed ``chunk`` at a time (the flipped copy included) to bound the autograd graph:
+    ResNet-50 with every conv hooked at scale 2 of a 512-pixel image is the case to fit.
     """
     names = select_layers(model, layers)
 
     def maps(images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        recorder = _Recorder(model, names)
-        try:
-            with torch.enable_grad():
-                images = images.detach().requires_grad_(True)
-                scores = _scores(model, images)
-                feats = [recorder.outputs[n] for n in names]
-                size = images.shape[-2:]
-                out = images.new_zeros(images.shape[0], len(classes), *size)
-                for j, c in enumerate(classes.tolist()):
-                    grads = torch.autograd.grad(scores[:, c].sum(), feats, retain_graph=True)
-                    for feat, grad in zip(feats, grads, strict=True):
-                        layer = fullcam_layer_map(feat.float(), grad.float())[:, None]
-                        out[:, j] += F.interpolate(layer, size, mode="bilinear",
-                                                   align_corners=False)[:, 0]   # Eq. 10
-                    del grads
-        finally:
-            recorder.remove()
-        peak = out.amax(dim=(2, 3), keepdim=True)
-        return out / (peak + EPS)                                           # Eq. 11
+        parts = [_fullcam_chunk(model, names, images[i:i + chunk], classes)
+                 for i in range(0, len(images), chunk)]
+        return torch.cat(parts)
 
     return maps
+
+
+def _fullcam_chunk(model: nn.Module, names: Sequence[str], images: torch.Tensor,
+                   classes: torch.Tensor) -> torch.Tensor:
+    recorder = _Recorder(model, names)
+    handles = []
+    try:
+        with torch.enable_grad():
+            images = images.detach().requires_grad_(True)
+            scores = _scores(model, images)
+            size = images.shape[-2:]
+            out = torch.zeros(images.shape[0], len(classes), *size, device=images.device)
+            current = [0]
+
+            def accumulate(feature: torch.Tensor):
+                def hook(grad: torch.Tensor) -> None:
+                    layer = fullcam_layer_map(feature.detach().float(), grad.float())
+                    out[:, current[0]] += F.interpolate(layer[:, None], size, mode="bilinear",
+                                                        align_corners=False)[:, 0]  # Eq. 10
+                return hook
+
+            handles = [recorder.outputs[n].register_hook(accumulate(recorder.outputs[n]))
+                       for n in names]
+            for j, c in enumerate(classes.tolist()):
+                current[0] = j
+                torch.autograd.grad(scores[:, c].sum(), images, retain_graph=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+        recorder.remove()
+    peak = out.amax(dim=(2, 3), keepdim=True)
+    return out / (peak + EPS)                                               # Eq. 11
 
 
 def _layer_grads(model: nn.Module, layer: str, images: torch.Tensor, classes: torch.Tensor

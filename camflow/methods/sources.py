@@ -19,7 +19,7 @@ def build_source(model: nn.Module, spec: dict[str, Any]) -> ClassCamFn:
     if method == "cam":
         return classifier_cams(model)
     if method == "fullcam":
-        return fullcam(model, spec["layers"])
+        return fullcam(model, spec["layers"], chunk=int(spec.get("chunk", 1)))
     if method in ("gradcam", "gradcampp"):
         return gradient_cam(model, spec["layer"], method)
     raise CamflowInputError(f"unknown CAM source method {method!r} (config key "
