@@ -57,37 +57,36 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def read_image(path: str | os.PathLike, image_id: str | None = None) -> np.ndarray:
-    """Read an RGB image as ``uint8`` H×W×3; a missing or corrupt file names itself."""
-    path = Path(path)
-    who = f"image {image_id!r} ({path})" if image_id else f"image {path}"
+def _open(path: Path, who: str) -> Image.Image:
+    """Open and decode an image file; a missing or corrupt file is named in the error."""
     if not path.is_file():
         raise CamflowInputError(f"{who} does not exist")
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            return im
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise CamflowInputError(f"{who} is corrupt or unreadable: {exc}") from exc
+
+
+def read_image(path: str | os.PathLike, image_id: str | None = None) -> np.ndarray:
+    """Read an RGB image as ``uint8`` H×W×3; a missing or corrupt file names itself."""
+    path = Path(path)
+    im = _open(path, f"image {image_id!r} ({path})" if image_id else f"image {path}")
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def read_label_png(path: str | os.PathLike, image_id: str | None = None) -> np.ndarray:
     """Read a palette/greyscale label PNG as ``uint8`` H×W of class indices (255 = ignore)."""
     path = Path(path)
     who = f"mask of {image_id!r} ({path})" if image_id else f"mask {path}"
-    if not path.is_file():
-        raise CamflowInputError(f"{who} does not exist")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode not in ("P", "L"):
-                raise CamflowInputError(
-                    f"{who} has mode {im.mode!r}; expected a palette (P) or greyscale (L) "
-                    "PNG of class indices"
-                )
-            return np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise CamflowInputError(f"{who} is corrupt or unreadable: {exc}") from exc
+    im = _open(path, who)
+    if im.mode not in ("P", "L"):
+        raise CamflowInputError(
+            f"{who} has mode {im.mode!r}; expected a palette (P) or greyscale (L) "
+            "PNG of class indices"
+        )
+    return np.asarray(im, dtype=np.uint8)
 
 
 @functools.cache
