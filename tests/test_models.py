@@ -86,3 +86,17 @@ def test_poly_lr() -> None:
     assert poly_lr(0.1, 0, 100, 0.9) == pytest.approx(0.1)
     assert poly_lr(0.1, 50, 100, 0.9) == pytest.approx(0.1 * 0.5 ** 0.9)
     assert poly_lr(0.1, 100, 100, 0.9) == 0.0
+
+
+def test_imagenet_weights_without_network_fail_fast_and_clearly(monkeypatch) -> None:
+    import urllib.error
+
+    from torchvision import models
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(models.ResNet50_Weights.IMAGENET1K_V1.__class__, "get_state_dict",
+                        offline)
+    with pytest.raises(CamflowInputError, match="needs network access.*weights: none"):
+        build_backbone({"arch": "resnet50", "weights": "imagenet"})
