@@ -19,7 +19,18 @@ reading an image decompresses exactly its own maps.  The file is written under a
 name and renamed into place (:func:`camflow.io.atomic_path`): a file without ``/index``
 can only come from a foreign or damaged file and is refused.
 
-The reader opens the file lazily and once per process: a :class:`CamCache` handed to a forked
+The *label cache* (``kind`` "labels", :class:`LabelCacheWriter` / :class:`LabelCache`) has
+the same root attributes, index and atomic writing, and per image::
+
+    /images/<id>
+        keys          int16 (n_keys,): the image's foreground classes (as in the CAM cache)
+        labels        uint8 (H, W): class indices 0..K (0 background) and 255 (ignore),
+                      e.g. the affinity labels of IRN / PSA (camflow/refine/affinity_labels.py)
+
+A root attribute ``kind`` ("cams" or "labels"; absent means "cams") keeps one from being
+opened as the other.
+
+Readers open the file lazily and once per process: a :class:`CamCache` handed to a forked
 DataLoader or ``multiprocessing`` worker reopens its own HDF5 handle there instead of sharing
 the parent's, and pickling it carries only the path.
 """
@@ -31,12 +42,13 @@ import json
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import quote
 
 import h5py
 import numpy as np
 
+from camflow.data.base import IGNORE_INDEX
 from camflow.io import CamflowInputError, atomic_path
 
 FORMAT_VERSION = 1
@@ -58,15 +70,15 @@ def _group_name(image_id: str) -> str:
     return quote(image_id, safe="")
 
 
-class CamCacheWriter:
-    """Write a CAM cache atomically; use as a context manager.
-
-    >>> with CamCacheWriter("cams.h5", class_names, {"method": "irn"}) as writer:
-    ...     writer.add("2007_000032", keys, cams_stride4, cams_full)
+class _H5Writer:
+    """Atomic HDF5 writer of per-image groups plus an ``/index``; a context manager.
 
     The file appears at ``path`` only when the ``with`` block exits without an exception;
     otherwise the temporary file is removed and an existing file at ``path`` is left untouched.
     """
+
+    kind = "cams"
+    label = "CAM cache"
 
     def __init__(
         self,
@@ -78,7 +90,7 @@ class CamCacheWriter:
         self.class_names = [str(name) for name in class_names]
         if len(self.class_names) < 2:
             raise CamflowInputError(
-                f"CAM cache {self.path}: class_names needs background and at least one "
+                f"{self.label} {self.path}: class_names needs background and at least one "
                 f"foreground class, got {self.class_names}"
             )
         self.provenance = dict(provenance or {})
@@ -87,12 +99,13 @@ class CamCacheWriter:
         self._stack: contextlib.ExitStack | None = None
         self._h5: h5py.File | None = None
 
-    def __enter__(self) -> CamCacheWriter:
+    def __enter__(self) -> Self:
         stack = contextlib.ExitStack()
         tmp = stack.enter_context(atomic_path(self.path, ".h5"))
         try:
             self._h5 = stack.enter_context(h5py.File(tmp, "w"))
             self._h5.attrs["format_version"] = FORMAT_VERSION
+            self._h5.attrs["kind"] = self.kind
             self._h5.attrs["class_names"] = json.dumps(self.class_names)
             self._h5.attrs["provenance"] = json.dumps(self.provenance, sort_keys=True)
             self._h5.create_group("images")
@@ -130,18 +143,11 @@ class CamCacheWriter:
             "index", data=np.array(self._ids, dtype=object), dtype=h5py.string_dtype("utf-8")
         )
 
-    def add(self, image_id: str, keys: np.ndarray, stride4: np.ndarray, full: np.ndarray) -> None:
-        """Store the CAMs of ``image_id``.
-
-        ``keys`` are the foreground class indices (1..K) of the maps, in order; ``stride4`` and
-        ``full`` have shapes ``(len(keys), h4, w4)`` and ``(len(keys), H, W)``.  An image with
-        no foreground class has ``len(keys) == 0`` and arrays of shape ``(0, h, w)``.  Values
-        must be finite and representable in float16.  Any violation, or an id already added,
-        raises :class:`CamflowInputError` naming the image id.
-        """
+    def _check_keys(self, image_id: str, keys: np.ndarray) -> tuple[str, np.ndarray]:
+        """Validate a new image id and its foreground ``keys``; returns (who, keys array)."""
         if self._h5 is None:
-            raise RuntimeError("CamCacheWriter.add() called outside its 'with' block")
-        who = f"CAM cache {self.path}: image {image_id!r}"
+            raise RuntimeError(f"{type(self).__name__}.add() called outside its 'with' block")
+        who = f"{self.label} {self.path}: image {image_id!r}"
         if image_id in self._seen:
             raise CamflowInputError(f"{who} was already added")
         keys_arr = np.asarray(keys)
@@ -157,6 +163,34 @@ class CamCacheWriter:
             )
         if len(np.unique(keys_arr)) != keys_arr.size:
             raise CamflowInputError(f"{who}: keys {keys_arr.tolist()} contain duplicates")
+        return who, keys_arr
+
+    def _new_group(self, image_id: str, keys: np.ndarray) -> h5py.Group:
+        assert self._h5 is not None
+        group = self._h5["images"].create_group(_group_name(image_id))
+        group.create_dataset("keys", data=keys.astype(np.int16))
+        self._ids.append(image_id)
+        self._seen.add(image_id)
+        return group
+
+
+class CamCacheWriter(_H5Writer):
+    """Write a CAM cache atomically; use as a context manager.
+
+    >>> with CamCacheWriter("cams.h5", class_names, {"method": "irn"}) as writer:
+    ...     writer.add("2007_000032", keys, cams_stride4, cams_full)
+    """
+
+    def add(self, image_id: str, keys: np.ndarray, stride4: np.ndarray, full: np.ndarray) -> None:
+        """Store the CAMs of ``image_id``.
+
+        ``keys`` are the foreground class indices (1..K) of the maps, in order; ``stride4`` and
+        ``full`` have shapes ``(len(keys), h4, w4)`` and ``(len(keys), H, W)``.  An image with
+        no foreground class has ``len(keys) == 0`` and arrays of shape ``(0, h, w)``.  Values
+        must be finite and representable in float16.  Any violation, or an id already added,
+        raises :class:`CamflowInputError` naming the image id.
+        """
+        who, keys_arr = self._check_keys(image_id, keys)
         maps = {"stride4": np.asarray(stride4), "full": np.asarray(full)}
         for name, arr in maps.items():
             if arr.ndim != 3 or arr.shape[0] != keys_arr.size or 0 in arr.shape[1:]:
@@ -171,8 +205,7 @@ class CamCacheWriter:
                     f"{who}: {name} has values beyond the float16 range (±{_FLOAT16_MAX:g}); "
                     "normalise the CAMs before caching"
                 )
-        group = self._h5["images"].create_group(_group_name(image_id))
-        group.create_dataset("keys", data=keys_arr.astype(np.int16))
+        group = self._new_group(image_id, keys_arr)
         for name, arr in maps.items():
             compression: dict[str, Any] = {}
             if arr.shape[0]:
@@ -183,17 +216,42 @@ class CamCacheWriter:
                     "shuffle": True,
                 }
             group.create_dataset(name, data=arr.astype(np.float16), **compression)
-        self._ids.append(image_id)
-        self._seen.add(image_id)
 
 
-class CamCache:
-    """Lazy reader of a CAM cache written by :class:`CamCacheWriter`.
+class LabelCacheWriter(_H5Writer):
+    """Write a label cache (per-image uint8 label maps with their class keys) atomically."""
+
+    kind = "labels"
+    label = "label cache"
+
+    def add(self, image_id: str, keys: np.ndarray, labels: np.ndarray) -> None:
+        """Store the label map (H×W: 0..K, 255 = ignore) of ``image_id`` and its ``keys``."""
+        who, keys_arr = self._check_keys(image_id, keys)
+        labels = np.asarray(labels)
+        if labels.ndim != 2 or 0 in labels.shape:
+            raise CamflowInputError(f"{who}: labels must be a non-empty H×W map, got "
+                                    f"shape {labels.shape}")
+        n_fg = len(self.class_names) - 1
+        values = np.unique(labels)
+        bad = values[((values < 0) | (values > n_fg)) & (values != IGNORE_INDEX)]
+        if bad.size:
+            raise CamflowInputError(f"{who}: labels {bad.tolist()} outside 0..{n_fg} "
+                                    f"(255 = ignore)")
+        group = self._new_group(image_id, keys_arr)
+        group.create_dataset("labels", data=labels.astype(np.uint8), compression="gzip",
+                             compression_opts=4)
+
+
+class _H5Reader:
+    """Lazy reader of a file written by an :class:`_H5Writer` of the same ``kind``.
 
     The HDF5 file is opened on first access and reopened whenever the object is used from
     another process (a forked DataLoader/``multiprocessing`` worker), so one instance may be
     shared with workers.  Pickling keeps only the path.
     """
+
+    kind = "cams"
+    label = "CAM cache"
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -215,24 +273,28 @@ class CamCache:
         # between processes, so this process opens its own.
         self._h5 = None
         if not self.path.is_file():
-            raise CamflowInputError(f"CAM cache {self.path} does not exist")
+            raise CamflowInputError(f"{self.label} {self.path} does not exist")
         try:
             h5 = h5py.File(self.path, "r")
         except OSError as exc:
             raise CamflowInputError(
-                f"CAM cache {self.path} is not a readable HDF5 file (corrupt or truncated): {exc}"
+                f"{self.label} {self.path} is not a readable HDF5 file "
+                f"(corrupt or truncated): {exc}"
             ) from exc
         version = h5.attrs.get("format_version")
+        kind = str(h5.attrs.get("kind", "cams"))
         problem = None
         if version is None:
-            problem = "has no format_version attribute (not a camflow CAM cache)"
+            problem = "has no format_version attribute (not a camflow cache file)"
         elif int(version) != FORMAT_VERSION:
             problem = f"has format_version {version}; this camflow reads {FORMAT_VERSION}"
+        elif kind != self.kind:
+            problem = f"holds {kind}, not {self.kind}"
         elif "index" not in h5 or "images" not in h5:
             problem = "is incomplete (no /index or /images; its writer did not finish)"
         if problem:
             h5.close()
-            raise CamflowInputError(f"CAM cache {self.path} {problem}")
+            raise CamflowInputError(f"{self.label} {self.path} {problem}")
         self._h5, self._pid = h5, os.getpid()
         return h5
 
@@ -264,6 +326,26 @@ class CamCache:
         self._index()
         return image_id in self._id_set
 
+    def close(self) -> None:
+        """Close this process's HDF5 handle; the next access reopens it."""
+        if self._h5 is not None and self._pid == os.getpid():
+            self._h5.close()
+        self._h5 = None
+        self._pid = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+
+class CamCache(_H5Reader):
+    """Lazy, fork-safe reader of a CAM cache written by :class:`CamCacheWriter`."""
+
     def read(self, image_id: str, resolution: Resolution = "full") -> tuple[np.ndarray, np.ndarray]:
         """``(keys, cams)`` of ``image_id``: int64 class indices and float32 maps.
 
@@ -273,34 +355,38 @@ class CamCache:
         """
         if resolution not in RESOLUTIONS:
             raise CamflowInputError(
-                f"CAM cache {self.path}: unknown resolution {resolution!r}; use one of "
+                f"{self.label} {self.path}: unknown resolution {resolution!r}; use one of "
                 f"{RESOLUTIONS}"
             )
         if image_id not in self:
-            raise MissingImageError(f"image {image_id!r} is not in CAM cache {self.path}")
+            raise MissingImageError(f"image {image_id!r} is not in {self.label} {self.path}")
         try:
             group = self._file()["images"][_group_name(image_id)]
             keys = group["keys"][()].astype(np.int64)
             cams = group[resolution][()].astype(np.float32)
         except (KeyError, OSError) as exc:
             raise CamflowInputError(
-                f"CAM cache {self.path}: image {image_id!r} is listed but unreadable "
+                f"{self.label} {self.path}: image {image_id!r} is listed but unreadable "
                 f"(corrupt file?): {exc}"
             ) from exc
         return keys, cams
 
-    def close(self) -> None:
-        """Close this process's HDF5 handle; the next access reopens it."""
-        if self._h5 is not None and self._pid == os.getpid():
-            self._h5.close()
-        self._h5 = None
-        self._pid = None
 
-    def __enter__(self) -> CamCache:
-        return self
+class LabelCache(_H5Reader):
+    """Lazy, fork-safe reader of a label cache written by :class:`LabelCacheWriter`."""
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    kind = "labels"
+    label = "label cache"
 
-    def __repr__(self) -> str:
-        return f"CamCache({str(self.path)!r})"
+    def read(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, labels)`` of ``image_id``: int64 classes and the uint8 H×W label map."""
+        if image_id not in self:
+            raise MissingImageError(f"image {image_id!r} is not in {self.label} {self.path}")
+        try:
+            group = self._file()["images"][_group_name(image_id)]
+            return group["keys"][()].astype(np.int64), group["labels"][()]
+        except (KeyError, OSError) as exc:
+            raise CamflowInputError(
+                f"{self.label} {self.path}: image {image_id!r} is listed but unreadable "
+                f"(corrupt file?): {exc}"
+            ) from exc

@@ -126,7 +126,7 @@ def segmentation_metrics(conf: np.ndarray, class_names: Sequence[str]) -> dict[s
     }
 
 
-def _seed_channels(cams: np.ndarray, threshold: float) -> np.ndarray:
+def seed_channels(cams: np.ndarray, threshold: float) -> np.ndarray:
     """Channel index per pixel of ``[threshold, *cams]``: 0 background, i the i-th map."""
     if cams.shape[0] == 0:
         return np.zeros(cams.shape[1:], dtype=np.int64)
@@ -134,7 +134,7 @@ def _seed_channels(cams: np.ndarray, threshold: float) -> np.ndarray:
     return np.argmax(np.concatenate([bg, cams]), axis=0)
 
 
-def _lut(keys: np.ndarray) -> np.ndarray:
+def channel_lut(keys: np.ndarray) -> np.ndarray:
     """Channel → class lookup: channel 0 is background, channel i is ``keys[i-1]``."""
     return np.concatenate([[0], np.asarray(keys, dtype=np.int64)])
 
@@ -152,7 +152,7 @@ def cam_to_seed(keys: np.ndarray, cams: np.ndarray, threshold: float) -> np.ndar
         raise CamflowInputError(
             f"cam_to_seed: cams shape {cams.shape} does not match {len(keys)} keys"
         )
-    return _lut(keys)[_seed_channels(cams, threshold)].astype(np.uint8)
+    return channel_lut(keys)[seed_channels(cams, threshold)].astype(np.uint8)
 
 
 def _sweep_confusions(
@@ -222,11 +222,11 @@ def _crf_chunk(job: _Job, ids: Sequence[str]) -> tuple[int, np.ndarray]:
     conf = ConfusionMatrix(job.n_classes)
     for image_id in ids:
         keys, cams, gt = job.load(image_id)
-        channels = _seed_channels(cams, job.crf_threshold)
+        channels = seed_channels(cams, job.crf_threshold)
         if keys.size:
             image = job.dataset.load_image(image_id)
             channels = crf_labels(image, channels, keys.size + 1, **job.crf_params)
-        conf.update(_lut(keys)[channels], gt)
+        conf.update(channel_lut(keys)[channels], gt)
     return len(ids), conf.matrix
 
 

@@ -1,18 +1,22 @@
-"""Device selection, seeding, logging and checkpoint I/O shared by the training stages."""
+"""Device selection, seeding, logging, checkpoint I/O and the per-image process pool shared
+by the stages."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import multiprocessing
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from camflow.io import CamflowInputError, atomic_path
 
@@ -73,3 +77,39 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise CamflowInputError(f"checkpoint {path} is unreadable: {exc}") from exc
+
+
+def parallel_map(func: Callable[[Any], Any], items: Sequence[Any], workers: int,
+                 progress: bool = True, desc: str = "") -> Iterator[Any]:
+    """``func(item)`` for every item, in order, over a ``multiprocessing`` pool of ``workers``
+    processes (in-process when ``workers <= 1``), with a progress bar.
+
+    ``func`` must be picklable (a module-level function or a dataclass instance); it is sent
+    to each worker once.
+    """
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=len(items), desc=desc, unit="img",
+                                       disable=not progress, dynamic_ncols=True))
+        if workers > 1 and len(items) > 1:
+            pool = stack.enter_context(multiprocessing.get_context().Pool(
+                workers, initializer=_init_map_worker, initargs=(func,)))
+            chunk = max(1, min(16, len(items) // (4 * workers)))
+            results: Iterable[Any] = pool.imap(_call_map_worker, items, chunksize=chunk)
+        else:
+            results = map(func, items)
+        for result in results:
+            bar.update(1)
+            yield result
+
+
+_MAP_FUNC: Callable[[Any], Any] | None = None
+
+
+def _init_map_worker(func: Callable[[Any], Any]) -> None:
+    global _MAP_FUNC
+    _MAP_FUNC = func
+
+
+def _call_map_worker(item: Any) -> Any:
+    assert _MAP_FUNC is not None, "worker not initialised"
+    return _MAP_FUNC(item)

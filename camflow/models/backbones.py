@@ -1,9 +1,15 @@
 """Backbones exposing four stages, so CAM heads, gradient stops and layer hooks share one shape.
 
 Every backbone has ``stages`` (an ``nn.ModuleList`` of four blocks: stem+layer1, layer2,
-layer3, layer4 for ResNets) and ``out_channels``. Strides follow IRN's convention
-``(conv1, layer2, layer3, layer4)``; the max-pool after conv1 always halves, so IRN's
-``(2, 2, 2, 1)`` gives output stride 16 (``../shared/conventions.md``, CAM classifier).
+layer3, layer4 for ResNets), ``out_channels`` and ``stage_channels`` (the channels of each
+stage's output). Strides follow IRN's convention ``(conv1, layer2, layer3, layer4)``; the
+max-pool after conv1 always halves, so IRN's ``(2, 2, 2, 1)`` gives output stride 16
+(``../shared/conventions.md``, CAM classifier).
+
+ResNets also take an optional ``dilation`` (three booleans for layer2, layer3, layer4): a
+dilated layer keeps stride 1 and dilates its 3×3 convolutions instead (torchvision's
+``replace_stride_with_dilation``), the atrous backbone of DeepLab (Chen et al. 2017, Section
+3.1): strides ``(2, 2, 1, 1)`` with dilation ``(false, true, true)`` give output stride 8.
 """
 
 from __future__ import annotations
@@ -30,10 +36,12 @@ ARCHS = ("resnet50", "resnet101", "vgg16", "resnet_small")
 class Backbone(nn.Module):
     """Four sequential stages; ``forward`` returns the output of every stage."""
 
-    def __init__(self, stages: list[nn.Module], out_channels: int) -> None:
+    def __init__(self, stages: list[nn.Module], out_channels: int,
+                 stage_channels: list[int] | None = None) -> None:
         super().__init__()
         self.stages = nn.ModuleList(stages)
         self.out_channels = out_channels
+        self.stage_channels = list(stage_channels) if stage_channels else [out_channels] * 4
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = []
@@ -69,7 +77,11 @@ def _load_local_state(path: str, arch: str) -> dict[str, torch.Tensor]:
 
 
 def _set_resnet_strides(net: models.ResNet, strides: list[int]) -> None:
-    """Apply IRN-style strides (conv1, layer2, layer3, layer4) to a torchvision ResNet."""
+    """Apply IRN-style strides (conv1, layer2, layer3, layer4) to a torchvision ResNet.
+
+    A layer built dilated (``replace_stride_with_dilation``) must keep stride 1; the caller
+    checks that with :func:`_check_dilation`.
+    """
     conv1, s2, s3, s4 = strides
     net.conv1.stride = (conv1, conv1)
     for layer, stride in ((net.layer2, s2), (net.layer3, s3), (net.layer4, s4)):
@@ -82,9 +94,18 @@ def _set_resnet_strides(net: models.ResNet, strides: list[int]) -> None:
             block.downsample[0].stride = (stride, stride)
 
 
-def _resnet(arch: str, strides: list[int], weights: str) -> Backbone:
+def _check_dilation(arch: str, strides: list[int], dilation: list[bool]) -> None:
+    """A dilated layer replaces its stride by dilation, so its configured stride must be 1."""
+    for i, (dilated, stride) in enumerate(zip(dilation, strides[1:], strict=True)):
+        if dilated and stride != 1:
+            raise CamflowInputError(
+                f"backbone {arch!r}: backbone.dilation[{i}] is true (layer{i + 2} dilated) but "
+                f"backbone.strides[{i + 1}] is {stride}; a dilated layer must have stride 1")
+
+
+def _resnet(arch: str, strides: list[int], weights: str, dilation: list[bool]) -> Backbone:
     build, imagenet = TORCHVISION_RESNETS[arch]
-    net = build(weights=None)
+    net = build(weights=None, replace_stride_with_dilation=dilation)
     if weights == "imagenet":
         net.load_state_dict(_imagenet_state(imagenet, arch))
     elif weights != "none":
@@ -93,7 +114,8 @@ def _resnet(arch: str, strides: list[int], weights: str) -> Backbone:
             raise CamflowInputError(f"backbone {arch!r}: {weights} lacks weights {missing[:5]}")
     _set_resnet_strides(net, strides)
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
-    return Backbone([stem, net.layer2, net.layer3, net.layer4], out_channels=2048)
+    return Backbone([stem, net.layer2, net.layer3, net.layer4], out_channels=2048,
+                    stage_channels=[256, 512, 1024, 2048])
 
 
 def _vgg16(weights: str) -> Backbone:
@@ -109,15 +131,15 @@ def _vgg16(weights: str) -> Backbone:
     # stages end after pool2, pool3, pool4 and conv5_3 (+BN+ReLU); pool5 is removed.
     cuts = [0, pools[1] + 1, pools[2] + 1, pools[3] + 1, pools[4]]
     stages = [nn.Sequential(*layers[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-    return Backbone(stages, out_channels=512)
+    return Backbone(stages, out_channels=512, stage_channels=[128, 256, 512, 512])
 
 
 class _BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, dilation: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, dilation, dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
@@ -132,19 +154,28 @@ class _BasicBlock(nn.Module):
 
 
 def _resnet_small(strides: list[int], widths: list[int], blocks: list[int],
-                  weights: str) -> Backbone:
-    """A small ResNet of basic blocks for CPU runs; same stage/stride layout as ResNet-50."""
+                  weights: str, dilation: list[bool]) -> Backbone:
+    """A small ResNet of basic blocks for CPU runs; same stage/stride layout as ResNet-50.
+
+    Dilation follows torchvision's rule: a dilated layer doubles the rate, its first block
+    keeping the previous one.
+    """
     conv1, s2, s3, s4 = strides
     stem = [nn.Conv2d(3, widths[0], 7, conv1, 3, bias=False), nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
     stages: list[nn.Module] = []
-    cin = widths[0]
-    for i, (width, n, stride) in enumerate(zip(widths, blocks, (1, s2, s3, s4), strict=True)):
-        layer = [_BasicBlock(cin if j == 0 else width, width, stride if j == 0 else 1)
+    cin, rate = widths[0], 1
+    layers = zip(widths, blocks, (1, s2, s3, s4), (False, *dilation), strict=True)
+    for i, (width, n, stride, dilated) in enumerate(layers):
+        previous = rate
+        if dilated:
+            rate *= 2
+        layer = [_BasicBlock(cin if j == 0 else width, width, stride if j == 0 else 1,
+                             previous if j == 0 else rate)
                  for j in range(n)]
         stages.append(nn.Sequential(*(stem if i == 0 else []), *layer))
         cin = width
-    backbone = Backbone(stages, out_channels=widths[-1])
+    backbone = Backbone(stages, out_channels=widths[-1], stage_channels=widths)
     if weights == "imagenet":
         raise CamflowInputError(
             "backbone 'resnet_small' has no ImageNet weights (config key backbone.weights); "
@@ -154,16 +185,37 @@ def _resnet_small(strides: list[int], widths: list[int], blocks: list[int],
     return backbone
 
 
+def _dilation(cfg: dict[str, Any], arch: str, strides: list[int]) -> list[bool]:
+    """The optional ``dilation`` key: three booleans (layer2, layer3, layer4), ResNets only."""
+    raw = cfg.get("dilation")
+    if raw is None:
+        return [False, False, False]
+    if not (isinstance(raw, list | tuple) and len(raw) == 3
+            and all(isinstance(d, bool) for d in raw)):
+        raise CamflowInputError(
+            f"backbone {arch!r}: backbone.dilation must be three booleans (layer2, layer3, "
+            f"layer4), got {raw!r}")
+    dilation = list(raw)
+    if any(dilation) and arch not in (*TORCHVISION_RESNETS, "resnet_small"):
+        raise CamflowInputError(
+            f"backbone {arch!r}: backbone.dilation is only supported for ResNets")
+    _check_dilation(arch, strides, dilation)
+    return dilation
+
+
 def build_backbone(cfg: dict[str, Any]) -> Backbone:
-    """Build a backbone from its config block (``arch``, ``strides``, ``weights``, ...)."""
+    """Build a backbone from its config block (``arch``, ``strides``, ``weights``, optional
+    ``dilation``, ...)."""
     arch = cfg["arch"]
     weights = str(cfg.get("weights", "none"))
     strides = list(cfg.get("strides", [2, 2, 2, 1]))
     if arch in TORCHVISION_RESNETS:
-        return _resnet(arch, strides, weights)
+        return _resnet(arch, strides, weights, _dilation(cfg, arch, strides))
     if arch == "vgg16":
+        _dilation(cfg, arch, strides)
         return _vgg16(weights)
     if arch == "resnet_small":
-        return _resnet_small(strides, list(cfg["widths"]), list(cfg["blocks"]), weights)
+        return _resnet_small(strides, list(cfg["widths"]), list(cfg["blocks"]), weights,
+                             _dilation(cfg, arch, strides))
     raise CamflowInputError(f"unknown backbone arch {arch!r} (config key backbone.arch); "
                             f"known: {', '.join(ARCHS)}")

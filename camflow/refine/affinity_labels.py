@@ -1,0 +1,133 @@
+"""Affinity (inter-pixel relation) labels from CAMs: confident foreground, confident
+background, and the uncertain rest ignored (255).
+
+Two published recipes (``../shared/conventions.md``, "IR labels and IRN", "PSA /
+AffinityNet"); both read the full-resolution maps of any CAM cache:
+
+* :func:`irn_labels` (Ahn et al. 2019, Sec. 3.1): seeds with background scores 0.30 and 0.05,
+  each refined by IRN's label CRF; foreground where the 0.30 seed (after CRF) says
+  foreground, background where both say background, 255 where they disagree.
+* :func:`psa_labels` (Ahn & Kwak 2018, Sec. 3.2): background score (1 − max CAM)^α with
+  α = 4 ("low", more background) and α = 32 ("high"); each score stack is refined by PSA's
+  score CRF; foreground from the low one, background from the high one, the rest 255.
+
+The output is a label cache (:class:`camflow.cache.LabelCacheWriter`): per image its class
+keys and a uint8 map of class indices 0..K with 255 = ignore.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from camflow.cache import CamCache, LabelCacheWriter
+from camflow.data.base import IGNORE_INDEX, SegmentationDataset
+from camflow.evaluate import channel_lut, seed_channels
+from camflow.io import CamflowInputError
+from camflow.refine.crf import crf_labels, crf_scores
+from camflow.runtime import parallel_map
+
+log = logging.getLogger(__name__)
+
+STYLES = ("irn", "psa")
+
+
+def irn_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, fg_threshold: float = 0.30,
+               bg_threshold: float = 0.05, crf: dict[str, float] | None = None) -> np.ndarray:
+    """IRN's IR labels (conventions "IR labels and IRN"): uint8 H×W, 0..K and 255.
+
+    ``cams`` are the image's max-normalised class maps (n_keys×H×W) of classes ``keys``.
+    """
+    keys = np.asarray(keys, dtype=np.int64)
+    if keys.size == 0:
+        return np.zeros(cams.shape[1:], dtype=np.uint8)
+    lut = channel_lut(keys)
+    fg = lut[crf_labels(image, seed_channels(cams, fg_threshold), keys.size + 1, **(crf or {}))]
+    bg = lut[crf_labels(image, seed_channels(cams, bg_threshold), keys.size + 1, **(crf or {}))]
+    out = fg.copy()
+    out[fg == 0] = IGNORE_INDEX
+    out[(fg == 0) & (bg == 0)] = 0
+    return out.astype(np.uint8)
+
+
+def psa_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, alpha_low: float = 4,
+               alpha_high: float = 32, crf: dict[str, float] | None = None) -> np.ndarray:
+    """PSA's affinity labels (conventions "PSA / AffinityNet"): uint8 H×W, 0..K and 255.
+
+    The background score (1 − max_c CAM_c)^α is stacked in front of the class maps, the stack
+    is normalised to a distribution per pixel and refined with PSA's score CRF
+    (:func:`crf_scores`); the label is the argmax.  Foreground comes from α_low, background
+    from α_high, the rest is ignored.
+    """
+    keys = np.asarray(keys, dtype=np.int64)
+    if keys.size == 0:
+        return np.zeros(cams.shape[1:], dtype=np.uint8)
+    lut = channel_lut(keys)
+
+    def crf_argmax(alpha: float) -> np.ndarray:
+        bg = (1.0 - cams.max(axis=0, keepdims=True)) ** alpha
+        stack = np.concatenate([bg, cams]).astype(np.float32)
+        probs = stack / np.maximum(stack.sum(axis=0, keepdims=True), 1e-5)
+        return lut[np.argmax(crf_scores(image, probs, **(crf or {})), axis=0)]
+
+    low, high = crf_argmax(alpha_low), crf_argmax(alpha_high)
+    out = low.copy()
+    out[low == 0] = IGNORE_INDEX
+    out[high == 0] = 0
+    return out.astype(np.uint8)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LabelJob:
+    cache: CamCache
+    dataset: SegmentationDataset
+    style: str
+    params: dict[str, Any]
+
+    def __call__(self, image_id: str) -> tuple[str, np.ndarray, np.ndarray]:
+        keys, cams = self.cache.read(image_id, "full")
+        image = self.dataset.load_image(image_id)
+        if image.shape[:2] != cams.shape[1:]:
+            raise CamflowInputError(
+                f"image {image_id!r} is {image.shape[1]}x{image.shape[0]} but its CAM in "
+                f"{self.cache.path} is {cams.shape[2]}x{cams.shape[1]}")
+        p = self.params
+        if self.style == "irn":
+            labels = irn_labels(image, keys, cams, p["fg_threshold"], p["bg_threshold"],
+                                p.get("crf"))
+        else:
+            labels = psa_labels(image, keys, cams, p["alpha_low"], p["alpha_high"], p.get("crf"))
+        return image_id, keys, labels
+
+
+def make_affinity_labels(cache: CamCache, dataset: SegmentationDataset, split: str, style: str,
+                         params: dict[str, Any], out_path: str | Path, workers: int = 1,
+                         progress: bool = True) -> Path:
+    """Affinity labels of every image of ``split`` in ``cache``; writes a label cache.
+
+    ``params``: ``fg_threshold``/``bg_threshold`` (style ``irn``) or ``alpha_low``/
+    ``alpha_high`` (style ``psa``), and ``crf`` (overrides of the CRF's defaults).
+    """
+    if style not in STYLES:
+        raise CamflowInputError(f"unknown affinity-label style {style!r}; known: {STYLES}")
+    ids = dataset.ids(split)
+    missing = [i for i in ids if i not in cache]
+    if missing:
+        raise CamflowInputError(f"{len(missing)} image(s) of {dataset.name}/{split} are not in "
+                                f"CAM cache {cache.path}, e.g. {missing[0]!r}")
+    job = _LabelJob(cache, dataset, style, params)
+    provenance = {"style": style, **params, "cams": str(cache.path), "split": split}
+    ignored = total = 0
+    with LabelCacheWriter(out_path, dataset.class_names, provenance) as writer:
+        for image_id, keys, labels in parallel_map(job, ids, workers, progress,
+                                                   f"{style} labels {split}"):
+            writer.add(image_id, keys, labels)
+            ignored += int((labels == IGNORE_INDEX).sum())
+            total += labels.size
+    log.info("wrote %s: %d images, %.1f%% of pixels ignored", out_path, len(ids),
+             100 * ignored / max(total, 1))
+    return Path(out_path)
