@@ -1,0 +1,452 @@
+"""Train a DeepLab segmenter on pseudo masks (or ground truth) and evaluate it.
+
+Seed 003 Section 6.3: the final step of WSSS trains DeepLab-v2 (ResNet-101, ImageNet
+initialised; batch 10, crop 321, 10,000 iterations, lr 2.5e-4) or DeepLab-v3+ on the refined
+pseudo masks with their original procedures unchanged; conventions.md ("Segmentation"): the
+reported numbers use multi-scale + flip inference and a dense CRF.  DeepLab-v2 Section 4:
+SGD with momentum 0.9, weight decay 5e-4, "poly" learning rate (power 0.9), ×10 lr for the
+new layers; augmentation by random scaling and flipping, then a random crop (image padded with
+the mean, label with the ignore value 255).
+
+Training is iteration-based and resumable: the ``b``-th sample of iteration ``t`` is a pure
+function of ``(seed, t, b)`` (a seeded permutation per pass over the data and a per-sample
+augmentation generator), and the torch RNG (dropout) is reseeded from ``(seed, t)`` before
+every iteration, so an interrupted run resumed from its ``*.resume.pt`` ends with bit-identical
+weights.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import logging
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from camflow.data.base import IGNORE_INDEX, SegmentationDataset
+from camflow.data.transforms import normalize
+from camflow.evaluate import ConfusionMatrix, segmentation_metrics
+from camflow.io import CamflowInputError, read_label_png
+from camflow.models.deeplab import build_segmenter
+from camflow.refine.crf import crf_scores
+from camflow.runtime import config_hash, load_checkpoint, save_checkpoint, seed_everything
+from camflow.training import poly_lr, resume_path
+
+log = logging.getLogger(__name__)
+
+GROUND_TRUTH = "ground_truth"
+CONFIG_KEYS = ("arch", "backbone", "aspp_rates", "freeze_bn_stats", "optimizer", "batch_size",
+               "iterations", "augment", "checkpoint_every", "seed")
+OPTIMIZER_KEYS = ("lr", "head_lr_mult", "momentum", "weight_decay", "poly_power")
+AUGMENT_KEYS = ("scale", "flip", "crop")
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration and masks
+
+
+def _check_config(cfg: dict[str, Any]) -> None:
+    """Every key training reads is present and sane; errors name the key."""
+    for key in CONFIG_KEYS:
+        if key not in cfg:
+            raise CamflowInputError(f"segmenter config lacks key {key!r}")
+    for block, keys in (("optimizer", OPTIMIZER_KEYS), ("augment", AUGMENT_KEYS)):
+        for key in keys:
+            if key not in cfg[block]:
+                raise CamflowInputError(f"segmenter config lacks key {block}.{key}")
+    for key in ("batch_size", "iterations", "checkpoint_every"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise CamflowInputError(f"config key {key} must be a positive integer, "
+                                    f"got {cfg[key]!r}")
+    scale = cfg["augment"]["scale"]
+    if not (isinstance(scale, list | tuple) and len(scale) == 2 and 0 < scale[0] <= scale[1]):
+        raise CamflowInputError(
+            f"config key augment.scale must be [lo, hi] with 0 < lo <= hi, got {scale!r}")
+    crop = cfg["augment"]["crop"]
+    if not isinstance(crop, int) or crop < 1:
+        raise CamflowInputError(f"config key augment.crop must be a positive integer, "
+                                f"got {crop!r}")
+    if cfg["arch"] == "deeplabv3plus" and cfg["batch_size"] < 2:
+        raise CamflowInputError(
+            "config key batch_size must be at least 2 for deeplabv3plus (BatchNorm of the "
+            "ASPP image-pooling branch needs more than one value per channel)")
+
+
+def _check_ids(ids: list[str], masks_dir: Path | None) -> None:
+    """Pseudo-mask ids must be plain file names and every PNG must exist (fail before
+    training, not at iteration 5,000)."""
+    if masks_dir is None:
+        return
+    if not masks_dir.is_dir():
+        raise CamflowInputError(f"pseudo-mask directory {masks_dir} does not exist")
+    bad = [i for i in ids if "/" in i or "\\" in i or i in ("", ".", "..")]
+    if bad:
+        raise CamflowInputError(
+            f"image id(s) {bad[:5]} cannot name a pseudo mask in {masks_dir} "
+            "(ids may contain no '/')")
+    missing = [i for i in ids if not (masks_dir / f"{i}.png").is_file()]
+    if missing:
+        shown = ", ".join(repr(i) for i in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise CamflowInputError(
+            f"{len(missing)} pseudo mask(s) missing in {masks_dir}: {shown}{more} "
+            f"(expected {masks_dir / (missing[0] + '.png')})")
+
+
+def load_training_mask(dataset: SegmentationDataset, split: str, masks_dir: Path | None,
+                       image_id: str, image_shape: tuple[int, ...]) -> np.ndarray:
+    """The training target of ``image_id``: its ground-truth mask (``masks_dir`` None) or the
+    palette PNG ``<masks_dir>/<image_id>.png``, checked against the image size and classes."""
+    if masks_dir is None:
+        mask = np.asarray(dataset.load_mask(image_id, split))
+        if mask.shape != tuple(image_shape[:2]):
+            raise CamflowInputError(
+                f"{dataset.name}: mask of {image_id!r} has size {mask.shape[1]}x{mask.shape[0]} "
+                f"but its image is {image_shape[1]}x{image_shape[0]}")
+        return mask
+    path = masks_dir / f"{image_id}.png"
+    return dataset.validate_mask(read_label_png(path, image_id), image_id, image_shape, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training data
+
+
+def _resize(array: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    """Resize a uint8 H×W(×3) array to ``size`` = (height, width) with PIL."""
+    return np.asarray(Image.fromarray(array).resize((size[1], size[0]), resample))
+
+
+def augment_pair(image: np.ndarray, mask: np.ndarray, augment: dict[str, Any],
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """DeepLab-v2 Section 4 augmentation: random scale (uniform in ``augment.scale``; image
+    bilinear, mask nearest), horizontal flip, normalisation, pad to ``crop`` (image with 0 =
+    the mean after normalisation, label with 255; bottom/right), random ``crop``×``crop``.
+
+    Returns float32 3×crop×crop and int64 crop×crop.
+    """
+    lo, hi = (float(v) for v in augment["scale"])
+    s = float(rng.uniform(lo, hi))
+    h, w = mask.shape
+    size = (max(1, round(h * s)), max(1, round(w * s)))
+    if size != (h, w):
+        image = _resize(image, size, Image.BILINEAR)
+        mask = _resize(mask, size, Image.NEAREST)
+    if augment["flip"] and rng.random() < 0.5:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    crop = int(augment["crop"])
+    x = normalize(np.ascontiguousarray(image))
+    ph, pw = max(crop, size[0]), max(crop, size[1])
+    padded_x = np.zeros((3, ph, pw), dtype=np.float32)
+    padded_y = np.full((ph, pw), IGNORE_INDEX, dtype=np.int64)
+    padded_x[:, : size[0], : size[1]] = x
+    padded_y[: size[0], : size[1]] = mask
+    top = int(rng.integers(0, ph - crop + 1))
+    left = int(rng.integers(0, pw - crop + 1))
+    return (np.ascontiguousarray(padded_x[:, top:top + crop, left:left + crop]),
+            np.ascontiguousarray(padded_y[top:top + crop, left:left + crop]))
+
+
+class SegmentationTrainData(Dataset):
+    """Sample ``n`` of training = item ``n`` (``n = iteration × batch + b``).
+
+    Pass ``e = n // N`` over the ``N`` ids visits them in the order of
+    ``default_rng([seed, 0, e]).permutation(N)``; the augmentation of sample ``n`` draws from
+    ``default_rng([seed, 1, n])``.  Nothing depends on DataLoader or worker state.
+    """
+
+    def __init__(self, dataset: SegmentationDataset, split: str, ids: list[str],
+                 masks_dir: Path | None, augment: dict[str, Any], seed: int) -> None:
+        self.dataset = dataset
+        self.split = split
+        self.ids = ids
+        self.masks_dir = masks_dir
+        self.augment = augment
+        self.seed = seed
+        self._permutations: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        """Number of ids (one pass); samples themselves are addressed by global number."""
+        return len(self.ids)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch not in self._permutations:
+            if len(self._permutations) >= 4:
+                self._permutations.clear()
+            rng = np.random.default_rng([self.seed, 0, epoch])
+            self._permutations[epoch] = rng.permutation(len(self.ids))
+        return self._permutations[epoch]
+
+    def image_id(self, sample: int) -> str:
+        """Id of global sample number ``sample``."""
+        epoch, pos = divmod(sample, len(self.ids))
+        return self.ids[int(self._permutation(epoch)[pos])]
+
+    def __getitem__(self, sample: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image_id = self.image_id(sample)
+        image = self.dataset.load_image(image_id)
+        mask = load_training_mask(self.dataset, self.split, self.masks_dir, image_id,
+                                  image.shape)
+        rng = np.random.default_rng([self.seed, 1, sample])
+        x, y = augment_pair(image, mask, self.augment, rng)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pixel-wise cross-entropy, 255 ignored (DeepLab-v2 Section 4); 0 if all ignored."""
+    if not bool((target != IGNORE_INDEX).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX)
+
+
+def _iteration_seed(seed: int, iteration: int) -> int:
+    return int(np.random.SeedSequence([seed, 2, iteration]).generate_state(1)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def train_segmentation(cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
+                       masks_dir: str | Path | None, out_path: str | Path,
+                       device: torch.device, workers: int = 0, amp: bool = True,
+                       progress: bool = True,
+                       stop_after_iterations: int | None = None) -> Path:
+    """Train a segmenter from ``cfg`` (a ``segmenters.<name>`` block) on ``split``; write
+    ``out_path``.
+
+    ``masks_dir`` None trains on the ground truth (the fully supervised upper bound);
+    otherwise on ``<masks_dir>/<image_id>.png``.  SGD with poly decay (DeepLab-v2 Section 4),
+    cross-entropy ignoring 255, bf16 autocast on CUDA when ``amp``.  The state is saved every
+    ``checkpoint_every`` iterations to ``*.resume.pt`` beside the output; a rerun with the same
+    config, split, masks and ids resumes from it (a state of another config is ignored).
+    ``stop_after_iterations`` saves the state after that many iterations and returns the
+    resume file without writing the checkpoint (to test resumption).
+    """
+    out_path = Path(out_path)
+    _check_config(cfg)
+    ids = dataset.ids(split)
+    if not ids:
+        raise CamflowInputError(f"{dataset.name}/{split} has no images to train on")
+    masks = Path(masks_dir) if masks_dir is not None else None
+    _check_ids(ids, masks)
+    seed = int(cfg["seed"])
+    seed_everything(seed)
+    model = build_segmenter(cfg, len(dataset.class_names)).to(device)
+    opt_cfg = cfg["optimizer"]
+    optimizer = torch.optim.SGD(
+        model.param_groups(float(opt_cfg["lr"]), float(opt_cfg["head_lr_mult"]),
+                           float(opt_cfg["weight_decay"])),
+        lr=float(opt_cfg["lr"]), momentum=float(opt_cfg["momentum"]))
+    batch_size, iterations = int(cfg["batch_size"]), int(cfg["iterations"])
+    every, power = int(cfg["checkpoint_every"]), float(opt_cfg["poly_power"])
+    use_amp = amp and device.type == "cuda"
+    masks_name = str(masks) if masks is not None else GROUND_TRUTH
+    key = config_hash({"cfg": cfg, "split": split, "masks": masks_name,
+                       "ids": config_hash(ids), "classes": list(dataset.class_names)})
+
+    start = 0
+    state_file = resume_path(out_path)
+    if state_file.exists():
+        state = load_checkpoint(state_file)
+        if state.get("config_hash") == key:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start = int(state["iteration"])
+            log.info("resuming %s from iteration %d", out_path, start)
+        else:
+            log.info("ignoring %s: it was written for another config", state_file)
+
+    def save_state(iteration: int) -> None:
+        save_checkpoint(state_file, {"model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict(),
+                                     "iteration": iteration, "config_hash": key})
+
+    end = iterations if stop_after_iterations is None else min(iterations, stop_after_iterations)
+    data = SegmentationTrainData(dataset, split, ids, masks, cfg["augment"], seed)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False,
+                        sampler=range(start * batch_size, max(start, end) * batch_size),
+                        num_workers=workers, pin_memory=device.type == "cuda")
+    model.train()
+    bar = tqdm(total=iterations, initial=start, desc="segmentation", disable=not progress,
+               dynamic_ncols=True)
+    iteration, running = start, None
+    for images, targets in loader:
+        for group in optimizer.param_groups:
+            group["lr"] = poly_lr(group["initial_lr"], iteration, iterations, power)
+        torch.manual_seed(_iteration_seed(seed, iteration))
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(images)
+        loss = segmentation_loss(logits, targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"segmentation loss is {loss.item()} at iteration "
+                                     f"{iteration}; lower optimizer.lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        iteration += 1
+        value = loss.item()
+        running = value if running is None else 0.98 * running + 0.02 * value
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.4f}")
+        if iteration % every == 0 and iteration < iterations:
+            save_state(iteration)
+            log.info("iteration %d/%d: loss %.4f (running %.4f)", iteration, iterations,
+                     value, running)
+    bar.close()
+    if iteration < iterations:  # stopped early on request
+        save_state(iteration)
+        return state_file
+
+    save_checkpoint(out_path, {"format_version": 1, "model": model.state_dict(), "config": cfg,
+                               "class_names": list(dataset.class_names), "split": split,
+                               "masks": masks_name})
+    state_file.unlink(missing_ok=True)
+    log.info("wrote %s", out_path)
+    return out_path
+
+
+def load_segmenter(path: str | Path, device: torch.device) -> torch.nn.Module:
+    """Rebuild a trained segmenter from its checkpoint (in eval mode)."""
+    ckpt = load_checkpoint(path)
+    for key in ("format_version", "model", "config", "class_names"):
+        if key not in ckpt:
+            raise CamflowInputError(f"checkpoint {path} is not a segmenter checkpoint "
+                                    f"(no key {key!r})")
+    cfg = dict(ckpt["config"])
+    cfg["backbone"] = {**cfg["backbone"], "weights": "none"}
+    model = build_segmenter(cfg, len(ckpt["class_names"]))
+    model.load_state_dict(ckpt["model"])
+    model.class_names = list(ckpt["class_names"])
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def predict_probs(model: torch.nn.Module, image: np.ndarray, scales: list[float], flip: bool,
+                  device: torch.device, amp: bool = True) -> np.ndarray:
+    """Class probabilities C×H×W of ``image``: the softmax of the logits (resized back to the
+    image size, bilinear) averaged over the input scales and, with ``flip``, the horizontal
+    flips (DeepLab-v2 Section 4 multi-scale inputs; conventions.md "Segmentation")."""
+    h, w = image.shape[:2]
+    x = torch.from_numpy(normalize(image))[None].to(device)
+    use_amp = amp and device.type == "cuda"
+    total: torch.Tensor | None = None
+    for s in scales:
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        xs = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear",
+                                                   align_corners=False)
+        if flip:
+            xs = torch.cat([xs, xs.flip(-1)])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = model(xs)
+        logits = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
+        if flip:
+            logits = torch.stack([logits[0], logits[1].flip(-1)])
+        probs = logits.softmax(dim=1).sum(dim=0)
+        total = probs if total is None else total + probs
+    assert total is not None
+    return (total / (len(scales) * (2 if flip else 1))).cpu().numpy()
+
+
+def crf_score_defaults() -> dict[str, float]:
+    """Default parameters of the test-time CRF: those of :func:`crf_scores` (PSA)."""
+    return {name: p.default for name, p in inspect.signature(crf_scores).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _crf_confusion(image: np.ndarray, probs: np.ndarray, gt: np.ndarray,
+                   params: dict[str, float]) -> np.ndarray:
+    pred = np.argmax(crf_scores(image, probs.astype(np.float32), **params), axis=0)
+    return ConfusionMatrix(probs.shape[0]).update(pred, gt).matrix
+
+
+def evaluate_segmentation(checkpoint: str | Path, dataset: SegmentationDataset, split: str,
+                          scales: list[float], flip: bool, crf: dict[str, float] | None,
+                          device: torch.device, workers: int = 1, amp: bool = True,
+                          progress: bool = True) -> dict[str, Any]:
+    """Score a trained segmenter on every image of ``split`` against its masks.
+
+    Prediction = argmax of :func:`predict_probs` (scales × flips).  If ``crf`` is a dict
+    (``{}`` for PSA's defaults of :func:`crf_scores`, or overrides), the CRF-refined
+    prediction (argmax of the CRF marginals) is scored too, over ``workers`` processes.
+    Returns ``{"split", "n_images", "scales", "flip", "checkpoint", "miou", "metrics", "crf"}``
+    with ``metrics`` from :func:`camflow.evaluate.segmentation_metrics` and ``crf`` the same
+    plus ``params`` (or None).
+    """
+    scales = [float(s) for s in scales]
+    if not scales or not all(np.isfinite(s) and s > 0 for s in scales):
+        raise CamflowInputError(f"scales must be a non-empty list of positive numbers, "
+                                f"got {scales}")
+    params: dict[str, float] | None = None
+    if crf is not None:
+        params = crf_score_defaults()
+        unknown = sorted(set(crf) - set(params))
+        if unknown:
+            raise CamflowInputError(f"unknown CRF parameter(s) {unknown}; "
+                                    f"known: {sorted(params)}")
+        params.update(crf)
+    ids = dataset.ids(split)
+    if not ids:
+        raise CamflowInputError(f"{dataset.name}/{split} has no images to evaluate")
+    class_names = list(dataset.class_names)
+    n = len(class_names)
+    conf = ConfusionMatrix(n)
+    crf_conf = ConfusionMatrix(n)
+    # CRF workers are forked before the model is loaded (they only run the CRF)
+    pool = (multiprocessing.get_context().Pool(workers)
+            if params is not None and workers > 1 else None)
+    pending: collections.deque = collections.deque()
+    try:
+        model = load_segmenter(checkpoint, device)
+        if model.class_names != class_names:
+            raise CamflowInputError(f"segmenter {checkpoint} has classes {model.class_names}, "
+                                    f"but dataset {dataset.name} has {class_names}")
+        for image_id in tqdm(ids, desc=f"segment {split}", unit="img", disable=not progress):
+            image = dataset.load_image(image_id)
+            gt = np.asarray(dataset.load_mask(image_id, split))
+            if gt.shape != image.shape[:2]:
+                raise CamflowInputError(
+                    f"{dataset.name}: mask of {image_id!r} has size {gt.shape[1]}x{gt.shape[0]} "
+                    f"but its image is {image.shape[1]}x{image.shape[0]}")
+            probs = predict_probs(model, image, scales, flip, device, amp)
+            conf.update(np.argmax(probs, axis=0), gt)
+            if params is None:
+                continue
+            if pool is None:
+                crf_conf.matrix += _crf_confusion(image, probs, gt, params)
+                continue
+            pending.append(pool.apply_async(_crf_confusion, (image, probs, gt, params)))
+            while len(pending) >= 2 * workers:  # bound the memory held by queued images
+                crf_conf.matrix += pending.popleft().get()
+        while pending:
+            crf_conf.matrix += pending.popleft().get()
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    metrics = segmentation_metrics(conf.matrix, class_names)
+    return {
+        "split": split,
+        "n_images": len(ids),
+        "scales": scales,
+        "flip": bool(flip),
+        "checkpoint": str(checkpoint),
+        "miou": metrics["miou"],
+        "metrics": metrics,
+        "crf": None if params is None else {
+            **segmentation_metrics(crf_conf.matrix, class_names), "params": params},
+    }
