@@ -5,6 +5,7 @@ dataset. docs/architecture.md maps every artifact to its rule.
 """
 
 import os
+import re
 
 from snakemake.utils import min_version, validate
 
@@ -24,6 +25,10 @@ wildcard_constraints:
     source="[A-Za-z0-9_-]+",
     split="[A-Za-z0-9_-]+",
     table="[A-Za-z0-9_-]+",
+    style="[A-Za-z0-9_-]+",
+    # only configured names, so that e.g. results/{dataset}/segmentation/... never parses
+    # as a refiner's path
+    refiner="|".join(map(re.escape, config["refiners"])),
 
 
 include: "rules/common.smk"
@@ -31,6 +36,7 @@ include: "rules/data.smk"
 include: "rules/classifier.smk"
 include: "rules/cams.smk"
 include: "rules/evaluate.smk"
+include: "rules/refine.smk"
 include: "rules/tables.smk"
 
 

@@ -20,6 +20,7 @@ import math
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from tqdm import tqdm
 
 from camflow.cache import CamCache
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
-from camflow.io import CamflowInputError, write_json, write_text
+from camflow.io import CamflowInputError, read_label_png, write_json, write_text
 from camflow.refine.crf import crf_labels
 
 
@@ -230,11 +231,11 @@ def _crf_chunk(job: _Job, ids: Sequence[str]) -> tuple[int, np.ndarray]:
     return len(ids), conf.matrix
 
 
-_WORKER_JOB: _Job | None = None
-_ChunkFunc = Callable[[_Job, Sequence[str]], tuple[int, np.ndarray]]
+_WORKER_JOB: Any = None
+_ChunkFunc = Callable[[Any, Sequence[str]], tuple[int, np.ndarray]]
 
 
-def _init_worker(job: _Job) -> None:
+def _init_worker(job: Any) -> None:
     global _WORKER_JOB
     _WORKER_JOB = job
 
@@ -245,7 +246,7 @@ def _in_worker(func: _ChunkFunc, ids: Sequence[str]) -> tuple[int, np.ndarray]:
 
 
 def _run(
-    func: _ChunkFunc, job: _Job, ids: Sequence[str], workers: int, progress: bool, desc: str
+    func: _ChunkFunc, job: Any, ids: Sequence[str], workers: int, progress: bool, desc: str
 ) -> np.ndarray:
     """Sum ``func(job, chunk)`` over chunks of ``ids``, in-process or in a worker pool.
 
@@ -271,6 +272,44 @@ def _run(
             total = total + part
             bar.update(count)
     return total
+
+
+@dataclasses.dataclass(frozen=True)
+class _MaskJob:
+    masks_dir: str
+    dataset: SegmentationDataset
+    split: str
+    n_classes: int
+
+
+def _mask_chunk(job: _MaskJob, ids: Sequence[str]) -> tuple[int, np.ndarray]:
+    conf = ConfusionMatrix(job.n_classes)
+    for image_id in ids:
+        gt = np.asarray(job.dataset.load_mask(image_id, job.split))
+        pred = read_label_png(Path(job.masks_dir) / f"{image_id}.png", image_id)
+        if pred.shape != gt.shape:
+            raise CamflowInputError(
+                f"pseudo mask of {image_id!r} in {job.masks_dir} is {pred.shape[1]}x"
+                f"{pred.shape[0]} but its ground truth is {gt.shape[1]}x{gt.shape[0]}")
+        conf.update(pred, gt)
+    return len(ids), conf.matrix
+
+
+def evaluate_masks(masks_dir: str | os.PathLike, dataset: SegmentationDataset, split: str,
+                   workers: int = 1, progress: bool = True) -> dict[str, Any]:
+    """Score pseudo masks (palette PNGs ``<masks_dir>/<id>.png``) of every image of ``split``
+    against its ground truth, with the seeds' metrics (:func:`segmentation_metrics`).  A
+    mask pixel outside the class list (e.g. 255) is an error naming the image.
+
+    Returns ``{"split", "n_images", "masks", **segmentation_metrics}``.
+    """
+    ids = dataset.ids(split)
+    if not ids:
+        raise CamflowInputError(f"{dataset.name}/{split} has no images to evaluate")
+    job = _MaskJob(str(masks_dir), dataset, split, len(dataset.class_names))
+    conf = _run(_mask_chunk, job, ids, workers, progress, f"masks {split}")
+    return {"split": split, "n_images": len(ids), "masks": str(masks_dir),
+            **segmentation_metrics(conf, dataset.class_names)}
 
 
 def crf_defaults() -> dict[str, float]:

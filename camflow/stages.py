@@ -84,3 +84,48 @@ def run_table(name: str, inputs: list[str], spec: dict[str, Any], dataset: str, 
     table = build_table(name, evals, spec, dataset)
     table.write(csv_path, md_path)
     print(table.markdown())
+
+
+def run_affinity_labels(cache: str, out_path: str, style: str, params: dict[str, Any],
+                        data: dict[str, Any], workers: int) -> None:
+    from camflow.cache import CamCache
+    from camflow.refine.affinity_labels import make_affinity_labels
+
+    with CamCache(cache) as cams:
+        make_affinity_labels(cams, open_dataset(data), data["split"], style, params, out_path,
+                             workers=max(1, workers))
+
+
+def run_train_refiner(out_path: str, refiner: dict[str, Any], labels: str, classifier: str,
+                      data: dict[str, Any], runtime: dict[str, Any], workers: int) -> None:
+    """Train IRN or AffinityNet (``refiner["method"]``) on affinity labels."""
+    from camflow.cache import LabelCache
+    from camflow.methods.affinitynet import train_affinitynet
+    from camflow.methods.irn import train_irn
+
+    train = train_irn if refiner["method"] == "irn" else train_affinitynet
+    device = select_device(runtime["device"])
+    log.info("training %s on %s (%s)", out_path, labels, device)
+    with LabelCache(labels) as label_cache:
+        train(refiner, open_dataset(data), label_cache, classifier, out_path, device,
+              workers=workers, amp=runtime["amp"])
+
+
+def run_random_walk(model: str, cache: str, refiner: dict[str, Any], data: dict[str, Any],
+                    masks_dir: str, scores: str, runtime: dict[str, Any], workers: int) -> None:
+    from camflow.cache import CamCache
+    from camflow.refine.pseudo_masks import make_pseudo_masks
+
+    with CamCache(cache) as cams:
+        make_pseudo_masks(refiner["method"], model, cams, open_dataset(data), data["split"],
+                          refiner["random_walk"], masks_dir, scores,
+                          select_device(runtime["device"]), workers=max(1, workers))
+
+
+def run_eval_masks(masks_dir: str, json_path: str, data: dict[str, Any], workers: int) -> None:
+    from camflow.evaluate import evaluate_masks
+    from camflow.io import write_json
+
+    result = evaluate_masks(masks_dir, open_dataset(data), data["split"], workers=max(1, workers))
+    write_json(json_path, result)
+    log.info("%s: mIoU %.4f", masks_dir, result["miou"])

@@ -1,4 +1,4 @@
-"""Classifier training: SGD with polynomial decay, seeded, resumable, AMP on CUDA.
+"""Training loops: SGD with polynomial decay, seeded, resumable, AMP on CUDA.
 
 Settings follow IRN (``../shared/conventions.md``, CAM classifier): poly decay with power 0.9,
 ×10 learning rate on the new head, and the choice of momentum (IRN's published code in effect
@@ -18,6 +18,8 @@ from tqdm import tqdm
 
 from camflow.data.base import SegmentationDataset
 from camflow.data.transforms import ClassificationDataset
+from camflow.io import CamflowInputError
+from camflow.models.backbones import Backbone, build_backbone
 from camflow.models.classifier import CAMClassifier, build_classifier, multilabel_loss
 from camflow.runtime import config_hash, load_checkpoint, save_checkpoint, seed_everything
 
@@ -54,25 +56,51 @@ def train_classifier(cfg: dict[str, Any], dataset: SegmentationDataset, split: s
     the same config continues from it. ``stop_after_epochs`` ends the run early (to test
     resumption) without writing the final checkpoint.
     """
-    out_path = Path(out_path)
-    seed = int(cfg["seed"])
-    seed_everything(seed)
-    data = ClassificationDataset(dataset, split, cfg["augment"], seed)
+    seed_everything(int(cfg["seed"]))
+    data = ClassificationDataset(dataset, split, cfg["augment"], int(cfg["seed"]))
     if len(data) == 0:
         raise ValueError(f"{dataset.name}/{split}: no image with a foreground class to train on")
     model = build_classifier(cfg, dataset.num_classes).to(device)
     opt_cfg = cfg["optimizer"]
     groups = model.param_groups(float(opt_cfg["lr"]), float(opt_cfg["head_lr_mult"]),
                                 float(opt_cfg["weight_decay"]))
-    optimizer = torch.optim.SGD(groups, lr=float(opt_cfg["lr"]),
-                                momentum=float(opt_cfg["momentum"]),
-                                nesterov=False)
+
+    def step(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        images, targets, indices = batch
+        return loss_fn(model, images.to(device), targets.to(device), indices)
+
+    return fit_epochs(model, groups, data, cfg, step, out_path, device,
+                      {"cfg": cfg, "split": split, "n": len(data)},
+                      {"config": cfg, "class_names": list(dataset.class_names), "split": split},
+                      workers=workers, amp=amp, progress=progress,
+                      stop_after_epochs=stop_after_epochs)
+
+
+def fit_epochs(model: torch.nn.Module, param_groups: list[dict[str, Any]], data: Any,
+               cfg: dict[str, Any], step_loss: Callable[[Any], torch.Tensor],
+               out_path: str | Path, device: torch.device, identity: Any,
+               payload: dict[str, Any], workers: int = 0, amp: bool = True,
+               progress: bool = True, stop_after_epochs: int | None = None) -> Path:
+    """Epoch-based SGD with polynomial decay, shared by every trained stage.
+
+    ``data`` is a map-style dataset with an ``epoch`` attribute (its augmentation is seeded
+    by epoch and index); ``step_loss(batch)`` returns the loss of one batch.  ``cfg`` gives
+    ``seed``, ``batch_size``, ``epochs`` and ``optimizer`` (``lr``, ``momentum``,
+    ``poly_power``).  After every epoch the state is saved to ``*.resume.pt`` beside
+    ``out_path``; a rerun whose ``identity`` (hashed) is unchanged resumes from it.  The final
+    checkpoint is ``{"format_version": 1, "model": state_dict, **payload}``.
+    """
+    out_path = Path(out_path)
+    seed = int(cfg["seed"])
+    opt_cfg = cfg["optimizer"]
+    optimizer = torch.optim.SGD(param_groups, lr=float(opt_cfg["lr"]),
+                                momentum=float(opt_cfg["momentum"]), nesterov=False)
     batch_size = int(cfg["batch_size"])
     epochs = int(cfg["epochs"])
     steps_per_epoch = len(data) // batch_size if len(data) >= batch_size else 1
     max_steps = steps_per_epoch * epochs
     use_amp = amp and device.type == "cuda"
-    key = config_hash({"cfg": cfg, "split": split, "n": len(data)})
+    key = config_hash(identity)
 
     start_epoch, step = 0, 0
     state_file = resume_path(out_path)
@@ -99,13 +127,12 @@ def train_classifier(cfg: dict[str, Any], dataset: SegmentationDataset, split: s
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
                    dynamic_ncols=True)
         running = 0.0
-        for i, (images, targets, indices) in enumerate(bar, start=1):
+        for i, batch in enumerate(bar, start=1):
             for group in optimizer.param_groups:
                 group["lr"] = poly_lr(group["initial_lr"], step, max_steps,
                                       float(opt_cfg["poly_power"]))
-            images, targets = images.to(device), targets.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = loss_fn(model, images, targets, indices)
+                loss = step_loss(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -117,8 +144,7 @@ def train_classifier(cfg: dict[str, Any], dataset: SegmentationDataset, split: s
                                      "optimizer": optimizer.state_dict(),
                                      "epoch": epoch + 1, "step": step, "config_hash": key})
 
-    save_checkpoint(out_path, {"format_version": 1, "model": model.state_dict(), "config": cfg,
-                               "class_names": list(dataset.class_names), "split": split})
+    save_checkpoint(out_path, {"format_version": 1, "model": model.state_dict(), **payload})
     state_file.unlink(missing_ok=True)
     log.info("wrote %s", out_path)
     return out_path
@@ -132,3 +158,25 @@ def load_classifier(path: str | Path, device: torch.device) -> CAMClassifier:
     model = build_classifier(cfg, len(ckpt["class_names"]) - 1)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
+
+
+def pretrained_backbone(init: str, classifier: str | Path) -> Backbone:
+    """The backbone of a refinement network, with the architecture of the CAM classifier
+    saved at ``classifier``: its trained weights (``init: classifier``), ImageNet's
+    (``imagenet``, as IRN and PSA) or none (``none``: weights loaded later)."""
+    ckpt = load_checkpoint(classifier)
+    if init == "classifier":
+        return load_classifier(classifier, torch.device("cpu")).backbone
+    if init not in ("imagenet", "none"):
+        raise CamflowInputError(f"backbone_init {init!r}: use classifier, imagenet or none")
+    return build_backbone({**ckpt["config"]["backbone"], "weights": init})
+
+
+def stage_channels(backbone: Backbone) -> list[int]:
+    """Output channels of each of the backbone's stages (one dummy forward pass)."""
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        feats = backbone(torch.zeros(1, 3, 64, 64))
+    backbone.train(was_training)
+    return [int(f.shape[1]) for f in feats]

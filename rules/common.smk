@@ -42,6 +42,45 @@ def dataset_params(name, split_key):
     }
 
 
+def split_params(dataset, split):
+    """Dataset params for a stage that works on the split named by its wildcard."""
+    return {**dataset_params(dataset, "eval_split"), "split": split}
+
+
+def affinity_label_config(style):
+    if style not in config["affinity_labels"]:
+        config_error(f"affinity_labels.{style}", f"no affinity-label style {style!r}")
+    return config["affinity_labels"][style]
+
+
+def refiner_config(name, method=None):
+    """A `refiners.<name>` block; with `method`, it must be of that method."""
+    if name not in config["refiners"]:
+        config_error(f"refiners.{name}", f"no refiner named {name!r}")
+    cfg = config["refiners"][name]
+    if method and cfg["method"] != method:
+        config_error(f"refiners.{name}.method", f"is {cfg['method']!r}, not {method!r}")
+    return cfg
+
+
+def refiner_training_inputs(wildcards, method):
+    """A refiner trains on the affinity labels of the dataset's train split."""
+    cfg = refiner_config(wildcards.refiner, method)
+    split = dataset_config(wildcards.dataset)["train_split"]
+    prefix = f"results/{wildcards.dataset}/{wildcards.classifier}/{wildcards.source}"
+    return {
+        "marker": dataset_marker(wildcards),
+        "labels": f"{prefix}/{split}/affinity_labels/{cfg['labels']}.h5",
+        "classifier": f"results/{wildcards.dataset}/{wildcards.classifier}/classifier.pt",
+    }
+
+
+def refiner_model(wildcards):
+    cfg = refiner_config(wildcards.refiner)
+    return (f"results/{wildcards.dataset}/{wildcards.classifier}/{wildcards.source}/"
+            f"{wildcards.refiner}/{cfg['method']}.pt")
+
+
 def train_data_params(dataset, classifier):
     """Training data of a classifier: the dataset's train split unless the classifier names one."""
     data = dataset_params(dataset, "train_split")

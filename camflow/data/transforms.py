@@ -10,6 +10,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from camflow.data.base import SegmentationDataset
+from camflow.io import CamflowInputError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -88,3 +89,47 @@ class InferenceDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[str, np.ndarray, tuple[int, ...]]:
         image_id = self.ids[index]
         return image_id, self.dataset.load_image(image_id), self.labels[image_id]
+
+
+class AffinityLabelDataset(Dataset):
+    """Images with their affinity labels (a label cache), IRN/PSA augmentation, and the labels
+    reduced to the network's pair grid (every ``label_stride``-th pixel, nearest).
+
+    Augmentation: random long-side resize (image bilinear, labels nearest), flip, random crop
+    (image padded with zeros after normalisation, labels with 255).  Seeded by
+    ``(seed, epoch, index)`` like :class:`ClassificationDataset`.
+    """
+
+    def __init__(self, dataset: SegmentationDataset, labels: Any, augment: dict[str, Any],
+                 seed: int, label_stride: int) -> None:
+        self.dataset = dataset
+        self.labels = labels
+        self.ids = labels.ids
+        self.augment = augment
+        self.seed = seed
+        self.label_stride = label_stride
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image_id = self.ids[index]
+        image = self.dataset.load_image(image_id)
+        _, label = self.labels.read(image_id)
+        if label.shape != image.shape[:2]:
+            raise CamflowInputError(
+                f"image {image_id!r}: affinity labels in {self.labels.path} are "
+                f"{label.shape[1]}x{label.shape[0]}, the image {image.shape[1]}x{image.shape[0]}")
+        lo, hi = self.augment["resize_long"]
+        long_side = int(rng.integers(lo, hi + 1))
+        image = resize_long_side(image, long_side)
+        label = np.asarray(Image.fromarray(label).resize(image.shape[1::-1], Image.NEAREST))
+        if self.augment["flip"] and rng.random() < 0.5:
+            image, label = image[:, ::-1], label[:, ::-1]
+        stacked = np.concatenate([normalize(image), label[None].astype(np.float32) - 255.0])
+        crop = random_crop(stacked, int(self.augment["crop"]), rng)
+        s = self.label_stride
+        reduced = (crop[3, s // 2::s, s // 2::s] + 255.0).astype(np.int64)
+        return torch.from_numpy(np.ascontiguousarray(crop[:3])), torch.from_numpy(reduced)

@@ -1,0 +1,145 @@
+"""AffinityNet (Ahn & Kwak, CVPR 2018, "PSA").
+
+Feature maps of three backbone stages are embedded by 1×1 convolutions (64, 128 and 256
+channels, ELU), concatenated and mixed by a 1×1 convolution (448 channels, ELU) on the
+stride-8 grid (PSA Sec. 3.2).  The affinity of two pixels is
+
+    a_ij = exp(−‖f_i − f_j‖₁ / C)        (PSA Eq. 3, the mean absolute difference)
+
+for pairs within radius 5, trained with the affinity labels of
+:func:`camflow.refine.affinity_labels.psa_labels`:
+
+    L = ¼ L_bg⁺ + ¼ L_fg⁺ + ½ L⁻,   L⁺ = −mean log a_ij,   L⁻ = −mean log(1 − a_ij)   (Eq. 7–9).
+
+Unlike IRN's, the backbone is trained as well (×1 learning rate, the new layers ×10).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camflow.cache import LabelCache
+from camflow.data.base import SegmentationDataset
+from camflow.data.transforms import AffinityLabelDataset
+from camflow.models.backbones import Backbone
+from camflow.refine.pairs import grid_pairs, pair_labels, region_pairs
+from camflow.runtime import load_checkpoint, seed_everything
+from camflow.training import fit_epochs, pretrained_backbone, stage_channels
+
+STRIDE = 8
+
+
+class AffinityNet(nn.Module):
+    """Backbone + PSA's feature embedding on the stride-8 grid (module doc)."""
+
+    def __init__(self, backbone: Backbone, freeze_bn_stats: bool) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.freeze_bn_stats = freeze_bn_stats
+        chans = stage_channels(backbone)[1:]
+        self.embed = nn.ModuleList(nn.Conv2d(c, w, 1, bias=False)
+                                   for c, w in zip(chans, (64, 128, 256), strict=True))
+        self.mix = nn.Conv2d(448, 448, 1, bias=False)
+        for conv in self.embed:
+            nn.init.kaiming_normal_(conv.weight)
+        nn.init.xavier_uniform_(self.mix.weight, gain=4)
+
+    def train(self, mode: bool = True) -> AffinityNet:
+        super().train(mode)
+        if mode and self.freeze_bn_stats:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixel features B×448×⌈H/8⌉×⌈W/8⌉ (stages resized bilinearly to that grid)."""
+        grid = (-(-x.shape[-2] // STRIDE), -(-x.shape[-1] // STRIDE))
+        feats = self.backbone(x)[1:]
+        parts = []
+        for conv, f in zip(self.embed, feats, strict=True):
+            if f.shape[-2:] != grid:
+                f = F.interpolate(f, grid, mode="bilinear", align_corners=False)
+            parts.append(F.elu(conv(f)))
+        return F.elu(self.mix(torch.cat(parts, 1)))
+
+    def param_groups(self, lr: float, head_lr_mult: float,
+                     weight_decay: float) -> list[dict[str, Any]]:
+        new = list(self.embed.parameters()) + list(self.mix.parameters())
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        return [{"params": backbone, "lr": lr, "initial_lr": lr, "weight_decay": weight_decay},
+                {"params": new, "lr": lr * head_lr_mult, "initial_lr": lr * head_lr_mult,
+                 "weight_decay": weight_decay}]
+
+
+def feature_affinity(source: torch.Tensor, partners: torch.Tensor) -> torch.Tensor:
+    """exp(−mean_c |f_i − f_j|) for source features …×C×h×w and partners …×C×n×h×w (Eq. 3):
+    …×n×h×w."""
+    return torch.exp(-(source.unsqueeze(-3) - partners).abs().mean(dim=-4))
+
+
+def affinitynet_loss(features: torch.Tensor, labels: torch.Tensor,
+                     radius: int) -> dict[str, torch.Tensor]:
+    """PSA's loss bg/4 + fg/4 + neg/2 (Eq. 7–9) for features B×C×h×w and affinity labels
+    B×h×w (0..K, 255 ignore) on the same grid."""
+    eps = 1e-5
+    pairs = pair_labels(labels, radius)
+    aff = feature_affinity(*region_pairs(features.float(), radius))
+
+    def mean(loss: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return (loss * mask).sum() / (mask.sum() + eps)
+
+    bg = mean(-torch.log(aff + eps), pairs["bg_pos"])
+    fg = mean(-torch.log(aff + eps), pairs["fg_pos"])
+    neg = mean(-torch.log(1 + eps - aff), pairs["neg"])
+    return {"bg_pos": bg, "fg_pos": fg, "neg": neg, "total": bg / 4 + fg / 4 + neg / 2}
+
+
+def train_affinitynet(cfg: dict[str, Any], dataset: SegmentationDataset, labels: LabelCache,
+                      classifier: str | Path, out_path: str | Path, device: torch.device,
+                      workers: int = 0, amp: bool = True, progress: bool = True,
+                      stop_after_epochs: int | None = None) -> Path:
+    """Train AffinityNet on the affinity labels ``labels`` (backbone from ``backbone_init``)."""
+    seed_everything(int(cfg["seed"]))
+    backbone = pretrained_backbone(cfg["backbone_init"], classifier)
+    model = AffinityNet(backbone, bool(cfg["freeze_bn_stats"])).to(device)
+    data = AffinityLabelDataset(dataset, labels, cfg["augment"], int(cfg["seed"]), STRIDE)
+    opt = cfg["optimizer"]
+    groups = model.param_groups(float(opt["lr"]), float(opt["head_lr_mult"]),
+                                float(opt["weight_decay"]))
+    radius = int(cfg["radius"])
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        images, grid_labels = (t.to(device) for t in batch)
+        return affinitynet_loss(model(images), grid_labels, radius)["total"]
+
+    return fit_epochs(model, groups, data, cfg, step, out_path, device,
+                      {"cfg": cfg, "labels": labels.provenance, "n": len(data)},
+                      {"config": cfg, "classifier": str(classifier)},
+                      workers=workers, amp=amp, progress=progress,
+                      stop_after_epochs=stop_after_epochs)
+
+
+def load_affinitynet(path: str | Path, device: torch.device) -> AffinityNet:
+    ckpt = load_checkpoint(path)
+    model = AffinityNet(pretrained_backbone("none", ckpt["classifier"]),
+                        bool(ckpt["config"]["freeze_bn_stats"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+def pair_affinity(model: AffinityNet, image: torch.Tensor, radius: int) -> torch.Tensor:
+    """Affinities n_offsets×⌈H/8⌉×⌈W/8⌉ of every pixel pair of one normalised image 3×H×W on
+    the stride-8 grid of the zero-padded image (pairs leaving the grid: 0)."""
+    h, w = image.shape[-2:]
+    x = F.pad(image[None], (0, -w % 32, 0, -h % 32))
+    feats = model(x)[0].float()[:, : -(-h // STRIDE), : -(-w // STRIDE)]
+    inside = torch.ones_like(feats[:1])
+    source, partners = grid_pairs(feats, radius, 0.0)
+    _, inside_partners = grid_pairs(inside, radius, 0.0)
+    return feature_affinity(source, partners) * inside_partners[0]

@@ -1,0 +1,165 @@
+"""IRN: inter-pixel relation network (Ahn, Cho & Kwak, CVPR 2019).
+
+A class-boundary branch and a displacement-field branch on the multi-level features of a
+frozen backbone (IRN Sec. 3.2, ``../shared/conventions.md`` "IR labels and IRN"), trained from
+IR labels (:mod:`camflow.refine.affinity_labels`) with pixel pairs within radius 10 on the
+stride-4 grid:
+
+* boundary: a_ij = 1 − max_{k ∈ Π_ij} B(x_k) (Eq. 3); L_B = ½(½ L_bg⁺ + ½ L_fg⁺) + ½ L⁻ with
+  L⁺ = −mean log a_ij over positive pairs and L⁻ = −mean log(1 − a_ij) over negative pairs
+  (Eq. 4, weighted as in the published code);
+* displacement: for pairs of the same foreground class D(x_i) − D(x_j) should equal the
+  offset x_j − x_i (L_fg^D, Eq. 5), for background pairs it should be 0 (L_bg^D, Eq. 6);
+  total L = L_B + ½(L_fg^D + L_bg^D).
+
+The boundary map drives the random walk (:func:`camflow.refine.random_walk.irn_propagate`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camflow.cache import LabelCache
+from camflow.data.base import SegmentationDataset
+from camflow.data.transforms import AffinityLabelDataset
+from camflow.models.backbones import Backbone
+from camflow.refine.pairs import neighbour_offsets, pair_labels, path_max, region_pairs
+from camflow.runtime import load_checkpoint, seed_everything
+from camflow.training import fit_epochs, pretrained_backbone, stage_channels
+
+log = logging.getLogger(__name__)
+
+
+def _branch(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.GroupNorm(4, cout),
+                         nn.ReLU(inplace=True))
+
+
+class IRNet(nn.Module):
+    """Boundary and displacement branches on a frozen four-stage backbone (IRN Fig. 3).
+
+    Every stage feeds a 1×1 conv (32 channels) of the boundary branch, resized to the stride-4
+    grid and fused by a 1×1 conv into one boundary logit map.  The displacement branch fuses
+    the deeper stages at stride 8, upsamples, joins the stride-4 stage and predicts a 2-channel
+    field (dy, dx) in stride-4 pixels.
+    """
+
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__()
+        self.backbone = backbone.requires_grad_(False)
+        chans = stage_channels(backbone)
+        self.edge = nn.ModuleList(_branch(c, 32) for c in chans)
+        self.edge_out = nn.Conv2d(32 * len(chans), 1, 1)
+        widths = (64, 128, 256, 256)
+        self.disp = nn.ModuleList(_branch(c, w) for c, w in zip(chans, widths, strict=True))
+        self.disp_deep = _branch(sum(widths[1:]), 256)
+        self.disp_out = nn.Sequential(_branch(widths[0] + 256, 256), nn.Conv2d(256, 2, 1))
+
+    def train(self, mode: bool = True) -> IRNet:
+        super().train(mode)
+        self.backbone.eval()  # frozen: BatchNorm statistics never change (IRN)
+        return self
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Boundary logits (B×1×h×w) and displacement (B×2×h×w) on the stride-4 grid of x."""
+        with torch.no_grad():
+            feats = [f.detach() for f in self.backbone(x)]
+        grid = feats[0].shape[-2:]
+
+        def at(t: torch.Tensor, size: torch.Size) -> torch.Tensor:
+            if t.shape[-2:] == size:
+                return t
+            return F.interpolate(t, size, mode="bilinear", align_corners=False)
+
+        edge = self.edge_out(torch.cat([at(b(f), grid) for b, f in zip(self.edge, feats,
+                                                                         strict=True)], 1))
+        d = [b(f) for b, f in zip(self.disp, feats, strict=True)]
+        mid = d[1].shape[-2:]
+        deep = self.disp_deep(torch.cat([d[1], at(d[2], mid), at(d[3], mid)], 1))
+        disp = self.disp_out(torch.cat([d[0], at(deep, grid)], 1))
+        return edge, disp
+
+    def trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+def irn_loss(edge_logits: torch.Tensor, disp: torch.Tensor, labels: torch.Tensor,
+             radius: int) -> dict[str, torch.Tensor]:
+    """IRN's losses (module doc) for boundary logits B×1×h×w, displacement B×2×h×w and IR
+    labels B×h×w (0..K, 255 ignore) on the same grid.  Returns the terms and ``total``."""
+    eps = 1e-5
+    pairs = pair_labels(labels, radius)
+    aff = 1 - path_max(torch.sigmoid(edge_logits[:, 0].float()), radius)
+
+    def mean(loss: torch.Tensor, mask: torch.Tensor, extra: float = 1.0) -> torch.Tensor:
+        return (loss * mask).sum() / (extra * mask.sum() + eps)
+
+    bg_pos = mean(-torch.log(aff + eps), pairs["bg_pos"])
+    fg_pos = mean(-torch.log(aff + eps), pairs["fg_pos"])
+    neg = mean(-torch.log(1 + eps - aff), pairs["neg"])
+    source, partners = region_pairs(disp.float(), radius)
+    diff = source.unsqueeze(2) - partners                       # D(x_i) − D(x_j): B×2×n×h×w
+    offsets = torch.tensor(neighbour_offsets(radius), dtype=diff.dtype, device=diff.device)
+    gt = offsets.t()[None, :, :, None, None]                     # x_j − x_i
+    dp_fg = mean((diff - gt).abs(), pairs["fg_pos"].unsqueeze(1), 2.0)
+    dp_bg = mean(diff.abs(), pairs["bg_pos"].unsqueeze(1), 2.0)
+    boundary = (bg_pos / 2 + fg_pos / 2 + neg) / 2
+    displacement = (dp_fg + dp_bg) / 2
+    return {"bg_pos": bg_pos, "fg_pos": fg_pos, "neg": neg, "dp_fg": dp_fg, "dp_bg": dp_bg,
+            "total": boundary + displacement}
+
+
+def train_irn(cfg: dict[str, Any], dataset: SegmentationDataset, labels: LabelCache,
+              classifier: str | Path, out_path: str | Path, device: torch.device,
+              workers: int = 0, amp: bool = True, progress: bool = True,
+              stop_after_epochs: int | None = None) -> Path:
+    """Train IRN's branches on the IR labels ``labels``; the backbone comes from ``cfg``'s
+    ``backbone_init`` (the CAM classifier's, or ImageNet's) and stays frozen."""
+    seed_everything(int(cfg["seed"]))
+    model = IRNet(pretrained_backbone(cfg["backbone_init"], classifier)).to(device)
+    data = AffinityLabelDataset(dataset, labels, cfg["augment"], int(cfg["seed"]), 4)
+    opt = cfg["optimizer"]
+    groups = [{"params": model.trainable(), "lr": float(opt["lr"]),
+               "initial_lr": float(opt["lr"]), "weight_decay": float(opt["weight_decay"])}]
+    radius = int(cfg["radius"])
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        images, grid_labels = (t.to(device) for t in batch)
+        edge, disp = model(images)
+        return irn_loss(edge, disp, grid_labels, radius)["total"]
+
+    return fit_epochs(model, groups, data, cfg, step, out_path, device,
+                      {"cfg": cfg, "labels": labels.provenance, "n": len(data)},
+                      {"config": cfg, "classifier": str(classifier)},
+                      workers=workers, amp=amp, progress=progress,
+                      stop_after_epochs=stop_after_epochs)
+
+
+def load_irn(path: str | Path, device: torch.device) -> IRNet:
+    """Rebuild a trained IRN (its backbone architecture from the classifier it was built on)."""
+    ckpt = load_checkpoint(path)
+    model = IRNet(pretrained_backbone("none", ckpt["classifier"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+def boundary_map(model: IRNet, image: torch.Tensor, flip: bool) -> torch.Tensor:
+    """Boundary probabilities (h×w, the stride-4 grid ⌈H/4⌉×⌈W/4⌉) of one normalised image
+    3×H×W; with ``flip`` averaged with the flipped image's (as IRN's inference)."""
+    h, w = image.shape[-2:]
+    pad_h, pad_w = -h % 32, -w % 32
+    x = F.pad(image[None], (0, pad_w, 0, pad_h))
+    if flip:
+        x = torch.cat([x, x.flip(-1)])
+    edge = torch.sigmoid(model(x)[0][:, 0].float())
+    if flip:
+        edge = (edge[0] + edge[1].flip(-1)) / 2
+    else:
+        edge = edge[0]
+    return edge[: -(-h // 4), : -(-w // 4)]
