@@ -29,6 +29,8 @@ wildcard_constraints:
     # only configured names, so that e.g. results/{dataset}/segmentation/... never parses
     # as a refiner's path
     refiner="|".join(map(re.escape, config["refiners"])),
+    segmenter="|".join(map(re.escape, config["segmenters"])),
+    masks="gt|[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+",
 
 
 include: "rules/common.smk"
@@ -37,6 +39,7 @@ include: "rules/classifier.smk"
 include: "rules/cams.smk"
 include: "rules/evaluate.smk"
 include: "rules/refine.smk"
+include: "rules/segmentation.smk"
 include: "rules/tables.smk"
 
 

@@ -129,3 +129,30 @@ def run_eval_masks(masks_dir: str, json_path: str, data: dict[str, Any], workers
     result = evaluate_masks(masks_dir, open_dataset(data), data["split"], workers=max(1, workers))
     write_json(json_path, result)
     log.info("%s: mIoU %.4f", masks_dir, result["miou"])
+
+
+def run_train_segmentation(out_path: str, segmenter: dict[str, Any], masks_dir: str | None,
+                           data: dict[str, Any], runtime: dict[str, Any], workers: int) -> None:
+    """Train DeepLab on pseudo masks (``masks_dir``) or on the ground truth (None)."""
+    from camflow.segmentation import train_segmentation
+
+    device = select_device(runtime["device"])
+    log.info("training %s on %s/%s with %s masks (%s)", out_path, data["name"], data["split"],
+             masks_dir or "ground-truth", device)
+    train_segmentation(segmenter, open_dataset(data), data["split"], masks_dir, out_path, device,
+                       workers=workers, amp=runtime["amp"])
+
+
+def run_eval_segmentation(checkpoint: str, json_path: str, evaluation: dict[str, Any],
+                          data: dict[str, Any], runtime: dict[str, Any], workers: int) -> None:
+    from camflow.io import write_json
+    from camflow.segmentation import evaluate_segmentation
+
+    crf = evaluation["crf"]
+    crf_params = {k: v for k, v in crf.items() if k != "enabled"} if crf["enabled"] else None
+    result = evaluate_segmentation(checkpoint, open_dataset(data), data["split"],
+                                   evaluation["scales"], evaluation["flip"], crf_params,
+                                   select_device(runtime["device"]), workers=max(1, workers),
+                                   amp=runtime["amp"])
+    write_json(json_path, result)
+    log.info("%s on %s: mIoU %.4f", checkpoint, data["split"], result["miou"])

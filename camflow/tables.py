@@ -100,8 +100,34 @@ def grid_table(title: str) -> Callable[[list[dict[str, Any]], dict[str, Any], st
     return build
 
 
+def base_pipeline(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
+    """The base WSSS pipeline per classifier: seed mIoU, +CRF, IRN and AffinityNet pseudo-mask
+    mIoU (on the seeds' split), DeepLab val mIoU (and +CRF) trained on the pseudo masks of
+    ``segmentation_masks``, and trained on the ground truth (the upper bound)."""
+    def pct(value: float | None) -> Any:
+        return "-" if value is None else 100 * value
+
+    rows = []
+    for i, name in enumerate(spec["rows"]):
+        seed, irn, aff, seg, upper = evals[5 * i:5 * i + 5]
+        rows.append([
+            name, pct(seed["best"]["miou"]), pct((seed.get("crf") or {}).get("miou")),
+            pct(irn["miou"]), pct(aff["miou"]), pct(seg["miou"]),
+            pct((seg.get("crf") or {}).get("miou")), pct(upper["miou"]),
+            pct((upper.get("crf") or {}).get("miou")),
+        ])
+    return Table(
+        f"Base pipeline on {dataset} (mIoU %): seeds and pseudo masks on {seed['split']}, "
+        f"segmentation on {seg['split']}; source {spec['source']}, DeepLab "
+        f"{spec['segmenter']} on {spec['segmentation_masks']} masks",
+        ["classifier", "seed", "seed_crf", f"{spec['irn']}_masks",
+         f"{spec['affinitynet']}_masks", "deeplab", "deeplab_crf", "upper_bound",
+         "upper_bound_crf"], rows)
+
+
 BUILDERS: dict[str, Callable[[list[dict[str, Any]], dict[str, Any], str], Table]] = {
     "cam_seeds": cam_seeds,
+    "base_pipeline": base_pipeline,
     "fullcam_table2": source_table("Fully-CAM: fused layers (seed 001 Table 2)"),
     "fullcam_table3": source_table("CAM vs Grad-CAM vs Grad-CAM++ vs Fully-CAM "
                                    "(seed 001 Table 3)"),

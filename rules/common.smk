@@ -81,6 +81,22 @@ def refiner_model(wildcards):
             f"{wildcards.refiner}/{cfg['method']}.pt")
 
 
+def segmenter_config(name):
+    if name not in config["segmenters"]:
+        config_error(f"segmenters.{name}", f"no segmenter named {name!r}")
+    return config["segmenters"][name]
+
+
+def segmentation_training_inputs(wildcards):
+    """Pseudo masks of the dataset's train split, or nothing for the ground truth (gt)."""
+    segmenter_config(wildcards.segmenter)
+    inputs = {"marker": dataset_marker(wildcards)}
+    if wildcards.masks != "gt":
+        split = dataset_config(wildcards.dataset)["train_split"]
+        inputs["masks"] = f"results/{wildcards.dataset}/{wildcards.masks}/{split}/masks"
+    return inputs
+
+
 def train_data_params(dataset, classifier):
     """Training data of a classifier: the dataset's train split unless the classifier names one."""
     data = dataset_params(dataset, "train_split")
@@ -132,7 +148,32 @@ def grid_table_inputs(spec):
     return [eval_path(c, s) for c in spec["rows"] for s in spec["sources"]]
 
 
+def base_pipeline_inputs(spec):
+    """Per row (classifier): seeds, IRN masks, AffinityNet masks, DeepLab on the chosen
+    refiner's masks, DeepLab on the ground truth."""
+    dataset = config["dataset"]
+    eval_split = dataset_config(dataset)["eval_split"]
+    val = dataset_config(dataset).get("val_split", "val")
+    refiner_config(spec["irn"], "irn")
+    refiner_config(spec["affinitynet"], "affinitynet")
+    refiner_config(spec["segmentation_masks"])
+    segmenter_config(spec["segmenter"])
+    seg = f"results/{dataset}/segmentation/{spec['segmenter']}"
+    paths = []
+    for name in spec["rows"]:
+        prefix = f"results/{dataset}/{name}/{spec['source']}"
+        paths += [
+            eval_path(name, spec["source"]),
+            f"{prefix}/{spec['irn']}/{eval_split}/eval.json",
+            f"{prefix}/{spec['affinitynet']}/{eval_split}/eval.json",
+            f"{seg}/{name}/{spec['source']}/{spec['segmentation_masks']}/{val}/eval.json",
+            f"{seg}/gt/{val}/eval.json",
+        ]
+    return paths
+
+
 TABLE_INPUTS = {
+    "base_pipeline": base_pipeline_inputs,
     "cam_seeds": cam_seeds_inputs,
     "fullcam_table2": source_table_inputs,
     "fullcam_table3": source_table_inputs,

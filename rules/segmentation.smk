@@ -1,0 +1,47 @@
+# Segmentation: DeepLab trained on a pseudo-mask set ({masks} = {classifier}/{source}/{refiner})
+# or on the ground truth ({masks} = gt, the fully supervised upper bound), evaluated on a split.
+
+
+rule train_segmentation:
+    input:
+        unpack(segmentation_training_inputs),
+    output:
+        model="results/{dataset}/segmentation/{segmenter}/{masks}/model.pt",
+    params:
+        segmenter=lambda wc: segmenter_config(wc.segmenter),
+        data=lambda wc: dataset_params(wc.dataset, "train_split"),
+        runtime=runtime_params(),
+    threads: config["runtime"]["workers"]
+    resources:
+        gpu=stage_resource("train_segmentation", "gpu", 1),
+        mem_mb=stage_resource("train_segmentation", "mem_mb", 16000),
+        runtime=stage_resource("train_segmentation", "runtime", 480),
+    log:
+        "results/logs/{dataset}/segmentation/{segmenter}/{masks}/train_segmentation.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/train_segmentation.py"
+
+
+rule eval_segmentation:
+    input:
+        dataset_marker,
+        model="results/{dataset}/segmentation/{segmenter}/{masks}/model.pt",
+    output:
+        json="results/{dataset}/segmentation/{segmenter}/{masks}/{split}/eval.json",
+    params:
+        evaluation=config["segmentation_eval"],
+        data=lambda wc: split_params(wc.dataset, wc.split),
+        runtime=runtime_params(),
+    threads: config["runtime"]["workers"]
+    resources:
+        gpu=stage_resource("eval_segmentation", "gpu", 1),
+        mem_mb=stage_resource("eval_segmentation", "mem_mb", 8000),
+        runtime=stage_resource("eval_segmentation", "runtime", 120),
+    log:
+        "results/logs/{dataset}/segmentation/{segmenter}/{masks}/{split}/eval_segmentation.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/eval_segmentation.py"
