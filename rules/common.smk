@@ -63,6 +63,17 @@ def refiner_config(name, method=None):
     return cfg
 
 
+def refiner_training_config(name, method):
+    """What training uses: the refiner's block without its random-walk settings."""
+    return {k: v for k, v in refiner_config(name, method).items() if k != "random_walk"}
+
+
+def refiner_walk_config(name):
+    """What the random walk uses: the method and its settings."""
+    cfg = refiner_config(name)
+    return {"method": cfg["method"], "random_walk": cfg["random_walk"]}
+
+
 def refiner_training_inputs(wildcards, method):
     """A refiner trains on the affinity labels of the dataset's train split."""
     cfg = refiner_config(wildcards.refiner, method)

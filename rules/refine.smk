@@ -31,7 +31,7 @@ rule train_irn:
     output:
         model="results/{dataset}/{classifier}/{source}/{refiner}/irn.pt",
     params:
-        refiner=lambda wc: refiner_config(wc.refiner, "irn"),
+        refiner=lambda wc: refiner_training_config(wc.refiner, "irn"),
         data=lambda wc: dataset_params(wc.dataset, "train_split"),
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]
@@ -53,7 +53,7 @@ rule train_affinitynet:
     output:
         model="results/{dataset}/{classifier}/{source}/{refiner}/affinitynet.pt",
     params:
-        refiner=lambda wc: refiner_config(wc.refiner, "affinitynet"),
+        refiner=lambda wc: refiner_training_config(wc.refiner, "affinitynet"),
         data=lambda wc: dataset_params(wc.dataset, "train_split"),
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]
@@ -78,7 +78,7 @@ rule random_walk:
         masks=directory("results/{dataset}/{classifier}/{source}/{refiner}/{split}/masks"),
         scores="results/{dataset}/{classifier}/{source}/{refiner}/{split}/scores.h5",
     params:
-        refiner=lambda wc: refiner_config(wc.refiner),
+        refiner=lambda wc: refiner_walk_config(wc.refiner),
         data=lambda wc: split_params(wc.dataset, wc.split),
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]

@@ -140,3 +140,32 @@ def test_fullcam_tables_build(built: Path) -> None:
     t5 = (built / "results/tables/fullcam_table5.csv").read_text().splitlines()
     assert t5[0] == "classifier,backbone,cam_1x,fullcam_1x"
     assert [row.split(",")[0] for row in t5[1:]] == ["resnet_small", "resnet_small_os8"]
+
+
+def test_base_pipeline_table_builds_end_to_end(built: Path) -> None:
+    snakemake(built, "results/tables/base_pipeline.csv")
+    lines = (built / "results/tables/base_pipeline.csv").read_text().splitlines()
+    assert lines[0] == ("classifier,seed,seed_crf,irn_small_masks,affinitynet_small_masks,"
+                        "deeplab,deeplab_crf,upper_bound,upper_bound_crf")
+    row = lines[1].split(",")
+    assert row[0] == "resnet_small"
+    assert all(0 <= float(v) <= 100 for v in row[1:])
+    base = built / "results/synthetic/resnet_small/cam"
+    masks = sorted((base / "irn_small/train/masks").glob("*.png"))
+    assert len(masks) == 12                       # every image of the tiny `train` split
+    ev = json.loads((base / "irn_small/train/eval.json").read_text())
+    assert abs(100 * ev["miou"] - float(row[3])) < 0.01 and ev["n_images"] == 12
+    assert (base / "train_aug/affinity_labels/irn.h5").is_file()
+    assert (base / "train_aug/affinity_labels/psa.h5").is_file()
+    gt = json.loads((built / "results/synthetic/segmentation/deeplabv2_small/gt/val/eval.json")
+                    .read_text())
+    assert abs(100 * gt["miou"] - float(row[7])) < 0.01
+    # one walk parameter reruns that refiner's masks and what reads them, nothing upstream
+    jobs = planned_jobs(snakemake(built, "-n", "results/tables/base_pipeline.csv", config={
+        "refiners": {"affinitynet_small": {"random_walk": {"beta": 4}}}}))
+    assert jobs == {"random_walk": 1, "eval_masks": 1, "table": 1}
+    # the IR-label thresholds reach IRN's training and everything after it
+    jobs = planned_jobs(snakemake(built, "-n", "results/tables/base_pipeline.csv", config={
+        "affinity_labels": {"irn": {"fg_threshold": 0.4}}}))
+    assert jobs == {"affinity_labels": 1, "train_irn": 1, "random_walk": 2, "eval_masks": 1,
+                    "train_segmentation": 1, "eval_segmentation": 1, "table": 1}
