@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.camflow-installed
-TABLE ?= cam_seeds
+TABLES ?= cam_seeds base_pipeline
 FIGURE ?= results/synthetic/resnet_small/cam/train/figure.png
 
 .PHONY: demo test lint install clean-results
@@ -21,9 +21,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/snakemake --profile profiles/default results/tables/$(TABLE).csv $(FIGURE)
-	@echo
-	@cat results/tables/$(TABLE).md
+	$(BIN)/snakemake --profile profiles/default $(TABLES:%=results/tables/%.csv) $(FIGURE)
+	@for t in $(TABLES); do echo; cat results/tables/$$t.md; done
 	@echo "CAM overlays and the threshold curve: $(FIGURE)"
 
 test: $(STAMP)

@@ -171,12 +171,3 @@ def pretrained_backbone(init: str, classifier: str | Path) -> Backbone:
         raise CamflowInputError(f"backbone_init {init!r}: use classifier, imagenet or none")
     return build_backbone({**ckpt["config"]["backbone"], "weights": init})
 
-
-def stage_channels(backbone: Backbone) -> list[int]:
-    """Output channels of each of the backbone's stages (one dummy forward pass)."""
-    was_training = backbone.training
-    backbone.eval()
-    with torch.no_grad():
-        feats = backbone(torch.zeros(1, 3, 64, 64))
-    backbone.train(was_training)
-    return [int(f.shape[1]) for f in feats]

@@ -29,7 +29,7 @@ from camflow.data.transforms import AffinityLabelDataset
 from camflow.models.backbones import Backbone
 from camflow.refine.pairs import grid_pairs, pair_labels, region_pairs
 from camflow.runtime import load_checkpoint, seed_everything
-from camflow.training import fit_epochs, pretrained_backbone, stage_channels
+from camflow.training import fit_epochs, pretrained_backbone
 
 STRIDE = 8
 
@@ -41,7 +41,7 @@ class AffinityNet(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.freeze_bn_stats = freeze_bn_stats
-        chans = stage_channels(backbone)[1:]
+        chans = backbone.stage_channels[1:]
         self.embed = nn.ModuleList(nn.Conv2d(c, w, 1, bias=False)
                                    for c, w in zip(chans, (64, 128, 256), strict=True))
         self.mix = nn.Conv2d(448, 448, 1, bias=False)

@@ -31,7 +31,7 @@ from camflow.data.transforms import AffinityLabelDataset
 from camflow.models.backbones import Backbone
 from camflow.refine.pairs import neighbour_offsets, pair_labels, path_max, region_pairs
 from camflow.runtime import load_checkpoint, seed_everything
-from camflow.training import fit_epochs, pretrained_backbone, stage_channels
+from camflow.training import fit_epochs, pretrained_backbone
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class IRNet(nn.Module):
     def __init__(self, backbone: Backbone) -> None:
         super().__init__()
         self.backbone = backbone.requires_grad_(False)
-        chans = stage_channels(backbone)
+        chans = backbone.stage_channels
         self.edge = nn.ModuleList(_branch(c, 32) for c in chans)
         self.edge_out = nn.Conv2d(32 * len(chans), 1, 1)
         widths = (64, 128, 256, 256)

@@ -36,12 +36,11 @@ ARCHS = ("resnet50", "resnet101", "vgg16", "resnet_small")
 class Backbone(nn.Module):
     """Four sequential stages; ``forward`` returns the output of every stage."""
 
-    def __init__(self, stages: list[nn.Module], out_channels: int,
-                 stage_channels: list[int] | None = None) -> None:
+    def __init__(self, stages: list[nn.Module], stage_channels: list[int]) -> None:
         super().__init__()
         self.stages = nn.ModuleList(stages)
-        self.out_channels = out_channels
-        self.stage_channels = list(stage_channels) if stage_channels else [out_channels] * 4
+        self.stage_channels = list(stage_channels)
+        self.out_channels = self.stage_channels[-1]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = []
@@ -114,7 +113,7 @@ def _resnet(arch: str, strides: list[int], weights: str, dilation: list[bool]) -
             raise CamflowInputError(f"backbone {arch!r}: {weights} lacks weights {missing[:5]}")
     _set_resnet_strides(net, strides)
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
-    return Backbone([stem, net.layer2, net.layer3, net.layer4], out_channels=2048,
+    return Backbone([stem, net.layer2, net.layer3, net.layer4],
                     stage_channels=[256, 512, 1024, 2048])
 
 
@@ -131,7 +130,7 @@ def _vgg16(weights: str) -> Backbone:
     # stages end after pool2, pool3, pool4 and conv5_3 (+BN+ReLU); pool5 is removed.
     cuts = [0, pools[1] + 1, pools[2] + 1, pools[3] + 1, pools[4]]
     stages = [nn.Sequential(*layers[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-    return Backbone(stages, out_channels=512, stage_channels=[128, 256, 512, 512])
+    return Backbone(stages, stage_channels=[128, 256, 512, 512])
 
 
 class _BasicBlock(nn.Module):
@@ -175,7 +174,7 @@ def _resnet_small(strides: list[int], widths: list[int], blocks: list[int],
                  for j in range(n)]
         stages.append(nn.Sequential(*(stem if i == 0 else []), *layer))
         cin = width
-    backbone = Backbone(stages, out_channels=widths[-1], stage_channels=widths)
+    backbone = Backbone(stages, stage_channels=widths)
     if weights == "imagenet":
         raise CamflowInputError(
             "backbone 'resnet_small' has no ImageNet weights (config key backbone.weights); "
