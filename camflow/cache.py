@@ -326,6 +326,17 @@ class _H5Reader:
         self._index()
         return image_id in self._id_set
 
+    def require(self, ids: list[str], where: str) -> None:
+        """Fail unless every id of ``ids`` (the images of ``where``, e.g. "voc12/train") is in
+        the file; the error names the missing ids and the file."""
+        missing = [i for i in ids if i not in self]
+        if missing:
+            shown = ", ".join(repr(i) for i in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise CamflowInputError(
+                f"{len(missing)} image(s) of {where} are not in {self.label} {self.path}: "
+                f"{shown}{more}")
+
     def close(self) -> None:
         """Close this process's HDF5 handle; the next access reopens it."""
         if self._h5 is not None and self._pid == os.getpid():

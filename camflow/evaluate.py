@@ -356,14 +356,7 @@ def evaluate_cams(
     ids = dataset.ids(split)
     if not ids:
         raise CamflowInputError(f"{dataset.name}/{split} has no images to evaluate")
-    missing = [i for i in ids if i not in cache]
-    if missing:
-        shown = ", ".join(repr(i) for i in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise CamflowInputError(
-            f"{len(missing)} image(s) of {dataset.name}/{split} are not in CAM cache "
-            f"{cache.path}: {shown}{more}"
-        )
+    cache.require(ids, f"{dataset.name}/{split}")
     params = crf_defaults()
     if crf is not None:
         unknown = sorted(set(crf) - set(params))

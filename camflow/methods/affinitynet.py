@@ -26,7 +26,7 @@ from torch import nn
 from camflow.cache import LabelCache
 from camflow.data.base import SegmentationDataset
 from camflow.data.transforms import AffinityLabelDataset
-from camflow.models.backbones import Backbone
+from camflow.models.backbones import Backbone, batch_norms
 from camflow.refine.pairs import grid_pairs, pair_labels, region_pairs
 from camflow.runtime import load_checkpoint, seed_everything
 from camflow.training import fit_epochs, pretrained_backbone
@@ -52,9 +52,8 @@ class AffinityNet(nn.Module):
     def train(self, mode: bool = True) -> AffinityNet:
         super().train(mode)
         if mode and self.freeze_bn_stats:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+            for m in batch_norms(self):
+                m.eval()
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -50,6 +50,11 @@ class Backbone(nn.Module):
         return features
 
 
+def batch_norms(module: nn.Module) -> list[nn.Module]:
+    """Every BatchNorm layer of ``module`` (to keep them in inference mode while training)."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def _imagenet_state(weights: Any, arch: str) -> dict[str, torch.Tensor]:
     """Fetch torchvision's ImageNet weights, failing fast and clearly without network."""
     try:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camflow.models.backbones import Backbone, build_backbone
+from camflow.models.backbones import Backbone, batch_norms, build_backbone
 
 
 class CAMClassifier(nn.Module):
@@ -42,9 +42,8 @@ class CAMClassifier(nn.Module):
     def train(self, mode: bool = True) -> CAMClassifier:
         super().train(mode)
         if mode and self.freeze_bn_stats:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+            for m in batch_norms(self):
+                m.eval()
         return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

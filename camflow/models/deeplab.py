@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from camflow.io import CamflowInputError
-from camflow.models.backbones import Backbone, build_backbone
+from camflow.models.backbones import Backbone, batch_norms, build_backbone
 
 ARCHS = ("deeplabv2", "deeplabv3plus")
 
@@ -49,18 +49,14 @@ class _Segmenter(nn.Module):
         self.backbone = backbone
         self.freeze_bn_stats = freeze_bn_stats
         if freeze_bn_stats:
-            for m in self._backbone_bns():
+            for m in batch_norms(self.backbone):
                 for p in m.parameters():
                     p.requires_grad_(False)
-
-    def _backbone_bns(self) -> list[nn.Module]:
-        return [m for m in self.backbone.modules()
-                if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     def train(self, mode: bool = True) -> _Segmenter:
         super().train(mode)
         if mode and self.freeze_bn_stats:
-            for m in self._backbone_bns():
+            for m in batch_norms(self.backbone):
                 m.eval()
         return self
 

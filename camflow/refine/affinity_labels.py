@@ -115,10 +115,7 @@ def make_affinity_labels(cache: CamCache, dataset: SegmentationDataset, split: s
     if style not in STYLES:
         raise CamflowInputError(f"unknown affinity-label style {style!r}; known: {STYLES}")
     ids = dataset.ids(split)
-    missing = [i for i in ids if i not in cache]
-    if missing:
-        raise CamflowInputError(f"{len(missing)} image(s) of {dataset.name}/{split} are not in "
-                                f"CAM cache {cache.path}, e.g. {missing[0]!r}")
+    cache.require(ids, f"{dataset.name}/{split}")
     job = _LabelJob(cache, dataset, style, params)
     provenance = {"style": style, **params, "cams": str(cache.path), "split": split}
     ignored = total = 0

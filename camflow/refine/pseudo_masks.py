@@ -108,10 +108,7 @@ def make_pseudo_masks(method: str, model_path: str | Path, cache: CamCache,
     if method not in METHODS:
         raise CamflowInputError(f"unknown refiner method {method!r}; known: {METHODS}")
     ids = dataset.ids(split)
-    missing = [i for i in ids if i not in cache]
-    if missing:
-        raise CamflowInputError(f"{len(missing)} image(s) of {dataset.name}/{split} are not in "
-                                f"CAM cache {cache.path}, e.g. {missing[0]!r}")
+    cache.require(ids, f"{dataset.name}/{split}")
     masks_dir = Path(masks_dir)
     masks_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{masks_dir.name}.", dir=masks_dir.parent))
