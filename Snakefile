@@ -22,7 +22,7 @@ validate(config, "schemas/config.schema.yaml")
 wildcard_constraints:
     dataset="[A-Za-z0-9_.-]+",
     classifier="[A-Za-z0-9][A-Za-z0-9_.-]*",
-    source="[A-Za-z0-9_-]+",
+    source="[A-Za-z0-9_-]+(/stage[0-9]+)?",  # a GSLM stage is `{gslm}/stage{n}`
     split="[A-Za-z0-9_-]+",
     table="[A-Za-z0-9_-]+",
     style="[A-Za-z0-9_-]+",
@@ -30,7 +30,9 @@ wildcard_constraints:
     # as a refiner's path
     refiner="|".join(map(re.escape, config["refiners"])),
     segmenter="|".join(map(re.escape, config["segmenters"])),
-    masks="gt|[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+",
+    gslm="|".join(map(re.escape, config["gslm"])),
+    n="[0-9]+",
+    masks="gt|[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_-]+(/stage[0-9]+)?/[A-Za-z0-9_-]+",
 
 
 include: "rules/common.smk"
@@ -40,6 +42,7 @@ include: "rules/cams.smk"
 include: "rules/evaluate.smk"
 include: "rules/refine.smk"
 include: "rules/segmentation.smk"
+include: "rules/gslm.smk"
 include: "rules/tables.smk"
 
 

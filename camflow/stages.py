@@ -86,13 +86,13 @@ def run_table(name: str, inputs: list[str], spec: dict[str, Any], dataset: str, 
     print(table.markdown())
 
 
-def run_affinity_labels(cache: str, out_path: str, style: str, params: dict[str, Any],
+def run_affinity_labels(cache: str, out_path: str, params: dict[str, Any],
                         data: dict[str, Any], workers: int) -> None:
     from camflow.cache import CamCache
     from camflow.refine.affinity_labels import make_affinity_labels
 
     with CamCache(cache) as cams:
-        make_affinity_labels(cams, open_dataset(data), data["split"], style, params, out_path,
+        make_affinity_labels(cams, open_dataset(data), data["split"], params, out_path,
                              workers=max(1, workers))
 
 
@@ -156,3 +156,16 @@ def run_eval_segmentation(checkpoint: str, json_path: str, evaluation: dict[str,
                                    amp=runtime["amp"])
     write_json(json_path, result)
     log.info("%s on %s: mIoU %.4f", checkpoint, data["split"], result["miou"])
+
+
+def run_train_slm(out_path: str, slm: dict[str, Any], previous: str, confidence: str,
+                  data: dict[str, Any], runtime: dict[str, Any], workers: int) -> None:
+    """One GSLM Specific Learning stage from the previous stage's checkpoint."""
+    from camflow.cache import LabelCache
+    from camflow.methods.gslm import train_slm
+
+    device = select_device(runtime["device"])
+    log.info("training %s from %s on %s (%s)", out_path, previous, confidence, device)
+    with LabelCache(confidence) as labels:
+        train_slm(slm, open_dataset(data), labels, previous, out_path, device, workers=workers,
+                  amp=runtime["amp"])

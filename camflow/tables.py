@@ -125,9 +125,26 @@ def base_pipeline(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: st
          "upper_bound_crf"], rows)
 
 
+def gslm_fig5(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
+    """Seed 000 Fig. 5: mIoU, m_under and m_over of every GSLM stage (stage 1 = the GLM's
+    CAMs), one row per (configuration, stage), at each stage's best seed threshold.
+    ``spec["stages"]`` gives each configuration's number of stages (added by the rule)."""
+    rows = []
+    it = iter(evals)
+    for name in spec["rows"]:
+        for stage in range(1, spec["stages"][name] + 1):
+            ev = next(it)
+            best = ev.get("best", ev)   # a refiner's mask evaluation has no threshold sweep
+            rows.append([name, stage, 100 * best["miou"], best["m_under"], best["m_over"]])
+    return Table(f"GSLM per stage (seed 000 Fig. 5) — {dataset}, classifier "
+                 f"{spec['classifier']} (seed mIoU %)",
+                 ["gslm", "stage", "seed_miou", "m_under", "m_over"], rows)
+
+
 BUILDERS: dict[str, Callable[[list[dict[str, Any]], dict[str, Any], str], Table]] = {
     "cam_seeds": cam_seeds,
     "base_pipeline": base_pipeline,
+    "gslm_fig5": gslm_fig5,
     "fullcam_table2": source_table("Fully-CAM: fused layers (seed 001 Table 2)"),
     "fullcam_table3": source_table("CAM vs Grad-CAM vs Grad-CAM++ vs Fully-CAM "
                                    "(seed 001 Table 3)"),

@@ -108,6 +108,67 @@ def segmentation_training_inputs(wildcards):
     return inputs
 
 
+def gslm_config(name):
+    if name not in config["gslm"]:
+        config_error(f"gslm.{name}", f"no GSLM configuration named {name!r}")
+    return config["gslm"][name]
+
+
+def gslm_stage(wildcards, minimum=1):
+    """The stage number n of a GSLM path, checked against `gslm.<name>.stages`."""
+    n, last = int(wildcards.n), gslm_config(wildcards.gslm)["stages"]
+    if not minimum <= n <= last:
+        config_error(f"gslm.{wildcards.gslm}.stages",
+                     f"stage {n} requested; stages run {minimum}..{last}")
+    return n
+
+
+def first_source_path(dataset, classifier, first, split, name="cams.h5"):
+    """Stage 1's CAM cache: a CAM source (`cam`), or a refiner's scores (`cam/irn_small`)."""
+    if "/" in first:
+        source, refiner = first.split("/", 1)
+        refiner_config(refiner)
+        file = "scores.h5" if name == "cams.h5" else name
+        return f"results/{dataset}/{classifier}/{source}/{refiner}/{split}/{file}"
+    source_config(first)
+    return f"results/{dataset}/{classifier}/{first}/{split}/{name}"
+
+
+def gslm_stage_cache(wildcards):
+    """The CAM cache whose Coarse Generation gives stage n's confidence CAM."""
+    n = gslm_stage(wildcards)
+    if n == 1:
+        first = gslm_config(wildcards.gslm)["first_source"]
+        return first_source_path(wildcards.dataset, wildcards.classifier, first, wildcards.split)
+    return (f"results/{wildcards.dataset}/{wildcards.classifier}/{wildcards.gslm}/"
+            f"stage{n}/{wildcards.split}/cams.h5")
+
+
+def slm_training_inputs(wildcards):
+    """Stage n >= 2 starts from stage n-1's weights (stage 1: the classifier) and learns from
+    stage n-1's confidence CAM on the training split."""
+    n = gslm_stage(wildcards, minimum=2)
+    prefix = f"results/{wildcards.dataset}/{wildcards.classifier}"
+    split = dataset_config(wildcards.dataset)["train_split"]
+    previous = (f"{prefix}/classifier.pt" if n == 2
+                else f"{prefix}/{wildcards.gslm}/stage{n - 1}/classifier.pt")
+    return {
+        "marker": dataset_marker(wildcards),
+        "previous": previous,
+        "confidence": f"{prefix}/{wildcards.gslm}/stage{n - 1}/{split}/confidence.h5",
+    }
+
+
+def gslm_eval_path(classifier, name, n, dataset=None):
+    """Evaluation of stage n of GSLM configuration `name` (stage 1: its first source)."""
+    dataset = dataset or config["dataset"]
+    split = dataset_config(dataset)["eval_split"]
+    cfg = gslm_config(name)
+    if n == 1:
+        return first_source_path(dataset, classifier, cfg["first_source"], split, "eval.json")
+    return f"results/{dataset}/{classifier}/{name}/stage{n}/{split}/eval.json"
+
+
 def train_data_params(dataset, classifier):
     """Training data of a classifier: the dataset's train split unless the classifier names one."""
     data = dataset_params(dataset, "train_split")
@@ -183,7 +244,14 @@ def base_pipeline_inputs(spec):
     return paths
 
 
+def gslm_stages_inputs(spec):
+    """Every stage of every GSLM configuration in `spec["rows"]` (variants), in order."""
+    return [gslm_eval_path(spec["classifier"], name, n) for name in spec["rows"]
+            for n in range(1, gslm_config(name)["stages"] + 1)]
+
+
 TABLE_INPUTS = {
+    "gslm_fig5": gslm_stages_inputs,
     "base_pipeline": base_pipeline_inputs,
     "cam_seeds": cam_seeds_inputs,
     "fullcam_table2": source_table_inputs,
@@ -196,4 +264,7 @@ TABLE_INPUTS = {
 def table_spec(name):
     if name not in config["tables"] or name not in TABLE_INPUTS:
         config_error(f"tables.{name}", f"unknown table {name!r}; known: {sorted(TABLE_INPUTS)}")
-    return config["tables"][name]
+    spec = config["tables"][name]
+    if name.startswith("gslm_"):  # the builder needs each configuration's number of stages
+        spec = {**spec, "stages": {g: gslm_config(g)["stages"] for g in spec["rows"]}}
+    return spec

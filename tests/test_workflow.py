@@ -169,3 +169,36 @@ def test_base_pipeline_table_builds_end_to_end(built: Path) -> None:
         "affinity_labels": {"irn": {"fg_threshold": 0.4}}}))
     assert jobs == {"affinity_labels": 1, "train_irn": 1, "random_walk": 2, "eval_masks": 1,
                     "train_segmentation": 1, "eval_segmentation": 1, "table": 1}
+
+
+def test_gslm_stages_build_in_order_and_k_reruns_only_slm_stages(built: Path) -> None:
+    dry = snakemake(built, "-n", "results/tables/gslm_fig5.csv")
+    text = dry.stdout + dry.stderr
+    prefix = "results/synthetic/resnet_small/gslm"
+    # the dry run lists stage 1's confidence CAM and SLM stages 2..3, each chained to the last
+    assert f"output: {prefix}/stage1/train_aug/confidence.h5" in text
+    inputs = dict(re.findall(r"input: ([^\n]*)\n\s+output: (\S+/stage\d/classifier\.pt)", text))
+    by_stage = {out.split("/")[-2]: inp for inp, out in inputs.items()
+                if out.startswith(prefix + "/")}
+    assert sorted(by_stage) == ["stage2", "stage3"]
+    assert "results/synthetic/resnet_small/classifier.pt" in by_stage["stage2"]
+    assert f"{prefix}/stage1/train_aug/confidence.h5" in by_stage["stage2"]
+    assert f"{prefix}/stage2/classifier.pt" in by_stage["stage3"]
+    assert f"{prefix}/stage2/train_aug/confidence.h5" in by_stage["stage3"]
+    snakemake(built, "results/tables/gslm_fig5.csv")
+    lines = (built / "results/tables/gslm_fig5.csv").read_text().splitlines()
+    assert lines[0] == "gslm,stage,seed_miou,m_under,m_over"
+    assert [row.split(",")[:2] for row in lines[1:]] == [
+        ["gslm", "1"], ["gslm", "2"], ["gslm", "3"],
+        ["gslm_nocrf", "1"], ["gslm_nocrf", "2"], ["gslm_nocrf", "3"]]
+    stage1 = json.loads((built / "results/synthetic/resnet_small/cam/train/eval.json")
+                        .read_text())
+    assert abs(float(lines[1].split(",")[2]) - 100 * stage1["best"]["miou"]) < 0.01
+    stage3 = built / "results/synthetic/resnet_small/gslm/stage3"
+    assert json.loads((stage3 / "train/eval.json").read_text())["provenance"]["checkpoint"] == \
+        "results/synthetic/resnet_small/gslm/stage3/classifier.pt"
+    # k is an SLM setting: every SLM stage of both configurations reruns, nothing upstream
+    jobs = planned_jobs(snakemake(built, "-n", "results/tables/gslm_fig5.csv", config={
+        "gslm": {"gslm": {"slm": {"k": 4}}, "gslm_nocrf": {"slm": {"k": 4}}}}))
+    assert jobs == {"train_slm": 4, "make_stage_cams": 6, "coarse_generation": 2,
+                    "eval_cams": 4, "table": 1}

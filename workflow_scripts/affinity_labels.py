@@ -1,4 +1,4 @@
-"""Rule `affinity_labels`: IRN- or PSA-style affinity labels from a CAM cache."""
+"""Rules `affinity_labels` and `coarse_generation`: IRN/PSA affinity labels, GSLM confidence."""
 
 import sys
 from pathlib import Path
@@ -10,5 +10,4 @@ from camflow.runtime import run_logged  # noqa: E402
 from camflow.stages import run_affinity_labels  # noqa: E402
 
 run_logged(snakemake.log[0], run_affinity_labels, snakemake.input.cache, snakemake.output.labels,
-           snakemake.wildcards.style, snakemake.params.labels, snakemake.params.data,
-           snakemake.threads)
+           snakemake.params.labels, snakemake.params.data, snakemake.threads)

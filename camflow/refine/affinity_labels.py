@@ -6,7 +6,9 @@ AffinityNet"); both read the full-resolution maps of any CAM cache:
 
 * :func:`irn_labels` (Ahn et al. 2019, Sec. 3.1): seeds with background scores 0.30 and 0.05,
   each refined by IRN's label CRF; foreground where the 0.30 seed (after CRF) says
-  foreground, background where both say background, 255 where they disagree.
+  foreground, background where both say background, 255 where they disagree.  GSLM's Coarse
+  Generation (seed 000 Eq. 3, θ_fg 0.30, θ_bg 0.05, R = dense CRF) is the same map: its
+  confidence CAM of class c is 1 where the label is c, −1 where it is 255, else 0.
 * :func:`psa_labels` (Ahn & Kwak 2018, Sec. 3.2): background score (1 − max CAM)^α with
   α = 4 ("low", more background) and α = 32 ("high"); each score stack is refined by PSA's
   score CRF; foreground from the low one, background from the high one, the rest 255.
@@ -37,17 +39,26 @@ STYLES = ("irn", "psa")
 
 
 def irn_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, fg_threshold: float = 0.30,
-               bg_threshold: float = 0.05, crf: dict[str, float] | None = None) -> np.ndarray:
+               bg_threshold: float = 0.05,
+               crf: dict[str, float] | None | bool = None) -> np.ndarray:
     """IRN's IR labels (conventions "IR labels and IRN"): uint8 H×W, 0..K and 255.
 
     ``cams`` are the image's max-normalised class maps (n_keys×H×W) of classes ``keys``.
+    ``crf``: overrides of the label CRF's defaults, or ``False`` for the seeds unrefined (the
+    ablation of GSLM's boundary constraint, seed 000 Fig. 5).
     """
     keys = np.asarray(keys, dtype=np.int64)
     if keys.size == 0:
         return np.zeros(cams.shape[1:], dtype=np.uint8)
     lut = channel_lut(keys)
-    fg = lut[crf_labels(image, seed_channels(cams, fg_threshold), keys.size + 1, **(crf or {}))]
-    bg = lut[crf_labels(image, seed_channels(cams, bg_threshold), keys.size + 1, **(crf or {}))]
+
+    def seed(threshold: float) -> np.ndarray:
+        channels = seed_channels(cams, threshold)
+        if crf is False:
+            return lut[channels]
+        return lut[crf_labels(image, channels, keys.size + 1, **(crf or {}))]
+
+    fg, bg = seed(fg_threshold), seed(bg_threshold)
     out = fg.copy()
     out[fg == 0] = IGNORE_INDEX
     out[(fg == 0) & (bg == 0)] = 0
@@ -85,7 +96,6 @@ def psa_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, alpha_low:
 class _LabelJob:
     cache: CamCache
     dataset: SegmentationDataset
-    style: str
     params: dict[str, Any]
 
     def __call__(self, image_id: str) -> tuple[str, np.ndarray, np.ndarray]:
@@ -96,7 +106,7 @@ class _LabelJob:
                 f"image {image_id!r} is {image.shape[1]}x{image.shape[0]} but its CAM in "
                 f"{self.cache.path} is {cams.shape[2]}x{cams.shape[1]}")
         p = self.params
-        if self.style == "irn":
+        if p["method"] == "irn":
             labels = irn_labels(image, keys, cams, p["fg_threshold"], p["bg_threshold"],
                                 p.get("crf"))
         else:
@@ -104,20 +114,22 @@ class _LabelJob:
         return image_id, keys, labels
 
 
-def make_affinity_labels(cache: CamCache, dataset: SegmentationDataset, split: str, style: str,
+def make_affinity_labels(cache: CamCache, dataset: SegmentationDataset, split: str,
                          params: dict[str, Any], out_path: str | Path, workers: int = 1,
                          progress: bool = True) -> Path:
     """Affinity labels of every image of ``split`` in ``cache``; writes a label cache.
 
-    ``params``: ``fg_threshold``/``bg_threshold`` (style ``irn``) or ``alpha_low``/
-    ``alpha_high`` (style ``psa``), and ``crf`` (overrides of the CRF's defaults).
+    ``params``: ``method`` (``irn`` or ``psa``), ``fg_threshold``/``bg_threshold`` (irn) or
+    ``alpha_low``/``alpha_high`` (psa), and ``crf`` (overrides of the CRF's defaults; irn
+    also takes ``false``: no CRF).
     """
+    style = params.get("method")
     if style not in STYLES:
-        raise CamflowInputError(f"unknown affinity-label style {style!r}; known: {STYLES}")
+        raise CamflowInputError(f"unknown affinity-label method {style!r}; known: {STYLES}")
     ids = dataset.ids(split)
     cache.require(ids, f"{dataset.name}/{split}")
-    job = _LabelJob(cache, dataset, style, params)
-    provenance = {"style": style, **params, "cams": str(cache.path), "split": split}
+    job = _LabelJob(cache, dataset, params)
+    provenance = {**params, "cams": str(cache.path), "split": split}
     ignored = total = 0
     with LabelCacheWriter(out_path, dataset.class_names, provenance) as writer:
         for image_id, keys, labels in parallel_map(job, ids, workers, progress,

@@ -1,0 +1,75 @@
+# GSLM (seed 000): stage 1 is the CAM classifier (GLM) with its `first_source` CAMs; stage
+# n >= 2 is a Specific Learning Module trained from stage n-1's weights on the confidence CAM
+# (Coarse Generation) of stage n-1. Every stage writes a CAM cache at
+# results/{dataset}/{classifier}/{gslm}/stage{n}/{split}/cams.h5, so `{gslm}/stage{n}` is a
+# CAM source for the evaluator and the refiners like any other.
+
+
+ruleorder: make_stage_cams > make_cams
+
+
+rule coarse_generation:
+    input:
+        dataset_marker,
+        cache=gslm_stage_cache,
+    output:
+        labels="results/{dataset}/{classifier}/{gslm}/stage{n}/{split}/confidence.h5",
+    params:
+        labels=lambda wc: affinity_label_config(gslm_config(wc.gslm)["coarse_generation"]),
+        data=lambda wc: split_params(wc.dataset, wc.split),
+    threads: config["runtime"]["workers"]
+    resources:
+        gpu=0,
+        mem_mb=stage_resource("affinity_labels", "mem_mb", 8000),
+        runtime=stage_resource("affinity_labels", "runtime", 120),
+    log:
+        "results/logs/{dataset}/{classifier}/{gslm}/stage{n}/{split}/coarse_generation.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/affinity_labels.py"
+
+
+rule train_slm:
+    input:
+        unpack(slm_training_inputs),
+    output:
+        model="results/{dataset}/{classifier}/{gslm}/stage{n}/classifier.pt",
+    params:
+        slm=lambda wc: gslm_config(wc.gslm)["slm"],
+        data=lambda wc: dataset_params(wc.dataset, "train_split"),
+        runtime=runtime_params(),
+    threads: config["runtime"]["workers"]
+    resources:
+        gpu=stage_resource("train_slm", "gpu", 1),
+        mem_mb=stage_resource("train_slm", "mem_mb", 16000),
+        runtime=stage_resource("train_slm", "runtime", 240),
+    log:
+        "results/logs/{dataset}/{classifier}/{gslm}/stage{n}/train_slm.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/train_slm.py"
+
+
+rule make_stage_cams:
+    input:
+        dataset_marker,
+        checkpoint="results/{dataset}/{classifier}/{gslm}/stage{n}/classifier.pt",
+    output:
+        cache="results/{dataset}/{classifier}/{gslm}/stage{n}/{split}/cams.h5",
+    params:
+        source={**config["cams"], "method": "cam"},
+        data=lambda wc: split_params(wc.dataset, wc.split),
+        runtime=runtime_params(),
+    threads: config["runtime"]["workers"]
+    resources:
+        gpu=stage_resource("make_cams", "gpu", 1),
+        mem_mb=stage_resource("make_cams", "mem_mb", 16000),
+        runtime=stage_resource("make_cams", "runtime", 120),
+    log:
+        "results/logs/{dataset}/{classifier}/{gslm}/stage{n}/{split}/make_cams.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/make_cams.py"
