@@ -401,3 +401,15 @@ class LabelCache(_H5Reader):
                 f"{self.label} {self.path}: image {image_id!r} is listed but unreadable "
                 f"(corrupt file?): {exc}"
             ) from exc
+
+
+def open_cache(path: str | os.PathLike) -> CamCache | LabelCache:
+    """A :class:`CamCache` or :class:`LabelCache`, whichever ``kind`` the file holds."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as h5:
+            kind = str(h5.attrs.get("kind", "cams"))
+    except OSError as exc:
+        raise CamflowInputError(f"cache {path} is missing or not a readable HDF5 file: "
+                                f"{exc}") from exc
+    return LabelCache(path) if kind == LabelCache.kind else CamCache(path)

@@ -160,12 +160,13 @@ def run_eval_segmentation(checkpoint: str, json_path: str, evaluation: dict[str,
 
 def run_train_slm(out_path: str, slm: dict[str, Any], previous: str, confidence: str,
                   data: dict[str, Any], runtime: dict[str, Any], workers: int) -> None:
-    """One GSLM Specific Learning stage from the previous stage's checkpoint."""
-    from camflow.cache import LabelCache
+    """One GSLM Specific Learning stage from the previous stage's checkpoint, on a confidence
+    CAM (label cache) or, without Coarse Generation, on the previous CAM cache itself."""
+    from camflow.cache import open_cache
     from camflow.methods.gslm import train_slm
 
     device = select_device(runtime["device"])
     log.info("training %s from %s on %s (%s)", out_path, previous, confidence, device)
-    with LabelCache(confidence) as labels:
-        train_slm(slm, open_dataset(data), labels, previous, out_path, device, workers=workers,
+    with open_cache(confidence) as maps:
+        train_slm(slm, open_dataset(data), maps, previous, out_path, device, workers=workers,
                   amp=runtime["amp"])

@@ -141,10 +141,47 @@ def gslm_fig5(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -
                  ["gslm", "stage", "seed_miou", "m_under", "m_over"], rows)
 
 
+def _seed(ev: dict[str, Any]) -> list[Any]:
+    """Seed mIoU, +CRF mIoU, m_under, m_over of a seed evaluation."""
+    crf = ev.get("crf")
+    return [100 * ev["best"]["miou"], 100 * crf["miou"] if crf else "-", ev["best"]["m_under"],
+            ev["best"]["m_over"]]
+
+
+def gslm_table1(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
+    """Seed 000 Table 1: Seed / +CRF / Mask for CAM, IRN (its masks of CAM), and each GSLM
+    configuration (its last stage, and the refiner's masks of it)."""
+    cam, irn = evals[0], evals[1]
+    seed, crf, under, over = _seed(cam)
+    rows = [["CAM", 1, seed, crf, "-", under, over],
+            [f"IRN ({spec['refiner']})", 1, seed, crf, 100 * irn["miou"], under, over]]
+    for i, name in enumerate(spec["rows"]):
+        ev, masks = evals[2 + 2 * i], evals[3 + 2 * i]
+        seed, crf, under, over = _seed(ev)
+        rows.append([name, spec["stages"][name], seed, crf, 100 * masks["miou"], under, over])
+    return Table(f"GSLM pseudo masks (seed 000 Table 1) — {dataset}, classifier "
+                 f"{spec['classifier']} (mIoU %; Mask = {spec['refiner']} random walk)",
+                 ["method", "stages", "seed", "crf", "mask", "m_under", "m_over"], rows)
+
+
+def gslm_table5(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
+    """Seed 000 Table 5: the full GSLM against its ablations (last-stage seeds)."""
+    full = spec["full"]
+    labels = [("CAM (GLM, stage 1)", 1), (f"{full} (full)", spec["stages"][full]),
+              ("w/o iterations (stage 2)", 2)]
+    labels += [(name, spec["stages"][name]) for name in spec["rows"]]
+    rows = [[label, stage, *_seed(ev)] for (label, stage), ev in zip(labels, evals, strict=True)]
+    return Table(f"GSLM ablation (seed 000 Table 5) — {dataset}, classifier "
+                 f"{spec['classifier']} (seed mIoU %)",
+                 ["variant", "stage", "seed", "crf", "m_under", "m_over"], rows)
+
+
 BUILDERS: dict[str, Callable[[list[dict[str, Any]], dict[str, Any], str], Table]] = {
     "cam_seeds": cam_seeds,
     "base_pipeline": base_pipeline,
     "gslm_fig5": gslm_fig5,
+    "gslm_table1": gslm_table1,
+    "gslm_table5": gslm_table5,
     "fullcam_table2": source_table("Fully-CAM: fused layers (seed 001 Table 2)"),
     "fullcam_table3": source_table("CAM vs Grad-CAM vs Grad-CAM++ vs Fully-CAM "
                                    "(seed 001 Table 3)"),

@@ -134,14 +134,17 @@ def first_source_path(dataset, classifier, first, split, name="cams.h5"):
     return f"results/{dataset}/{classifier}/{first}/{split}/{name}"
 
 
+def stage_cache_path(dataset, classifier, name, n, split):
+    """The CAM cache of stage n of GSLM configuration `name` (stage 1: its first source)."""
+    if n == 1:
+        return first_source_path(dataset, classifier, gslm_config(name)["first_source"], split)
+    return f"results/{dataset}/{classifier}/{name}/stage{n}/{split}/cams.h5"
+
+
 def gslm_stage_cache(wildcards):
     """The CAM cache whose Coarse Generation gives stage n's confidence CAM."""
-    n = gslm_stage(wildcards)
-    if n == 1:
-        first = gslm_config(wildcards.gslm)["first_source"]
-        return first_source_path(wildcards.dataset, wildcards.classifier, first, wildcards.split)
-    return (f"results/{wildcards.dataset}/{wildcards.classifier}/{wildcards.gslm}/"
-            f"stage{n}/{wildcards.split}/cams.h5")
+    return stage_cache_path(wildcards.dataset, wildcards.classifier, wildcards.gslm,
+                            gslm_stage(wildcards), wildcards.split)
 
 
 def slm_training_inputs(wildcards):
@@ -152,11 +155,11 @@ def slm_training_inputs(wildcards):
     split = dataset_config(wildcards.dataset)["train_split"]
     previous = (f"{prefix}/classifier.pt" if n == 2
                 else f"{prefix}/{wildcards.gslm}/stage{n - 1}/classifier.pt")
-    return {
-        "marker": dataset_marker(wildcards),
-        "previous": previous,
-        "confidence": f"{prefix}/{wildcards.gslm}/stage{n - 1}/{split}/confidence.h5",
-    }
+    confidence = f"{prefix}/{wildcards.gslm}/stage{n - 1}/{split}/confidence.h5"
+    if gslm_config(wildcards.gslm)["coarse_generation"] == "none":  # ablation: N = the CAM
+        confidence = stage_cache_path(wildcards.dataset, wildcards.classifier, wildcards.gslm,
+                                      n - 1, split)
+    return {"marker": dataset_marker(wildcards), "previous": previous, "confidence": confidence}
 
 
 def gslm_eval_path(classifier, name, n, dataset=None):
@@ -250,8 +253,33 @@ def gslm_stages_inputs(spec):
             for n in range(1, gslm_config(name)["stages"] + 1)]
 
 
+def gslm_table1_inputs(spec):
+    """CAM: seeds (+CRF); IRN: the refiner's masks of CAM; then per GSLM configuration its
+    last stage's seeds and the refiner's masks of that stage."""
+    dataset, c = config["dataset"], spec["classifier"]
+    split = dataset_config(dataset)["eval_split"]
+    refiner_config(spec["refiner"])
+    paths = [eval_path(c, "cam"), f"results/{dataset}/{c}/cam/{spec['refiner']}/{split}/eval.json"]
+    for name in spec["rows"]:
+        last = gslm_config(name)["stages"]
+        paths += [gslm_eval_path(c, name, last),
+                  f"results/{dataset}/{c}/{name}/stage{last}/{spec['refiner']}/{split}/eval.json"]
+    return paths
+
+
+def gslm_table5_inputs(spec):
+    """The full GSLM (stage 1 and its last stage), without iterations (its stage 2), and the
+    last stage of each ablation."""
+    c, full = spec["classifier"], spec["full"]
+    paths = [gslm_eval_path(c, full, 1), gslm_eval_path(c, full, gslm_config(full)["stages"]),
+             gslm_eval_path(c, full, 2)]
+    return paths + [gslm_eval_path(c, name, gslm_config(name)["stages"]) for name in spec["rows"]]
+
+
 TABLE_INPUTS = {
     "gslm_fig5": gslm_stages_inputs,
+    "gslm_table1": gslm_table1_inputs,
+    "gslm_table5": gslm_table5_inputs,
     "base_pipeline": base_pipeline_inputs,
     "cam_seeds": cam_seeds_inputs,
     "fullcam_table2": source_table_inputs,
@@ -265,6 +293,7 @@ def table_spec(name):
     if name not in config["tables"] or name not in TABLE_INPUTS:
         config_error(f"tables.{name}", f"unknown table {name!r}; known: {sorted(TABLE_INPUTS)}")
     spec = config["tables"][name]
-    if name.startswith("gslm_"):  # the builder needs each configuration's number of stages
-        spec = {**spec, "stages": {g: gslm_config(g)["stages"] for g in spec["rows"]}}
+    if name.startswith("gslm_"):  # the builders need each configuration's number of stages
+        names = spec["rows"] + ([spec["full"]] if "full" in spec else [])
+        spec = {**spec, "stages": {g: gslm_config(g)["stages"] for g in names}}
     return spec

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,8 +12,9 @@ import torch.nn.functional as F
 from camflow.cache import LabelCache, LabelCacheWriter
 from camflow.data.voc import SyntheticDataset
 from camflow.methods.gslm import (
+    ConfidenceDataset,
     activation_loss,
-    confidence_targets,
+    confidence_maps,
     relu_k,
     seed_reactivation,
     slm_loss,
@@ -51,14 +53,13 @@ def test_pixels_marked_minus_one_give_no_gradient() -> None:
     assert (grad[conf >= 0] != 0).any()
 
 
-def test_confidence_targets_from_labels() -> None:
-    labels = torch.tensor([[[0, 1, 2, 255]]])           # 1×1×4
-    targets = torch.tensor([[1.0, 0.0, 1.0]])           # classes 1 and 3 present
-    n = confidence_targets(labels, targets)
-    assert n.shape == (1, 3, 1, 4)
-    assert n[0, 0, 0].tolist() == [0, 1, 0, -1]         # class 1
-    assert n[0, 1, 0].tolist() == [-1, -1, -1, -1]      # class 2 absent: ignored
-    assert n[0, 2, 0].tolist() == [0, 0, 0, -1]         # class 3 (label 2 is another class)
+def test_confidence_maps_from_labels() -> None:
+    labels = np.array([[0, 1, 2, 255]], dtype=np.uint8)  # 1×4; classes 1 and 3 present
+    n = confidence_maps(np.array([1, 3]), labels, 3)
+    assert n.shape == (3, 1, 4)
+    assert n[0, 0].tolist() == [0, 1, 0, -1]             # class 1
+    assert n[1, 0].tolist() == [-1, -1, -1, -1]          # class 2 absent: ignored
+    assert n[2, 0].tolist() == [0, 0, 0, -1]             # class 3 (label 2 is another class)
 
 
 CFG = {
@@ -77,14 +78,14 @@ def test_slm_loss_combines_the_terms() -> None:
     model = build_classifier(CFG, 3)
     images = torch.randn(2, 3, 24, 24)
     targets = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
-    labels = torch.randint(0, 4, (2, 24, 24))
-    total = slm_loss(model, images, targets, labels, SLM)
+    conf = torch.randint(-1, 2, (2, 3, 24, 24)).float()
+    total = slm_loss(model, images, targets, conf, SLM)
     maps = model.head(model.features(images))
     cls = F.multilabel_soft_margin_loss(maps.mean((2, 3)), targets)
     cam = F.interpolate(maps.clamp(0, 6) / 6, (24, 24), mode="bilinear", align_corners=False)
-    act = activation_loss(cam, confidence_targets(labels, targets))
+    act = activation_loss(cam, conf)
     assert total.item() == pytest.approx(cls.item() + 0.5 * act.item(), rel=1e-5)
-    no_cls = slm_loss(model, images, targets, labels, {**SLM, "classification_loss": False})
+    no_cls = slm_loss(model, images, targets, conf, {**SLM, "classification_loss": False})
     assert no_cls.item() == pytest.approx(0.5 * act.item(), rel=1e-5)
 
 
@@ -102,6 +103,12 @@ def test_one_slm_stage_starts_from_the_previous_weights(tmp_path) -> None:
     slm_cfg = {**copy.deepcopy(CFG), **SLM,
                "optimizer": {"lr": 0.005, "head_lr_mult": 10, "momentum": 0.9,
                              "weight_decay": 1e-3, "poly_power": 0.9}}
+    data = ConfidenceDataset(dataset, LabelCache(conf_path), slm_cfg["augment"], 0)
+    image, n, target = data[0]
+    assert image.shape == (3, 24, 24) and n.shape == (dataset.num_classes, 24, 24)
+    absent = target == 0
+    assert (n[absent] == -1).all() and ((n >= -1) & (n <= 1)).all()
+    assert (n[~absent] == -1).any() and (n[~absent] >= 0).any()
     out = tmp_path / "stage2.pt"
     train_slm(slm_cfg, dataset, LabelCache(conf_path), glm, out, torch.device("cpu"),
               progress=False)

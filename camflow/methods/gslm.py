@@ -5,7 +5,7 @@
   (else), refined by a dense CRF R — computed as IRN's confidence labels
   (:func:`camflow.refine.affinity_labels.irn_labels`, a label cache), from which the
   confidence CAM of class c is N_c = 1 where the label is c, −1 where it is 255, else 0
-  (:func:`confidence_targets`).
+  (:func:`confidence_maps`).
 * Stage n ≥ 2, a **Specific Learning Module**, starts from stage n−1's weights and trains
   on its confidence CAM with L = L_cls + α·L_act (Eq. 6): **Seed Reactivation**
   M′_c = ψ^k(f(x)_c)/k, ψ^k clamping to [0, k] (Eq. 4), and the **activation loss**, the
@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
-from camflow.cache import LabelCache
+from camflow.cache import CamCache, LabelCache
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
-from camflow.data.transforms import AffinityLabelDataset
+from camflow.data.transforms import normalize, random_crop, resize_long_side
+from camflow.io import CamflowInputError
 from camflow.models.classifier import CAMClassifier, multilabel_loss
 from camflow.runtime import load_checkpoint, seed_everything
 from camflow.training import fit_epochs, load_classifier
@@ -48,51 +50,90 @@ def activation_loss(cam: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor
     return F.smooth_l1_loss(cam[valid], confidence[valid].to(cam.dtype))
 
 
-def confidence_targets(labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Confidence CAM N (B×K×H×W) from confidence labels (B×H×W: 0..K, 255) and the images'
-    multi-hot targets (B×K): N_c = 1 where the label is c, 0 where it is another class or
-    background, −1 where it is 255 and for every class absent from the image."""
-    k = targets.shape[1]
-    classes = torch.arange(1, k + 1, device=labels.device).view(1, k, 1, 1)
-    n = (labels.unsqueeze(1) == classes).float()
-    n[(labels == IGNORE_INDEX).unsqueeze(1).expand_as(n)] = -1.0
-    n[(targets == 0)[:, :, None, None].expand_as(n)] = -1.0
+def confidence_maps(keys: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confidence CAM N (K×H×W float32) from confidence labels (H×W: 0..K, 255) of an image
+    with classes ``keys``: N_c = 1 where the label is c, 0 where it is another class or
+    background, −1 where it is 255; every class absent from the image is −1 (ignored)."""
+    n = np.full((num_classes, *labels.shape), -1.0, dtype=np.float32)
+    for c in np.asarray(keys, dtype=np.int64):
+        n[c - 1] = labels == c
+        n[c - 1][labels == IGNORE_INDEX] = -1.0
     return n
 
 
 def slm_loss(model: CAMClassifier, images: torch.Tensor, targets: torch.Tensor,
-             labels: torch.Tensor, cfg: dict[str, Any]) -> torch.Tensor:
-    """Eq. 6 for one batch.  ``cfg``: ``k``, ``alpha``, and the ablation switches
-    ``seed_reactivation`` (else M′ is the max-normalised ReLU CAM of Eq. 2) and
-    ``classification_loss`` (else L = α·L_act)."""
+             confidence: torch.Tensor, cfg: dict[str, Any]) -> torch.Tensor:
+    """Eq. 6 for one batch; ``confidence`` is N (B×K×H×W, −1 ignored) at the images' size.
+    ``cfg``: ``k``, ``alpha``, and the ablation switches ``seed_reactivation`` (else M′ is the
+    max-normalised ReLU CAM of Eq. 2) and ``classification_loss`` (else L = α·L_act)."""
     maps = model.head(model.features(images))                      # f(x): B×K×h×w
     if cfg["seed_reactivation"]:
         cam = seed_reactivation(maps.float(), float(cfg["k"]))
     else:
         relu = F.relu(maps.float())
         cam = relu / (relu.amax(dim=(2, 3), keepdim=True) + 1e-5)
-    cam = F.interpolate(cam, labels.shape[-2:], mode="bilinear", align_corners=False)
-    loss = float(cfg["alpha"]) * activation_loss(cam, confidence_targets(labels, targets))
+    cam = F.interpolate(cam, confidence.shape[-2:], mode="bilinear", align_corners=False)
+    loss = float(cfg["alpha"]) * activation_loss(cam, confidence)
     if cfg["classification_loss"]:
         loss = loss + multilabel_loss(maps.mean(dim=(2, 3)), targets)
     return loss
 
 
-class ConfidenceDataset(AffinityLabelDataset):
-    """Images, full-resolution confidence labels (augmented together) and multi-hot targets."""
+class ConfidenceDataset(Dataset):
+    """Images with their confidence CAM N (K×crop×crop, −1 = ignored) and multi-hot targets.
 
-    def __init__(self, dataset: SegmentationDataset, labels: LabelCache,
+    ``confidence`` is a label cache (Coarse Generation) or, for the ablation without Coarse
+    Generation, a CAM cache whose maps are used as N directly.  The classifier's
+    augmentation (random long-side resize, flip, crop; N resized nearest, padded with −1) is
+    seeded by ``(seed, epoch, index)``.
+    """
+
+    def __init__(self, dataset: SegmentationDataset, confidence: LabelCache | CamCache,
                  augment: dict[str, Any], seed: int) -> None:
-        super().__init__(dataset, labels, augment, seed, label_stride=1)
+        self.dataset = dataset
+        self.confidence = confidence
+        self.ids = confidence.ids
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _maps(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+        k = self.dataset.num_classes
+        if isinstance(self.confidence, LabelCache):
+            keys, labels = self.confidence.read(image_id)
+            return keys, confidence_maps(keys, labels, k)
+        keys, cams = self.confidence.read(image_id, "full")
+        n = np.full((k, *cams.shape[1:]), -1.0, dtype=np.float32)
+        n[keys - 1] = cams
+        return keys, n
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        image, labels = super().__getitem__(index)
-        keys, _ = self.labels.read(self.ids[index])
-        target = self.dataset.multi_hot(tuple(int(c) for c in np.asarray(keys)))
-        return image, labels, torch.from_numpy(target)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image_id = self.ids[index]
+        image = self.dataset.load_image(image_id)
+        keys, n = self._maps(image_id)
+        if n.shape[1:] != image.shape[:2]:
+            raise CamflowInputError(
+                f"image {image_id!r}: confidence CAM in {self.confidence.path} is "
+                f"{n.shape[2]}x{n.shape[1]}, the image {image.shape[1]}x{image.shape[0]}")
+        lo, hi = self.augment["resize_long"]
+        image = resize_long_side(image, int(rng.integers(lo, hi + 1)))
+        n = F.interpolate(torch.from_numpy(n)[None], image.shape[:2], mode="nearest")[0].numpy()
+        if self.augment["flip"] and rng.random() < 0.5:
+            image, n = image[:, ::-1], n[:, :, ::-1]
+        crop = random_crop(np.concatenate([normalize(image), n + 1.0]),
+                           int(self.augment["crop"]), rng)
+        target = self.dataset.multi_hot(tuple(int(c) for c in keys))
+        return (torch.from_numpy(np.ascontiguousarray(crop[:3])),
+                torch.from_numpy(np.ascontiguousarray(crop[3:] - 1.0)),
+                torch.from_numpy(target))
 
 
-def train_slm(cfg: dict[str, Any], dataset: SegmentationDataset, confidence: LabelCache,
+def train_slm(cfg: dict[str, Any], dataset: SegmentationDataset,
+              confidence: LabelCache | CamCache,
               previous: str | Path, out_path: str | Path, device: torch.device,
               workers: int = 0, amp: bool = True, progress: bool = True,
               stop_after_epochs: int | None = None) -> Path:
@@ -107,8 +148,8 @@ def train_slm(cfg: dict[str, Any], dataset: SegmentationDataset, confidence: Lab
                                 float(opt["weight_decay"]))
 
     def step(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        images, labels, targets = (t.to(device) for t in batch)
-        return slm_loss(model, images, targets, labels, cfg)
+        images, maps, targets = (t.to(device) for t in batch)
+        return slm_loss(model, images, targets, maps, cfg)
 
     return fit_epochs(model, groups, data, cfg, step, out_path, device,
                       {"cfg": cfg, "confidence": confidence.provenance,
