@@ -167,8 +167,8 @@ def gslm_table1(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str)
 def gslm_table5(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
     """Seed 000 Table 5: the full GSLM against its ablations (last-stage seeds)."""
     full = spec["full"]
-    labels = [("CAM (GLM, stage 1)", 1), (f"{full} (full)", spec["stages"][full]),
-              ("w/o iterations (stage 2)", 2)]
+    labels = [("CAM (GLM)", 1), (f"{full} (full)", spec["stages"][full]),
+              ("w/o iterations", 2)]
     labels += [(name, spec["stages"][name]) for name in spec["rows"]]
     rows = [[label, stage, *_seed(ev)] for (label, stage), ev in zip(labels, evals, strict=True)]
     return Table(f"GSLM ablation (seed 000 Table 5) — {dataset}, classifier "

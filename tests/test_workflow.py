@@ -202,3 +202,26 @@ def test_gslm_stages_build_in_order_and_k_reruns_only_slm_stages(built: Path) ->
         "gslm": {"gslm": {"slm": {"k": 4}}, "gslm_nocrf": {"slm": {"k": 4}}}}))
     assert jobs == {"train_slm": 4, "make_stage_cams": 6, "coarse_generation": 2,
                     "eval_cams": 4, "table": 1}
+
+
+def test_gslm_tables_1_and_5_build(built: Path) -> None:
+    snakemake(built, "results/tables/gslm_table1.csv", "results/tables/gslm_table5.csv")
+    t1 = (built / "results/tables/gslm_table1.csv").read_text().splitlines()
+    assert t1[0] == "method,stages,seed,crf,mask,m_under,m_over"
+    assert [row.split(",")[:2] for row in t1[1:]] == [
+        ["CAM", "1"], ["IRN (irn_small)", "1"], ["gslm", "3"], ["gslm_plus", "2"]]
+    base = built / "results/synthetic/resnet_small"
+    # GSLM+ starts from IRN's refined scores and its Mask column refines its own last stage
+    plus = json.loads((base / "gslm_plus/stage2/train/eval.json").read_text())
+    assert plus["provenance"]["checkpoint"].endswith("gslm_plus/stage2/classifier.pt")
+    conf = base / "gslm_plus/stage1/train_aug/confidence.h5"
+    from camflow.cache import LabelCache
+    assert LabelCache(conf).provenance["cams"].endswith("cam/irn_small/train_aug/scores.h5")
+    assert (base / "gslm/stage3/irn_small/train/eval.json").is_file()
+    t5 = (built / "results/tables/gslm_table5.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in t5[1:]] == [
+        "CAM (GLM)", "gslm (full)", "w/o iterations", "gslm_no_cg",
+        "gslm_no_sr", "gslm_no_cls"]
+    # without Coarse Generation the SLM learns from the previous stage's CAM cache itself
+    log = (built / "results/logs/synthetic/resnet_small/gslm_no_cg/stage2/train_slm.log")
+    assert "cam/train_aug/cams.h5" in log.read_text()
