@@ -164,6 +164,20 @@ def gslm_table1(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str)
                  ["method", "stages", "seed", "crf", "mask", "m_under", "m_over"], rows)
 
 
+def gslm_table4(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
+    """Seed 000 Table 4: seed mIoU of a CAM source and after GSLM on it (its last stage)."""
+    rows = []
+    for i, name in enumerate(spec["rows"]):
+        first, last = evals[2 * i], evals[2 * i + 1]
+        before = first.get("best", first)   # a refiner's mask evaluation has no sweep
+        rows.append([spec["first_source"][name], name, spec["stages"][name],
+                     100 * before["miou"], 100 * last["best"]["miou"],
+                     100 * (last["best"]["miou"] - before["miou"])])
+    return Table(f"GSLM on other CAM sources (seed 000 Table 4) — {dataset}, classifier "
+                 f"{spec['classifier']} (seed mIoU %)",
+                 ["source", "gslm", "stages", "seed", "gslm_seed", "gain"], rows)
+
+
 def gslm_table5(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
     """Seed 000 Table 5: the full GSLM against its ablations (last-stage seeds)."""
     full = spec["full"]
@@ -181,6 +195,7 @@ BUILDERS: dict[str, Callable[[list[dict[str, Any]], dict[str, Any], str], Table]
     "base_pipeline": base_pipeline,
     "gslm_fig5": gslm_fig5,
     "gslm_table1": gslm_table1,
+    "gslm_table4": gslm_table4,
     "gslm_table5": gslm_table5,
     "fullcam_table2": source_table("Fully-CAM: fused layers (seed 001 Table 2)"),
     "fullcam_table3": source_table("CAM vs Grad-CAM vs Grad-CAM++ vs Fully-CAM "

@@ -267,6 +267,13 @@ def gslm_table1_inputs(spec):
     return paths
 
 
+def gslm_table4_inputs(spec):
+    """Per GSLM configuration: its first source (stage 1) and its last stage."""
+    c = spec["classifier"]
+    return [gslm_eval_path(c, name, n) for name in spec["rows"]
+            for n in (1, gslm_config(name)["stages"])]
+
+
 def gslm_table5_inputs(spec):
     """The full GSLM (stage 1 and its last stage), without iterations (its stage 2), and the
     last stage of each ablation."""
@@ -279,6 +286,7 @@ def gslm_table5_inputs(spec):
 TABLE_INPUTS = {
     "gslm_fig5": gslm_stages_inputs,
     "gslm_table1": gslm_table1_inputs,
+    "gslm_table4": gslm_table4_inputs,
     "gslm_table5": gslm_table5_inputs,
     "base_pipeline": base_pipeline_inputs,
     "cam_seeds": cam_seeds_inputs,
@@ -293,7 +301,8 @@ def table_spec(name):
     if name not in config["tables"] or name not in TABLE_INPUTS:
         config_error(f"tables.{name}", f"unknown table {name!r}; known: {sorted(TABLE_INPUTS)}")
     spec = config["tables"][name]
-    if name.startswith("gslm_"):  # the builders need each configuration's number of stages
+    if name.startswith("gslm_"):  # the builders need each configuration's stages and source
         names = spec["rows"] + ([spec["full"]] if "full" in spec else [])
-        spec = {**spec, "stages": {g: gslm_config(g)["stages"] for g in names}}
+        spec = {**spec, "stages": {g: gslm_config(g)["stages"] for g in names},
+                "first_source": {g: gslm_config(g)["first_source"] for g in names}}
     return spec

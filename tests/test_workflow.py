@@ -204,8 +204,16 @@ def test_gslm_stages_build_in_order_and_k_reruns_only_slm_stages(built: Path) ->
                     "eval_cams": 4, "table": 1}
 
 
-def test_gslm_tables_1_and_5_build(built: Path) -> None:
-    snakemake(built, "results/tables/gslm_table1.csv", "results/tables/gslm_table5.csv")
+def test_gslm_tables_1_4_and_5_build(built: Path) -> None:
+    snakemake(built, "results/tables/gslm_table1.csv", "results/tables/gslm_table4.csv",
+              "results/tables/gslm_table5.csv")
+    t4 = (built / "results/tables/gslm_table4.csv").read_text().splitlines()
+    assert t4[0] == "source,gslm,stages,seed,gslm_seed,gain"
+    assert [row.split(",")[:3] for row in t4[1:]] == [["cam", "gslm", "3"],
+                                                       ["gradcam", "gslm_gradcam", "2"]]
+    for row in t4[1:]:
+        seed, after, gain = map(float, row.split(",")[3:])
+        assert abs(after - seed - gain) < 0.02
     t1 = (built / "results/tables/gslm_table1.csv").read_text().splitlines()
     assert t1[0] == "method,stages,seed,crf,mask,m_under,m_over"
     assert [row.split(",")[:2] for row in t1[1:]] == [
