@@ -9,6 +9,7 @@ import json
 import logging
 import multiprocessing
 import random
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -52,8 +53,17 @@ def setup_logging(log_file: str | Path | None) -> None:
                         datefmt="%H:%M:%S")
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_logged(log_file: str | Path | None, stage: Callable[..., Any], *args: Any) -> Any:
-    """Run ``stage(*args)`` with logging set up; a failure is written to the log file too."""
+    """Run ``stage(*args)`` with logging set up; a failure is written to the log file too.
+
+    SIGTERM (how Snakemake and SLURM cancel a job) becomes ``SystemExit``, so that the
+    temporary files of atomic writes are removed on the way out.
+    """
+    signal.signal(signal.SIGTERM, _terminate)
     setup_logging(log_file)
     try:
         return stage(*args)

@@ -71,3 +71,32 @@ def test_training_changes_weights_and_checkpoint_reloads(dataset, tmp_path) -> N
 
     init = build_classifier(CFG, dataset.num_classes).state_dict()
     assert not torch.equal(init["head.weight"], ckpt["model"]["head.weight"])
+
+
+CANCELLED_SCRIPT = """
+import sys, time
+from camflow.io import atomic_path
+from camflow.runtime import run_logged
+
+def stage(path):
+    with atomic_path(path) as tmp:
+        tmp.write_text("half")
+        print("writing", flush=True)
+        time.sleep(60)
+
+run_logged(None, stage, sys.argv[1])
+"""
+
+
+def test_a_cancelled_job_leaves_no_temporary_file(tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "artifact.txt"
+    proc = subprocess.Popen([sys.executable, "-c", CANCELLED_SCRIPT, str(out)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
