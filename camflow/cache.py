@@ -49,7 +49,7 @@ import h5py
 import numpy as np
 
 from camflow.data.base import IGNORE_INDEX
-from camflow.io import CamflowInputError, atomic_path
+from camflow.io import CamflowInputError, atomic_path, some_ids
 
 FORMAT_VERSION = 1
 RESOLUTIONS = ("full", "stride4")
@@ -331,11 +331,9 @@ class _H5Reader:
         the file; the error names the missing ids and the file."""
         missing = [i for i in ids if i not in self]
         if missing:
-            shown = ", ".join(repr(i) for i in missing[:5])
-            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise CamflowInputError(
                 f"{len(missing)} image(s) of {where} are not in {self.label} {self.path}: "
-                f"{shown}{more}")
+                f"{some_ids(missing)}")
 
     def close(self) -> None:
         """Close this process's HDF5 handle; the next access reopens it."""

@@ -24,6 +24,12 @@ class CamflowInputError(ValueError):
     """Bad input data or configuration; the message names the file, image id or key."""
 
 
+def some_ids(ids: list[str], shown: int = 5) -> str:
+    """The first ``shown`` ids, quoted, and how many more: for error messages."""
+    text = ", ".join(repr(i) for i in ids[:shown])
+    return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
 from camflow.data.transforms import normalize
 from camflow.evaluate import ConfusionMatrix, segmentation_metrics
-from camflow.io import CamflowInputError, read_label_png
+from camflow.io import CamflowInputError, read_label_png, some_ids
 from camflow.models.deeplab import build_segmenter
 from camflow.refine.crf import crf_scores
 from camflow.runtime import config_hash, load_checkpoint, save_checkpoint, seed_everything
@@ -94,10 +94,8 @@ def _check_ids(ids: list[str], masks_dir: Path | None) -> None:
             "(ids may contain no '/')")
     missing = [i for i in ids if not (masks_dir / f"{i}.png").is_file()]
     if missing:
-        shown = ", ".join(repr(i) for i in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise CamflowInputError(
-            f"{len(missing)} pseudo mask(s) missing in {masks_dir}: {shown}{more} "
+            f"{len(missing)} pseudo mask(s) missing in {masks_dir}: {some_ids(missing)} "
             f"(expected {masks_dir / (missing[0] + '.png')})")
 
 
