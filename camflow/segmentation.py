@@ -38,7 +38,7 @@ from camflow.io import CamflowInputError, read_label_png, some_ids
 from camflow.models.deeplab import build_segmenter
 from camflow.refine.crf import crf_scores
 from camflow.runtime import config_hash, load_checkpoint, save_checkpoint, seed_everything
-from camflow.training import poly_lr, resume_path
+from camflow.training import poly_lr, resume_path, resume_state
 
 log = logging.getLogger(__name__)
 
@@ -253,15 +253,10 @@ def train_segmentation(cfg: dict[str, Any], dataset: SegmentationDataset, split:
 
     start = 0
     state_file = resume_path(out_path)
-    if state_file.exists():
-        state = load_checkpoint(state_file)
-        if state.get("config_hash") == key:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start = int(state["iteration"])
-            log.info("resuming %s from iteration %d", out_path, start)
-        else:
-            log.info("ignoring %s: it was written for another config", state_file)
+    state = resume_state(state_file, key, model, optimizer)
+    if state is not None:
+        start = int(state["iteration"])
+        log.info("resuming %s from iteration %d", out_path, start)
 
     def save_state(iteration: int) -> None:
         save_checkpoint(state_file, {"model": model.state_dict(),

@@ -39,6 +39,22 @@ def resume_path(out_path: str | Path) -> Path:
     return out_path.with_name(out_path.stem + ".resume.pt")
 
 
+def resume_state(state_file: Path, key: str, model: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+    """Load the model and optimizer state of ``state_file`` when it exists and was written for
+    the config hashed as ``key``; return the saved state (None when there is nothing to resume).
+    A state of another config is logged and ignored."""
+    if not state_file.exists():
+        return None
+    state = load_checkpoint(state_file)
+    if state.get("config_hash") != key:
+        log.info("ignoring %s: it was written for another config", state_file)
+        return None
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return state
+
+
 def classification_loss(model: CAMClassifier, images: torch.Tensor, targets: torch.Tensor,
                         indices: torch.Tensor) -> torch.Tensor:
     """Seed 000 Eq. 1 on the GAP scores (the GLM / plain CAM objective)."""
@@ -104,15 +120,10 @@ def fit_epochs(model: torch.nn.Module, param_groups: list[dict[str, Any]], data:
 
     start_epoch, step = 0, 0
     state_file = resume_path(out_path)
-    if state_file.exists():
-        state = load_checkpoint(state_file)
-        if state.get("config_hash") == key:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start_epoch, step = state["epoch"], state["step"]
-            log.info("resuming %s from epoch %d (step %d)", out_path, start_epoch, step)
-        else:
-            log.info("ignoring %s: it was written for another config", state_file)
+    state = resume_state(state_file, key, model, optimizer)
+    if state is not None:
+        start_epoch, step = state["epoch"], state["step"]
+        log.info("resuming %s from epoch %d (step %d)", out_path, start_epoch, step)
 
     for epoch in range(start_epoch, epochs):
         if stop_after_epochs is not None and epoch >= stop_after_epochs:
