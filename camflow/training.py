@@ -175,10 +175,9 @@ def pretrained_backbone(init: str, classifier: str | Path) -> Backbone:
     """The backbone of a refinement network, with the architecture of the CAM classifier
     saved at ``classifier``: its trained weights (``init: classifier``), ImageNet's
     (``imagenet``, as IRN and PSA) or none (``none``: weights loaded later)."""
-    ckpt = load_checkpoint(classifier)
     if init == "classifier":
         return load_classifier(classifier, torch.device("cpu")).backbone
     if init not in ("imagenet", "none"):
         raise CamflowInputError(f"backbone_init {init!r}: use classifier, imagenet or none")
-    return build_backbone({**ckpt["config"]["backbone"], "weights": init})
+    return build_backbone({**load_checkpoint(classifier)["config"]["backbone"], "weights": init})
 
