@@ -19,6 +19,12 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 validate(config, "schemas/config.schema.yaml")
 
 
+include: "rules/common.smk"
+
+
+add_gslm_sweeps()  # Fig. 8's sweep points become ordinary GSLM configurations
+
+
 wildcard_constraints:
     dataset="[A-Za-z0-9_.-]+",
     classifier="[A-Za-z0-9][A-Za-z0-9_.-]*",
@@ -35,7 +41,6 @@ wildcard_constraints:
     masks="gt|[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_-]+(/stage[0-9]+)?/[A-Za-z0-9_-]+",
 
 
-include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/classifier.smk"
 include: "rules/cams.smk"
@@ -49,4 +54,6 @@ include: "rules/tables.smk"
 rule all:
     input:
         expand("results/tables/{table}.csv", table=config["tables"]),
+        expand("results/tables/{table}.png",
+               table=[t for t in ("gslm_fig5", "gslm_fig8") if t in config["tables"]]),
     default_target: True

@@ -1,4 +1,5 @@
-"""Figures people would rather look at than read: CAM overlays and the threshold curve."""
+"""Figures people would rather look at than read: CAM overlays, the threshold curve, the
+per-stage GSLM overlays and the curves of seed 000 Figs. 5 and 8."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from camflow.cache import CamCache  # noqa: E402
@@ -21,6 +23,13 @@ from camflow.io import atomic_path, voc_palette  # noqa: E402
 def _colour(mask: np.ndarray) -> np.ndarray:
     palette = np.asarray(voc_palette(), dtype=np.uint8).reshape(256, 3)
     return palette[mask]
+
+
+def _save(fig: Any, out_png: str | Path) -> None:
+    fig.tight_layout()
+    with atomic_path(out_png, ".png") as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+    plt.close(fig)
 
 
 def cam_figure(cache_path: str | Path, eval_path: str | Path, dataset: SegmentationDataset,
@@ -71,7 +80,93 @@ def cam_figure(cache_path: str | Path, eval_path: str | Path, dataset: Segmentat
     curve.grid(alpha=0.3)
     source = (result.get("provenance") or {}).get("method", "cam")
     fig.suptitle(f"{dataset.name} / {split} — source {source}", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(out_png, ".png") as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
+    _save(fig, out_png)
+
+
+def gslm_stage_figure(caches: list[str], evals: list[str], dataset: SegmentationDataset,
+                      split: str, title: str, out_png: str | Path, n_images: int = 4) -> None:
+    """Seed 000 Fig. 4: the CAM (max over the image's classes) of every GSLM stage, overlaid
+    on a few images, with each stage's seed mIoU in the column title."""
+    results = [json.loads(Path(p).read_text()) for p in evals]
+    readers = [CamCache(p) for p in caches]
+    try:
+        ids = [i for i in dataset.ids(split) if all(i in r for r in readers)][:n_images]
+        fig, axes = plt.subplots(len(ids), len(readers) + 2, squeeze=False,
+                                 figsize=(2.2 * (len(readers) + 2), 2.2 * len(ids)))
+        for row, image_id in enumerate(ids):
+            image = dataset.load_image(image_id)
+            axes[row, 0].imshow(image)
+            axes[row, 0].set_ylabel(image_id, fontsize=7)
+            axes[row, 1].imshow(_colour(dataset.load_mask(image_id, split)))
+            for col, reader in enumerate(readers, start=2):
+                keys, cams = reader.read(image_id)
+                heat = cams.max(axis=0) if len(keys) else np.zeros(image.shape[:2])
+                axes[row, col].imshow(image)
+                axes[row, col].imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+    finally:
+        for reader in readers:
+            reader.close()
+    axes[0, 0].set_title("image", fontsize=8)
+    axes[0, 1].set_title("ground truth", fontsize=8)
+    for n, result in enumerate(results, start=1):
+        axes[0, n + 1].set_title(f"stage {n}\nmIoU {100 * result['best']['miou']:.1f}%",
+                                 fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{title} — {dataset.name} / {split}", fontsize=10)
+    _save(fig, out_png)
+
+
+def gslm_fig5_figure(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str,
+                     out_png: str | Path) -> None:
+    """Seed 000 Fig. 5: seed mIoU, m_under (Eq. 7) and m_over (Eq. 8) against the stage, one
+    line per configuration (with / without the boundary constraint)."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    it = iter(evals)
+    for name in spec["rows"]:
+        stages = list(range(1, spec["stages"][name] + 1))
+        best = [next(it)["best"] for _ in stages]
+        for ax, key, scale in zip(axes, ("miou", "m_under", "m_over"), (100, 1, 1),
+                                  strict=True):
+            ax.plot(stages, [scale * b[key] for b in best], "o-", label=name)
+    for ax, label in zip(axes, ("(a) seed mIoU (%)", "(b) m_under", "(c) m_over"),
+                         strict=True):
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("stage")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"GSLM per stage (seed 000 Fig. 5) — {dataset}, {spec['classifier']}",
+                 fontsize=10)
+    _save(fig, out_png)
+
+
+def gslm_fig8_figure(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str,
+                     out_png: str | Path) -> None:
+    """Seed 000 Fig. 8: (a) the seed mIoU curve over the CAM threshold for each
+    (θ_bg, θ_fg), (b) the same for each k, (c) the best mIoU against the SLM iterations."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    it = iter(evals)
+    for ax, sweep, label in ((axes[0], "thresholds", "θ_bg/θ_fg"), (axes[1], "k", "k")):
+        for value, _, _ in spec["variants"][sweep]:
+            ev = next(it)
+            ax.plot(ev["thresholds"], [100 * v for v in ev["miou_curve"]], "-",
+                    label=f"{label} {value}")
+        ax.set_xlabel("CAM threshold")
+        ax.legend(fontsize=7)
+    points = spec["variants"]["iterations"]
+    axes[2].plot([int(v) for v, _, _ in points],
+                 [100 * next(it)["best"]["miou"] for _ in points], "o-")
+    axes[2].set_xlabel("SLM iterations")
+    axes[2].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    for ax, title in zip(axes, ("(a) θ_bg, θ_fg", "(b) k", "(c) iterations"), strict=True):
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel("seed mIoU (%)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"GSLM sensitivity (seed 000 Fig. 8) — {dataset}, {spec['classifier']}, "
+                 f"sweeps at stage {spec['sweep_stage']}", fontsize=10)
+    _save(fig, out_png)
+
+
+TABLE_FIGURES = {"gslm_fig5": gslm_fig5_figure, "gslm_fig8": gslm_fig8_figure}

@@ -13,6 +13,7 @@ from typing import Any
 
 from camflow.data import build_dataset
 from camflow.data.base import SegmentationDataset
+from camflow.io import CamflowInputError
 from camflow.runtime import select_device
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,24 @@ def run_cam_figure(cache: str, eval_json: str, data: dict[str, Any], out_png: st
     from camflow.figures import cam_figure
 
     cam_figure(cache, eval_json, open_dataset(data), data["split"], out_png)
+
+
+def run_gslm_stage_figure(caches: list[str], evals: list[str], data: dict[str, Any],
+                          title: str, out_png: str) -> None:
+    from camflow.figures import gslm_stage_figure
+
+    gslm_stage_figure(caches, evals, open_dataset(data), data["split"], title, out_png)
+
+
+def run_table_figure(name: str, inputs: list[str], spec: dict[str, Any], dataset: str,
+                     out_png: str) -> None:
+    from camflow.figures import TABLE_FIGURES
+
+    if name not in TABLE_FIGURES:
+        raise CamflowInputError(f"table {name!r} has no figure; tables with one: "
+                                f"{', '.join(TABLE_FIGURES)}")
+    evals = [json.loads(Path(p).read_text()) for p in inputs]
+    TABLE_FIGURES[name](evals, spec, dataset, out_png)
 
 
 def run_table(name: str, inputs: list[str], spec: dict[str, Any], dataset: str, csv_path: str,

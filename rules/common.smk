@@ -141,6 +141,17 @@ def stage_cache_path(dataset, classifier, name, n, split):
     return f"results/{dataset}/{classifier}/{name}/stage{n}/{split}/cams.h5"
 
 
+def gslm_stage_files(wildcards, name):
+    """`cams.h5` or `eval.json` of every stage of a GSLM configuration on the eval split."""
+    dataset, classifier = wildcards.dataset, wildcards.classifier
+    split = dataset_config(dataset)["eval_split"]
+    last = gslm_config(wildcards.gslm)["stages"]
+    if name == "eval.json":
+        return [gslm_eval_path(classifier, wildcards.gslm, n, dataset) for n in range(1, last + 1)]
+    return [stage_cache_path(dataset, classifier, wildcards.gslm, n, split)
+            for n in range(1, last + 1)]
+
+
 def gslm_stage_cache(wildcards):
     """The CAM cache whose Coarse Generation gives stage n's confidence CAM."""
     return stage_cache_path(wildcards.dataset, wildcards.classifier, wildcards.gslm,
@@ -160,6 +171,75 @@ def slm_training_inputs(wildcards):
         confidence = stage_cache_path(wildcards.dataset, wildcards.classifier, wildcards.gslm,
                                       n - 1, split)
     return {"marker": dataset_marker(wildcards), "previous": previous, "confidence": confidence}
+
+
+def _sweep_name(value):
+    """A number as it appears in a sweep point's name: 0.05 -> 0p05 (paths take no dots)."""
+    return f"{value:g}".replace(".", "p")
+
+
+def add_gslm_sweeps():
+    """Derive the GSLM configurations of `tables.gslm_fig8`'s sweeps (seed 000 Fig. 8) and
+    register them in `config["gslm"]` (and their Coarse Generation in `affinity_labels`),
+    so that each sweep point is an ordinary `{gslm}` with its own params. A point equal to
+    the base configuration reuses the base's stage. Called before the wildcard constraints."""
+    spec = config["tables"].get("gslm_fig8")
+    if not spec:
+        return
+    base, stage = spec["base"], spec["sweep_stage"]
+    cfg = gslm_config(base)
+    if cfg["coarse_generation"] == "none":
+        config_error("tables.gslm_fig8.base", f"{base!r} has no Coarse Generation to sweep")
+    style = affinity_label_config(cfg["coarse_generation"])
+    derived = {}
+    for bg, fg in spec["thresholds"]:
+        if (bg, fg) == (style["bg_threshold"], style["fg_threshold"]):
+            continue
+        suffix = f"bg{_sweep_name(bg)}_fg{_sweep_name(fg)}"
+        label_style = f"{cfg['coarse_generation']}_{suffix}"
+        config["affinity_labels"][label_style] = {**style, "bg_threshold": bg, "fg_threshold": fg}
+        derived[f"{base}_{suffix}"] = {**cfg, "coarse_generation": label_style, "stages": stage}
+    for k in spec["k"]:
+        if k != cfg["slm"]["k"]:
+            derived[f"{base}_k{_sweep_name(k)}"] = {**cfg, "slm": {**cfg["slm"], "k": k},
+                                                     "stages": stage}
+    clash = sorted(set(derived) & set(config["gslm"]))
+    if clash:
+        config_error(f"gslm.{clash[0]}", "this name is reserved for a gslm_fig8 sweep point")
+    config["gslm"].update(derived)
+
+
+def gslm_fig8_variants(spec):
+    """Per sweep of `tables.gslm_fig8`: [value label, gslm configuration, stage] per point,
+    matching the names `add_gslm_sweeps` registered."""
+    base, stage = spec["base"], spec["sweep_stage"]
+    cfg = gslm_config(base)
+    style = affinity_label_config(cfg["coarse_generation"])
+    thresholds = []
+    for bg, fg in spec["thresholds"]:
+        default = (bg, fg) == (style["bg_threshold"], style["fg_threshold"])
+        name = base if default else f"{base}_bg{_sweep_name(bg)}_fg{_sweep_name(fg)}"
+        thresholds.append([f"{bg:g}/{fg:g}", name, stage])
+    ks = [[f"{k:g}", base if k == cfg["slm"]["k"] else f"{base}_k{_sweep_name(k)}", stage]
+          for k in spec["k"]]
+    for it in spec["iterations"]:
+        if not 0 <= it < cfg["stages"]:
+            config_error("tables.gslm_fig8.iterations",
+                         f"{it} SLM iterations need stage {it + 1}; {base!r} has "
+                         f"{cfg['stages']} stages")
+    iterations = [[str(it), base, it + 1] for it in spec["iterations"]]
+    if stage > cfg["stages"]:
+        config_error("tables.gslm_fig8.sweep_stage",
+                     f"stage {stage} is past {base!r}'s last stage {cfg['stages']}")
+    return {"thresholds": thresholds, "k": ks, "iterations": iterations}
+
+
+def gslm_modules(name):
+    """Which of GSLM's parts a configuration uses (seed 000 Table 5's columns)."""
+    cfg = gslm_config(name)
+    return {"CR": cfg["coarse_generation"] != "none",
+            "SR": cfg["slm"].get("seed_reactivation", True),
+            "L_cls": cfg["slm"].get("classification_loss", True)}
 
 
 def gslm_eval_path(classifier, name, n, dataset=None):
@@ -267,6 +347,13 @@ def gslm_table1_inputs(spec):
     return paths
 
 
+def gslm_fig8_inputs(spec):
+    """Every sweep point's evaluation, sweeps in the order thresholds, k, iterations."""
+    c = spec["classifier"]
+    return [gslm_eval_path(c, name, stage) for points in gslm_fig8_variants(spec).values()
+            for _, name, stage in points]
+
+
 def gslm_table4_inputs(spec):
     """Per GSLM configuration: its first source (stage 1) and its last stage."""
     c = spec["classifier"]
@@ -275,16 +362,17 @@ def gslm_table4_inputs(spec):
 
 
 def gslm_table5_inputs(spec):
-    """The full GSLM (stage 1 and its last stage), without iterations (its stage 2), and the
-    last stage of each ablation."""
+    """In the paper's order: the baseline (stage 1 of the full GSLM), the last stage of each
+    ablation, the full GSLM without iterations (its stage 2) and with them (its last stage)."""
     c, full = spec["classifier"], spec["full"]
-    paths = [gslm_eval_path(c, full, 1), gslm_eval_path(c, full, gslm_config(full)["stages"]),
-             gslm_eval_path(c, full, 2)]
-    return paths + [gslm_eval_path(c, name, gslm_config(name)["stages"]) for name in spec["rows"]]
+    paths = [gslm_eval_path(c, full, 1)]
+    paths += [gslm_eval_path(c, name, gslm_config(name)["stages"]) for name in spec["rows"]]
+    return paths + [gslm_eval_path(c, full, 2), gslm_eval_path(c, full, gslm_config(full)["stages"])]
 
 
 TABLE_INPUTS = {
     "gslm_fig5": gslm_stages_inputs,
+    "gslm_fig8": gslm_fig8_inputs,
     "gslm_table1": gslm_table1_inputs,
     "gslm_table4": gslm_table4_inputs,
     "gslm_table5": gslm_table5_inputs,
@@ -301,8 +389,11 @@ def table_spec(name):
     if name not in config["tables"] or name not in TABLE_INPUTS:
         config_error(f"tables.{name}", f"unknown table {name!r}; known: {sorted(TABLE_INPUTS)}")
     spec = config["tables"][name]
+    if name == "gslm_fig8":
+        return {**spec, "variants": gslm_fig8_variants(spec)}
     if name.startswith("gslm_"):  # the builders need each configuration's stages and source
         names = spec["rows"] + ([spec["full"]] if "full" in spec else [])
         spec = {**spec, "stages": {g: gslm_config(g)["stages"] for g in names},
-                "first_source": {g: gslm_config(g)["first_source"] for g in names}}
+                "first_source": {g: gslm_config(g)["first_source"] for g in names},
+                "modules": {g: gslm_modules(g) for g in names}}
     return spec

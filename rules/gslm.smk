@@ -73,3 +73,20 @@ rule make_stage_cams:
         CONDA_ENV
     script:
         "../workflow_scripts/make_cams.py"
+
+
+rule gslm_stage_figure:
+    input:
+        dataset_marker,
+        caches=lambda wc: gslm_stage_files(wc, "cams.h5"),
+        evals=lambda wc: gslm_stage_files(wc, "eval.json"),
+    output:
+        png="results/{dataset}/{classifier}/{gslm}/stages.png",
+    params:
+        data=lambda wc: dataset_params(wc.dataset, "eval_split"),
+    log:
+        "results/logs/{dataset}/{classifier}/{gslm}/stage_figure.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/gslm_stage_figure.py"

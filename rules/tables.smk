@@ -18,3 +18,21 @@ rule table:
         CONDA_ENV
     script:
         "../workflow_scripts/table.py"
+
+
+rule table_figure:
+    input:
+        lambda wc: TABLE_INPUTS[wc.table](table_spec(wc.table)),
+    output:
+        png="results/tables/{table}.png",
+    wildcard_constraints:
+        table="gslm_fig5|gslm_fig8",  # the tables with a figure (camflow.figures.TABLE_FIGURES)
+    params:
+        spec=lambda wc: table_spec(wc.table),
+        dataset=config["dataset"],
+    log:
+        "results/logs/tables/{table}_figure.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/table_figure.py"

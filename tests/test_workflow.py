@@ -204,6 +204,39 @@ def test_gslm_stages_build_in_order_and_k_reruns_only_slm_stages(built: Path) ->
                     "eval_cams": 4, "table": 1}
 
 
+def test_gslm_fig8_sweeps_and_the_gslm_figures(built: Path) -> None:
+    figures = ["results/tables/gslm_fig8.png", "results/tables/gslm_fig5.png",
+               "results/synthetic/resnet_small/gslm/stages.png"]
+    snakemake(built, "results/tables/gslm_fig8.csv", *figures)
+    lines = (built / "results/tables/gslm_fig8.csv").read_text().splitlines()
+    assert lines[0] == "parameter,value,gslm,stage,seed_miou,best_threshold,m_under,m_over"
+    assert [row.split(",")[:4] for row in lines[1:]] == [
+        ["theta_bg/theta_fg", "0.05/0.3", "gslm", "2"],
+        ["theta_bg/theta_fg", "0.1/0.3", "gslm_bg0p1_fg0p3", "2"],
+        ["k", "6", "gslm", "2"], ["k", "3", "gslm_k3", "2"],
+        ["iterations", "0", "gslm", "1"], ["iterations", "1", "gslm", "2"],
+        ["iterations", "2", "gslm", "3"]]
+    for png in figures:
+        assert (built / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # each derived point really runs with its own value, and stops at the sweep stage
+    from camflow.cache import LabelCache
+    from camflow.runtime import load_checkpoint
+    base = built / "results/synthetic/resnet_small"
+    conf = LabelCache(base / "gslm_bg0p1_fg0p3/stage1/train_aug/confidence.h5")
+    assert (conf.provenance["bg_threshold"], conf.provenance["fg_threshold"]) == (0.1, 0.3)
+    assert load_checkpoint(base / "gslm_k3/stage2/classifier.pt")["slm"]["k"] == 3
+    assert not (base / "gslm_k3/stage3").exists()
+    # a new sweep value adds that point's jobs only
+    jobs = planned_jobs(snakemake(built, "-n", "results/tables/gslm_fig8.csv", config={
+        "tables": {"gslm_fig8": {"k": [6, 3, 4]}}}))
+    assert jobs == {"coarse_generation": 1, "train_slm": 1, "make_stage_cams": 1,
+                    "eval_cams": 1, "table": 1}
+    bad = snakemake(built, "-n", "results/tables/gslm_fig8.csv", check=False, config={
+        "tables": {"gslm_fig8": {"iterations": [0, 5]}}})
+    assert bad.returncode != 0
+    assert "tables.gslm_fig8.iterations" in bad.stdout + bad.stderr
+
+
 def test_gslm_tables_1_4_and_5_build(built: Path) -> None:
     snakemake(built, "results/tables/gslm_table1.csv", "results/tables/gslm_table4.csv",
               "results/tables/gslm_table5.csv")
@@ -227,9 +260,10 @@ def test_gslm_tables_1_4_and_5_build(built: Path) -> None:
     assert LabelCache(conf).provenance["cams"].endswith("cam/irn_small/train_aug/scores.h5")
     assert (base / "gslm/stage3/irn_small/train/eval.json").is_file()
     t5 = (built / "results/tables/gslm_table5.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in t5[1:]] == [
-        "CAM (GLM)", "gslm (full)", "w/o iterations", "gslm_no_cg",
-        "gslm_no_sr", "gslm_no_cls"]
+    assert [row.split(",")[:5] for row in t5[1:]] == [
+        ["CAM (baseline)", "-", "-", "-", "0"], ["gslm_no_cg", "", "x", "x", "1"],
+        ["gslm_no_sr", "x", "", "x", "1"], ["gslm_no_cls", "x", "x", "", "1"],
+        ["gslm w/o iterations", "x", "x", "x", "1"], ["gslm", "x", "x", "x", "2"]]
     # without Coarse Generation the SLM learns from the previous stage's CAM cache itself
     log = (built / "results/logs/synthetic/resnet_small/gslm_no_cg/stage2/train_slm.log")
     assert "cam/train_aug/cams.h5" in log.read_text()
