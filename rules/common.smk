@@ -158,6 +158,16 @@ def gslm_stage_cache(wildcards):
                             gslm_stage(wildcards), wildcards.split)
 
 
+def stage1_owner(name):
+    """The configuration whose stage-1 confidence CAM `name` trains on: the first configured
+    one with the same first source and Coarse Generation, the only things stage 1 depends
+    on. Ablations and sweep points thus share the base's CRF work instead of redoing it."""
+    cfg = gslm_config(name)
+    key = (cfg["first_source"], cfg["coarse_generation"])
+    return next(other for other, c in config["gslm"].items()
+                if (c["first_source"], c["coarse_generation"]) == key)
+
+
 def slm_training_inputs(wildcards):
     """Stage n >= 2 starts from stage n-1's weights (stage 1: the classifier) and learns from
     stage n-1's confidence CAM on the training split."""
@@ -166,7 +176,8 @@ def slm_training_inputs(wildcards):
     split = dataset_config(wildcards.dataset)["train_split"]
     previous = (f"{prefix}/classifier.pt" if n == 2
                 else f"{prefix}/{wildcards.gslm}/stage{n - 1}/classifier.pt")
-    confidence = f"{prefix}/{wildcards.gslm}/stage{n - 1}/{split}/confidence.h5"
+    owner = stage1_owner(wildcards.gslm) if n == 2 else wildcards.gslm
+    confidence = f"{prefix}/{owner}/stage{n - 1}/{split}/confidence.h5"
     if gslm_config(wildcards.gslm)["coarse_generation"] == "none":  # ablation: N = the CAM
         confidence = stage_cache_path(wildcards.dataset, wildcards.classifier, wildcards.gslm,
                                       n - 1, split)

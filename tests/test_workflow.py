@@ -226,11 +226,14 @@ def test_gslm_fig8_sweeps_and_the_gslm_figures(built: Path) -> None:
     assert (conf.provenance["bg_threshold"], conf.provenance["fg_threshold"]) == (0.1, 0.3)
     assert load_checkpoint(base / "gslm_k3/stage2/classifier.pt")["slm"]["k"] == 3
     assert not (base / "gslm_k3/stage3").exists()
+    # a k point trains on the base's stage-1 confidence CAM instead of recomputing it
+    assert not (base / "gslm_k3/stage1").exists()
+    log = built / "results/logs/synthetic/resnet_small/gslm_k3/stage2/train_slm.log"
+    assert "gslm/stage1/train_aug/confidence.h5" in log.read_text()
     # a new sweep value adds that point's jobs only
     jobs = planned_jobs(snakemake(built, "-n", "results/tables/gslm_fig8.csv", config={
         "tables": {"gslm_fig8": {"k": [6, 3, 4]}}}))
-    assert jobs == {"coarse_generation": 1, "train_slm": 1, "make_stage_cams": 1,
-                    "eval_cams": 1, "table": 1}
+    assert jobs == {"train_slm": 1, "make_stage_cams": 1, "eval_cams": 1, "table": 1}
     bad = snakemake(built, "-n", "results/tables/gslm_fig8.csv", check=False, config={
         "tables": {"gslm_fig8": {"iterations": [0, 5]}}})
     assert bad.returncode != 0
