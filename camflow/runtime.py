@@ -4,10 +4,12 @@ by the stages."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import multiprocessing
+import os
 import random
 import signal
 import sys
@@ -53,17 +55,25 @@ def setup_logging(log_file: str | Path | None) -> None:
                         datefmt="%H:%M:%S")
 
 
-def _terminate(signum: int, frame: Any) -> None:
+def _terminate(main_pid: int, signum: int, frame: Any) -> None:
+    if os.getpid() != main_pid:
+        # A forked worker (pool or DataLoader) inherited this handler: die as by default.
+        # Unwinding it with SystemExit can hang it in exit-time locks, and with it the
+        # parent that joins it after ``Pool.terminate()``.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise SystemExit(128 + signum)
 
 
 def run_logged(log_file: str | Path | None, stage: Callable[..., Any], *args: Any) -> Any:
     """Run ``stage(*args)`` with logging set up; a failure is written to the log file too.
 
-    SIGTERM (how Snakemake and SLURM cancel a job) becomes ``SystemExit``, so that the
-    temporary files of atomic writes are removed on the way out.
+    SIGTERM (how Snakemake and SLURM cancel a job) becomes ``SystemExit`` in this process,
+    so that the temporary files of atomic writes are removed on the way out; the processes
+    it forks still die of SIGTERM at once.
     """
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, functools.partial(_terminate, os.getpid()))
     setup_logging(log_file)
     try:
         return stage(*args)

@@ -100,3 +100,31 @@ def test_a_cancelled_job_leaves_no_temporary_file(tmp_path) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == []
+
+
+WORKER_SCRIPT = """
+import multiprocessing, os, signal, time
+from camflow.runtime import run_logged
+
+def stage():
+    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+    worker.start()              # forked after run_logged installed its handler
+    time.sleep(0.5)
+    os.kill(worker.pid, signal.SIGTERM)    # what Pool.terminate() sends to its workers
+    worker.join(20)
+    print(worker.exitcode)
+
+run_logged(None, stage)
+"""
+
+
+def test_forked_workers_still_die_of_sigterm() -> None:
+    """The job's SIGTERM handler must not turn its pool workers' SIGTERM into SystemExit:
+    a worker unwinding that way can hang, and the job with it (seen in eval_cams)."""
+    import signal
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", WORKER_SCRIPT], capture_output=True,
+                         text=True, timeout=60, check=True).stdout.split()
+    assert out == [str(-signal.SIGTERM)]
