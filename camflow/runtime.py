@@ -4,7 +4,6 @@ by the stages."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -55,25 +54,30 @@ def setup_logging(log_file: str | Path | None) -> None:
                         datefmt="%H:%M:%S")
 
 
-def _terminate(main_pid: int, signum: int, frame: Any) -> None:
-    if os.getpid() != main_pid:
-        # A forked worker (pool or DataLoader) inherited this handler: die as by default.
-        # Unwinding it with SystemExit can hang it in exit-time locks, and with it the
-        # parent that joins it after ``Pool.terminate()``.
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-        return
+def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
+
+
+def _default_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+_FORK_HOOK: list[bool] = []
 
 
 def run_logged(log_file: str | Path | None, stage: Callable[..., Any], *args: Any) -> Any:
     """Run ``stage(*args)`` with logging set up; a failure is written to the log file too.
 
     SIGTERM (how Snakemake and SLURM cancel a job) becomes ``SystemExit`` in this process,
-    so that the temporary files of atomic writes are removed on the way out; the processes
-    it forks still die of SIGTERM at once.
+    so that the temporary files of atomic writes are removed on the way out. Forked
+    children (pool and DataLoader workers) get the default action back: with a Python-level
+    handler, a SIGTERM that lands just before a worker blocks on a lock only sets a flag,
+    the worker sleeps on, and ``Pool.terminate()`` waits for it forever.
     """
-    signal.signal(signal.SIGTERM, functools.partial(_terminate, os.getpid()))
+    signal.signal(signal.SIGTERM, _terminate)
+    if not _FORK_HOOK:
+        os.register_at_fork(after_in_child=_default_sigterm)
+        _FORK_HOOK.append(True)
     setup_logging(log_file)
     try:
         return stage(*args)

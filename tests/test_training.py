@@ -106,8 +106,12 @@ WORKER_SCRIPT = """
 import multiprocessing, os, signal, time
 from camflow.runtime import run_logged
 
+def child():
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    time.sleep(30)
+
 def stage():
-    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+    worker = multiprocessing.get_context("fork").Process(target=child)
     worker.start()              # forked after run_logged installed its handler
     time.sleep(0.5)
     os.kill(worker.pid, signal.SIGTERM)    # what Pool.terminate() sends to its workers
@@ -119,8 +123,9 @@ run_logged(None, stage)
 
 
 def test_forked_workers_still_die_of_sigterm() -> None:
-    """The job's SIGTERM handler must not turn its pool workers' SIGTERM into SystemExit:
-    a worker unwinding that way can hang, and the job with it (seen in eval_cams)."""
+    """Forked workers get the default SIGTERM action, not the job's Python handler: with
+    the handler a SIGTERM from Pool.terminate() could land just before a worker blocked
+    on the task-queue lock and be lost, and eval_cams then waited for that worker forever."""
     import signal
     import subprocess
     import sys
