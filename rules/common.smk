@@ -189,31 +189,46 @@ def _sweep_name(value):
     return f"{value:g}".replace(".", "p")
 
 
-def add_gslm_sweeps():
-    """Derive the GSLM configurations of `tables.gslm_fig8`'s sweeps (seed 000 Fig. 8) and
-    register them in `config["gslm"]` (and their Coarse Generation in `affinity_labels`),
-    so that each sweep point is an ordinary `{gslm}` with its own params. A point equal to
-    the base configuration reuses the base's stage. Called before the wildcard constraints."""
-    spec = config["tables"].get("gslm_fig8")
-    if not spec:
-        return
+def gslm_sweep_points(spec):
+    """The (θ_bg, θ_fg) and k points of `tables.gslm_fig8` (seed 000 Fig. 8), each as
+    (sweep, value label, configuration name, its config, its new `affinity_labels` entry or
+    None). A point equal to the base configuration is the base itself; the others are
+    derived from it and run to `sweep_stage`, named with `.` written `p`."""
     base, stage = spec["base"], spec["sweep_stage"]
     cfg = gslm_config(base)
     if cfg["coarse_generation"] == "none":
         config_error("tables.gslm_fig8.base", f"{base!r} has no Coarse Generation to sweep")
     style = affinity_label_config(cfg["coarse_generation"])
-    derived = {}
     for bg, fg in spec["thresholds"]:
         if (bg, fg) == (style["bg_threshold"], style["fg_threshold"]):
+            yield "thresholds", f"{bg:g}/{fg:g}", base, cfg, None
             continue
         suffix = f"bg{_sweep_name(bg)}_fg{_sweep_name(fg)}"
-        label_style = f"{cfg['coarse_generation']}_{suffix}"
-        config["affinity_labels"][label_style] = {**style, "bg_threshold": bg, "fg_threshold": fg}
-        derived[f"{base}_{suffix}"] = {**cfg, "coarse_generation": label_style, "stages": stage}
+        yield ("thresholds", f"{bg:g}/{fg:g}", f"{base}_{suffix}",
+               {**cfg, "coarse_generation": f"{cfg['coarse_generation']}_{suffix}",
+                "stages": stage},
+               {**style, "bg_threshold": bg, "fg_threshold": fg})
     for k in spec["k"]:
-        if k != cfg["slm"]["k"]:
-            derived[f"{base}_k{_sweep_name(k)}"] = {**cfg, "slm": {**cfg["slm"], "k": k},
-                                                     "stages": stage}
+        if k == cfg["slm"]["k"]:
+            yield "k", f"{k:g}", base, cfg, None
+        else:
+            yield ("k", f"{k:g}", f"{base}_k{_sweep_name(k)}",
+                   {**cfg, "slm": {**cfg["slm"], "k": k}, "stages": stage}, None)
+
+
+def add_gslm_sweeps():
+    """Register the derived sweep points of `tables.gslm_fig8` in `config["gslm"]` (and
+    their Coarse Generation in `affinity_labels`), so that each is an ordinary `{gslm}` with
+    its own params. Called in the Snakefile before the wildcard constraints."""
+    spec = config["tables"].get("gslm_fig8")
+    if not spec:
+        return
+    derived = {}
+    for _, _, name, cfg, labels in gslm_sweep_points(spec):
+        if name != spec["base"]:
+            derived[name] = cfg
+        if labels:
+            config["affinity_labels"][cfg["coarse_generation"]] = labels
     clash = sorted(set(derived) & set(config["gslm"]))
     if clash:
         config_error(f"gslm.{clash[0]}", "this name is reserved for a gslm_fig8 sweep point")
@@ -221,28 +236,22 @@ def add_gslm_sweeps():
 
 
 def gslm_fig8_variants(spec):
-    """Per sweep of `tables.gslm_fig8`: [value label, gslm configuration, stage] per point,
-    matching the names `add_gslm_sweeps` registered."""
+    """Per sweep of `tables.gslm_fig8`: [value label, gslm configuration, stage] per point;
+    the iterations are stages of the base."""
     base, stage = spec["base"], spec["sweep_stage"]
-    cfg = gslm_config(base)
-    style = affinity_label_config(cfg["coarse_generation"])
-    thresholds = []
-    for bg, fg in spec["thresholds"]:
-        default = (bg, fg) == (style["bg_threshold"], style["fg_threshold"])
-        name = base if default else f"{base}_bg{_sweep_name(bg)}_fg{_sweep_name(fg)}"
-        thresholds.append([f"{bg:g}/{fg:g}", name, stage])
-    ks = [[f"{k:g}", base if k == cfg["slm"]["k"] else f"{base}_k{_sweep_name(k)}", stage]
-          for k in spec["k"]]
-    for it in spec["iterations"]:
-        if not 0 <= it < cfg["stages"]:
-            config_error("tables.gslm_fig8.iterations",
-                         f"{it} SLM iterations need stage {it + 1}; {base!r} has "
-                         f"{cfg['stages']} stages")
-    iterations = [[str(it), base, it + 1] for it in spec["iterations"]]
-    if stage > cfg["stages"]:
+    last = gslm_config(base)["stages"]
+    if stage > last:
         config_error("tables.gslm_fig8.sweep_stage",
-                     f"stage {stage} is past {base!r}'s last stage {cfg['stages']}")
-    return {"thresholds": thresholds, "k": ks, "iterations": iterations}
+                     f"stage {stage} is past {base!r}'s last stage {last}")
+    for it in spec["iterations"]:
+        if not 0 <= it < last:
+            config_error("tables.gslm_fig8.iterations",
+                         f"{it} SLM iterations need stage {it + 1}; {base!r} has {last} stages")
+    variants = {"thresholds": [], "k": []}
+    for sweep, value, name, _, _ in gslm_sweep_points(spec):
+        variants[sweep].append([value, name, stage])
+    variants["iterations"] = [[str(it), base, it + 1] for it in spec["iterations"]]
+    return variants
 
 
 def gslm_modules(name):
