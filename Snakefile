@@ -19,10 +19,7 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 validate(config, "schemas/config.schema.yaml")
 
 
-include: "rules/common.smk"
-
-
-add_gslm_sweeps()  # Fig. 8's sweep points become ordinary GSLM configurations
+include: "rules/common.smk"  # also registers Fig. 8's sweep points as GSLM configurations
 
 
 wildcard_constraints:

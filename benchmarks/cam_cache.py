@@ -30,6 +30,7 @@ from camflow.data import build_dataset
 from camflow.data.transforms import normalize
 from camflow.evaluate import ConfusionMatrix, cam_to_seed, segmentation_metrics
 from camflow.io import write_json
+from camflow.methods.base import load_classifier
 from camflow.methods.cam import (
     classifier_cams,
     fuse_tta,
@@ -37,7 +38,6 @@ from camflow.methods.cam import (
     max_normalize,
     strided_size,
 )
-from camflow.training import load_classifier
 
 
 def write_both_stores(model, dataset, split: str, ids: list[str], cams_cfg: dict,

@@ -5,8 +5,8 @@ Two measurements:
 * ``throughput``: images/s of the ``cam`` and ``fullcam`` sources of a trained classifier (the
   demo's by default) on the first N images, with the same test-time augmentation;
 * ``memory``: peak memory of one 512×512 image through ResNet-50 with every conv layer hooked,
-  four scales and flips — the case seed 001 needs to fit — against the plain CAM. Each
-  configuration runs in a fresh process so its peak resident set size (CPU) or
+  four scales and flips — the case Fully-CAM (Song et al.) needs to fit — against the plain
+  CAM. Each configuration runs in a fresh process so its peak resident set size (CPU) or
   ``torch.cuda.max_memory_allocated`` (GPU) is its own.
 
     .venv/bin/python benchmarks/fullcam.py --images 100
@@ -28,10 +28,10 @@ import yaml
 
 from camflow.data import build_dataset
 from camflow.io import write_json
+from camflow.methods.base import load_classifier
 from camflow.methods.cam import fuse_tta, make_cams, strided_size
 from camflow.methods.sources import build_source
 from camflow.models import build_classifier
-from camflow.training import load_classifier
 
 SCALES = [1.0, 0.5, 1.5, 2.0]
 

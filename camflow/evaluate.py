@@ -10,14 +10,12 @@ whatever the number of images.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import functools
 import inspect
 import io
 import math
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -29,7 +27,8 @@ from tqdm import tqdm
 from camflow.cache import CamCache
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
 from camflow.io import CamflowInputError, read_label_png, write_json, write_text
-from camflow.refine.crf import crf_labels
+from camflow.refine.crf import crf_label_marginals
+from camflow.runtime import parallel_map
 
 
 class ConfusionMatrix:
@@ -156,6 +155,18 @@ def cam_to_seed(keys: np.ndarray, cams: np.ndarray, threshold: float) -> np.ndar
     return channel_lut(keys)[seed_channels(cams, threshold)].astype(np.uint8)
 
 
+def crf_seed(image: np.ndarray | None, keys: np.ndarray, cams: np.ndarray, threshold: float,
+             crf: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The "+CRF" seed: IRN's label CRF of the seed of ``cams`` (classes ``keys``) at
+    background score ``threshold``.  Returns ``(channels H×W, marginals
+    (len(keys)+1)×H×W)``; with no class every pixel is background (``image`` unused)."""
+    channels = seed_channels(cams, threshold)
+    if not keys.size:
+        return channels, np.ones((1, *channels.shape), dtype=np.float32)
+    q = crf_label_marginals(image, channels, keys.size + 1, **crf)
+    return np.argmax(q, axis=0), q
+
+
 def _sweep_confusions(
     keys: np.ndarray, cams: np.ndarray, gt: np.ndarray, thresholds: np.ndarray, n: int
 ) -> np.ndarray:
@@ -223,52 +234,31 @@ def _crf_chunk(job: _Job, ids: Sequence[str]) -> tuple[int, np.ndarray]:
     conf = ConfusionMatrix(job.n_classes)
     for image_id in ids:
         keys, cams, gt = job.load(image_id)
-        channels = seed_channels(cams, job.crf_threshold)
-        if keys.size:
-            image = job.dataset.load_image(image_id)
-            channels = crf_labels(image, channels, keys.size + 1, **job.crf_params)
+        image = job.dataset.load_image(image_id) if keys.size else None
+        channels, _ = crf_seed(image, keys, cams, job.crf_threshold, job.crf_params)
         conf.update(channel_lut(keys)[channels], gt)
     return len(ids), conf.matrix
 
 
-_WORKER_JOB: Any = None
 _ChunkFunc = Callable[[Any, Sequence[str]], tuple[int, np.ndarray]]
-
-
-def _init_worker(job: Any) -> None:
-    global _WORKER_JOB
-    _WORKER_JOB = job
-
-
-def _in_worker(func: _ChunkFunc, ids: Sequence[str]) -> tuple[int, np.ndarray]:
-    assert _WORKER_JOB is not None, "worker not initialised"
-    return func(_WORKER_JOB, ids)
 
 
 def _run(
     func: _ChunkFunc, job: Any, ids: Sequence[str], workers: int, progress: bool, desc: str
 ) -> np.ndarray:
-    """Sum ``func(job, chunk)`` over chunks of ``ids``, in-process or in a worker pool.
+    """Sum ``func(job, chunk)`` over chunks of ``ids`` with :func:`camflow.runtime.parallel_map`
+    (in-process when ``workers <= 1``); the progress bar counts images.
 
-    Each pool worker receives the job once (pool initializer) and opens its own cache handle
-    (:class:`~camflow.cache.CamCache` reopens per process).
+    Each pool worker receives the job once and opens its own cache handle
+    (:class:`~camflow.cache.CamCache` reopens per process).  The sum of the integer matrices
+    does not depend on the number of workers.
     """
     size = max(1, min(16, math.ceil(len(ids) / (4 * max(workers, 1)))))
     chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
     total = np.zeros((), dtype=np.int64)
-    with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(tqdm(total=len(ids), desc=desc, unit="img", disable=not progress))
-        results: Iterable[tuple[int, np.ndarray]]
-        if workers > 1:
-            pool = stack.enter_context(
-                multiprocessing.get_context().Pool(
-                    workers, initializer=_init_worker, initargs=(job,)
-                )
-            )
-            results = pool.imap_unordered(functools.partial(_in_worker, func), chunks)
-        else:
-            results = (func(job, chunk) for chunk in chunks)
-        for count, part in results:
+    job_func = functools.partial(func, job)
+    with tqdm(total=len(ids), desc=desc, unit="img", disable=not progress) as bar:
+        for count, part in parallel_map(job_func, chunks, workers, progress=False, chunksize=1):
             total = total + part
             bar.update(count)
     return total
@@ -313,10 +303,11 @@ def evaluate_masks(masks_dir: str | os.PathLike, dataset: SegmentationDataset, s
 
 
 def crf_defaults() -> dict[str, float]:
-    """Default parameters of the evaluation CRF: those of :func:`crf_labels` (IRN)."""
+    """Default parameters of the evaluation CRF: those of IRN's label CRF
+    (:func:`camflow.refine.crf.crf_label_marginals`)."""
     return {
         name: p.default
-        for name, p in inspect.signature(crf_labels).parameters.items()
+        for name, p in inspect.signature(crf_label_marginals).parameters.items()
         if p.default is not inspect.Parameter.empty
     }
 

@@ -32,6 +32,32 @@ def _save(fig: Any, out_png: str | Path) -> None:
     plt.close(fig)
 
 
+def training_curve(metrics_csv: str | Path) -> Path:
+    """The training curve of a trained stage: every loss term and the learning rate(s)
+    against the step, from its ``metrics.csv``; written beside it as ``training_curve.png``."""
+    import pandas as pd
+
+    metrics = pd.read_csv(metrics_csv)
+    lrs = [c for c in metrics.columns if c == "lr" or c.startswith("lr_")]
+    terms = [c for c in metrics.columns if c not in ("step", "epoch", *lrs)]
+    fig, (loss_ax, lr_ax) = plt.subplots(2, 1, figsize=(7, 5), sharex=True,
+                                         gridspec_kw={"height_ratios": [3, 1]})
+    window = max(1, len(metrics) // 50)
+    for term in terms:
+        loss_ax.plot(metrics["step"], metrics[term].rolling(window, min_periods=1).mean(),
+                     label=term)
+    loss_ax.set_ylabel(f"loss (running mean of {window})")
+    loss_ax.legend(fontsize=7)
+    for lr in lrs:
+        lr_ax.plot(metrics["step"], metrics[lr], label=lr)
+    lr_ax.set_xlabel("step")
+    lr_ax.set_ylabel("lr")
+    loss_ax.set_title(str(metrics_csv), fontsize=8)
+    out = Path(metrics_csv).with_name("training_curve.png")
+    _save(fig, out)
+    return out
+
+
 def cam_figure(cache_path: str | Path, eval_path: str | Path, dataset: SegmentationDataset,
                split: str, out_png: str | Path, n_images: int = 6) -> None:
     """Per image: the image, its mask, the CAM (max over classes) and the seed at the best

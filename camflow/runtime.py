@@ -3,8 +3,10 @@ by the stages."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import multiprocessing
@@ -12,9 +14,10 @@ import os
 import random
 import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sized
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -103,22 +106,47 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CamflowInputError(f"checkpoint {path} is unreadable: {exc}") from exc
 
 
-def parallel_map(func: Callable[[Any], Any], items: Sequence[Any], workers: int,
-                 progress: bool = True, desc: str = "") -> Iterator[Any]:
-    """``func(item)`` for every item, in order, over a ``multiprocessing`` pool of ``workers``
-    processes (in-process when ``workers <= 1``), with a progress bar.
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
-    ``func`` must be picklable (a module-level function or a dataclass instance); it is sent
-    to each worker once.
+
+def parallel_map(func: Callable[[_T], _R], items: Iterable[_T], workers: int,
+                 progress: bool = True, desc: str = "", *, total: int | None = None,
+                 max_pending: int | None = None,
+                 chunksize: int | None = None) -> Iterator[_R]:
+    """``func(item)`` for every item, in order, over a ``multiprocessing`` pool of ``workers``
+    processes, with a progress bar of ``total`` steps (default ``len(items)`` if it has one).
+
+    ``func`` must be picklable (a module-level function, a ``functools.partial`` of one, or a
+    dataclass instance); it is sent to each worker once.  The work runs in-process when
+    ``workers <= 1`` or there is at most one item.
+
+    ``items`` may be any iterable; it is drawn lazily in the calling process.  The pool is
+    started before the first item is drawn, so what a generator does (e.g. load a model) is
+    not inherited by the workers.  With ``max_pending``, at most that many items are drawn
+    whose results have not been yielded yet, which bounds the memory a lazily produced input
+    holds; without it the input is drawn up front.  ``chunksize`` items go to a worker per
+    task (default: up to 16 for an input of known length, 1 with ``max_pending`` or an
+    unknown length).
+
+    If ``func``, ``items`` or the consumer raises, or the generator is closed before the end,
+    the workers are terminated and joined; close it (``contextlib.closing``) where it may be
+    abandoned half-way.
     """
+    for name, value in (("max_pending", max_pending), ("chunksize", chunksize)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    n = total if total is not None else len(items) if isinstance(items, Sized) else None
     with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(tqdm(total=len(items), desc=desc, unit="img",
-                                       disable=not progress, dynamic_ncols=True))
-        if workers > 1 and len(items) > 1:
-            pool = stack.enter_context(multiprocessing.get_context().Pool(
-                workers, initializer=_init_map_worker, initargs=(func,)))
-            chunk = max(1, min(16, len(items) // (4 * workers)))
-            results: Iterable[Any] = pool.imap(_call_map_worker, items, chunksize=chunk)
+        bar = stack.enter_context(tqdm(total=n, desc=desc, unit="img", disable=not progress,
+                                       dynamic_ncols=True))
+        results: Iterator[_R]
+        if workers > 1 and (n is None or n > 1):
+            if chunksize is None:
+                chunksize = (1 if max_pending is not None or n is None
+                             else max(1, min(16, n // (4 * workers))))
+            results = stack.enter_context(contextlib.closing(
+                _pool_map(func, items, workers, chunksize, max_pending)))
         else:
             results = map(func, items)
         for result in results:
@@ -126,14 +154,46 @@ def parallel_map(func: Callable[[Any], Any], items: Sequence[Any], workers: int,
             yield result
 
 
+def _pool_map(func: Callable[[_T], _R], items: Iterable[_T], workers: int, chunksize: int,
+              max_pending: int | None) -> Iterator[_R]:
+    """The pooled path of :func:`parallel_map`: tasks of ``chunksize`` items submitted as the
+    results are yielded (at most ``max_pending`` items in flight), results taken in order."""
+    pool = multiprocessing.get_context().Pool(workers, initializer=_init_map_worker,
+                                              initargs=(func,))
+    try:
+        source = iter(items)
+        bound = sys.maxsize if max_pending is None else max_pending
+        pending: collections.deque[AsyncResult[list[_R]]] = collections.deque()
+        in_flight = 0  # items drawn whose results have not been yielded yet
+        exhausted = False
+        while True:
+            while not exhausted and in_flight < bound:
+                want = min(chunksize, bound - in_flight)
+                chunk = list(itertools.islice(source, want))
+                exhausted = len(chunk) < want
+                if chunk:
+                    pending.append(pool.apply_async(_call_map_worker, (chunk,)))
+                    in_flight += len(chunk)
+            if not pending:
+                return
+            for result in pending.popleft().get():
+                in_flight -= 1
+                yield result
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 _MAP_FUNC: Callable[[Any], Any] | None = None
 
 
 def _init_map_worker(func: Callable[[Any], Any]) -> None:
+    """Pool initializer: keep the mapped function for the tasks of this worker."""
     global _MAP_FUNC
     _MAP_FUNC = func
 
 
-def _call_map_worker(item: Any) -> Any:
+def _call_map_worker(chunk: list[Any]) -> list[Any]:
+    """One task in a worker: the mapped function over a chunk of items, in order."""
     assert _MAP_FUNC is not None, "worker not initialised"
-    return _MAP_FUNC(item)
+    return [_MAP_FUNC(item) for item in chunk]

@@ -17,10 +17,10 @@ weights.
 
 from __future__ import annotations
 
-import collections
+import functools
 import inspect
 import logging
-import multiprocessing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
@@ -37,8 +37,8 @@ from camflow.evaluate import ConfusionMatrix, segmentation_metrics
 from camflow.io import CamflowInputError, read_label_png, some_ids
 from camflow.models.deeplab import build_segmenter
 from camflow.refine.crf import crf_scores
-from camflow.runtime import config_hash, load_checkpoint, save_checkpoint, seed_everything
-from camflow.training import poly_lr, resume_path, resume_state
+from camflow.runtime import config_hash, load_checkpoint, parallel_map, seed_everything
+from camflow.trainer import OptimizerSpec, Progress, Trainer, Update
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +205,34 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX)
 
 
-def _iteration_seed(seed: int, iteration: int) -> int:
-    return int(np.random.SeedSequence([seed, 2, iteration]).generate_state(1)[0])
+class SegmentationTraining:
+    """DeepLab on pseudo masks or the ground truth, as a :class:`camflow.trainer.TrainingTask`
+    (iteration-based: sample ``n`` of training is a pure function of ``n``)."""
+
+    def __init__(self, cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
+                 ids: list[str], masks: Path | None, device: torch.device) -> None:
+        seed_everything(int(cfg["seed"]))
+        self.model = build_segmenter(cfg, len(dataset.class_names)).to(device)
+        self.networks = {"segmenter": self.model}
+        self.cfg, self.device = cfg, device
+        self.data = SegmentationTrainData(dataset, split, ids, masks, cfg["augment"],
+                                          int(cfg["seed"]))
+
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        opt = self.cfg["optimizer"]
+        groups = self.model.param_groups(float(opt["lr"]), float(opt["head_lr_mult"]),
+                                         float(opt["weight_decay"]))
+        return {"segmenter": OptimizerSpec(groups, opt)}
+
+    def training_data(self) -> SegmentationTrainData:
+        return self.data
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor], progress: Progress,
+             update: Update) -> dict[str, torch.Tensor]:
+        images, targets = (t.to(self.device, non_blocking=True) for t in batch)
+        loss = segmentation_loss(self.model(images), targets)
+        update("segmenter", loss)
+        return {"loss": loss.detach()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,103 +249,38 @@ def train_segmentation(cfg: dict[str, Any], dataset: SegmentationDataset, split:
 
     ``masks_dir`` None trains on the ground truth (the fully supervised upper bound);
     otherwise on ``<masks_dir>/<image_id>.png``.  SGD with poly decay (DeepLab-v2 Section 4),
-    cross-entropy ignoring 255, bf16 autocast on CUDA when ``amp``.  The state is saved every
-    ``checkpoint_every`` iterations to ``*.resume.pt`` beside the output; a rerun with the same
-    config, split, masks and ids resumes from it (a state of another config is ignored).
-    ``stop_after_iterations`` saves the state after that many iterations and returns the
-    resume file without writing the checkpoint (to test resumption).
+    cross-entropy ignoring 255, by :class:`camflow.trainer.Trainer` (iterations, resumable
+    from ``*.resume.pt`` saved every ``checkpoint_every`` iterations; a state of another
+    config, split, masks or ids is ignored).  ``stop_after_iterations`` saves the state after
+    that many iterations and returns the resume file (to test resumption).
     """
-    out_path = Path(out_path)
     _check_config(cfg)
     ids = dataset.ids(split)
     if not ids:
         raise CamflowInputError(f"{dataset.name}/{split} has no images to train on")
     masks = Path(masks_dir) if masks_dir is not None else None
     _check_ids(ids, masks)
-    seed = int(cfg["seed"])
-    seed_everything(seed)
-    model = build_segmenter(cfg, len(dataset.class_names)).to(device)
-    opt_cfg = cfg["optimizer"]
-    optimizer = torch.optim.SGD(
-        model.param_groups(float(opt_cfg["lr"]), float(opt_cfg["head_lr_mult"]),
-                           float(opt_cfg["weight_decay"])),
-        lr=float(opt_cfg["lr"]), momentum=float(opt_cfg["momentum"]))
-    batch_size, iterations = int(cfg["batch_size"]), int(cfg["iterations"])
-    every, power = int(cfg["checkpoint_every"]), float(opt_cfg["poly_power"])
-    use_amp = amp and device.type == "cuda"
     masks_name = str(masks) if masks is not None else GROUND_TRUTH
-    key = config_hash({"cfg": cfg, "split": split, "masks": masks_name,
-                       "ids": config_hash(ids), "classes": list(dataset.class_names)})
-
-    start = 0
-    state_file = resume_path(out_path)
-    state = resume_state(state_file, key, model, optimizer)
-    if state is not None:
-        start = int(state["iteration"])
-        log.info("resuming %s from iteration %d", out_path, start)
-
-    def save_state(iteration: int) -> None:
-        save_checkpoint(state_file, {"model": model.state_dict(),
-                                     "optimizer": optimizer.state_dict(),
-                                     "iteration": iteration, "config_hash": key})
-
-    end = iterations if stop_after_iterations is None else min(iterations, stop_after_iterations)
-    data = SegmentationTrainData(dataset, split, ids, masks, cfg["augment"], seed)
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False,
-                        sampler=range(start * batch_size, max(start, end) * batch_size),
-                        num_workers=workers, pin_memory=device.type == "cuda")
-    model.train()
-    bar = tqdm(total=iterations, initial=start, desc="segmentation", disable=not progress,
-               dynamic_ncols=True)
-    iteration, running = start, None
-    for images, targets in loader:
-        for group in optimizer.param_groups:
-            group["lr"] = poly_lr(group["initial_lr"], iteration, iterations, power)
-        torch.manual_seed(_iteration_seed(seed, iteration))
-        images = images.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits = model(images)
-        loss = segmentation_loss(logits, targets)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"segmentation loss is {loss.item()} at iteration "
-                                     f"{iteration}; lower optimizer.lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        iteration += 1
-        value = loss.item()
-        running = value if running is None else 0.98 * running + 0.02 * value
-        bar.update(1)
-        bar.set_postfix(loss=f"{running:.4f}")
-        if iteration % every == 0 and iteration < iterations:
-            save_state(iteration)
-            log.info("iteration %d/%d: loss %.4f (running %.4f)", iteration, iterations,
-                     value, running)
-    bar.close()
-    if iteration < iterations:  # stopped early on request
-        save_state(iteration)
-        return state_file
-
-    save_checkpoint(out_path, {"format_version": 1, "model": model.state_dict(), "config": cfg,
-                               "class_names": list(dataset.class_names), "split": split,
-                               "masks": masks_name})
-    state_file.unlink(missing_ok=True)
-    log.info("wrote %s", out_path)
-    return out_path
+    identity = {"cfg": cfg, "split": split, "masks": masks_name, "ids": config_hash(ids),
+                "classes": list(dataset.class_names)}
+    task = SegmentationTraining(cfg, dataset, split, ids, masks, device)
+    trainer = Trainer(task, cfg, Path(out_path), device, identity, workers=workers, amp=amp,
+                      progress=progress, stop_after=stop_after_iterations)
+    return trainer.fit({"config": cfg, "class_names": list(dataset.class_names),
+                        "split": split, "masks": masks_name})
 
 
 def load_segmenter(path: str | Path, device: torch.device) -> torch.nn.Module:
     """Rebuild a trained segmenter from its checkpoint (in eval mode)."""
     ckpt = load_checkpoint(path)
-    for key in ("format_version", "model", "config", "class_names"):
+    for key in ("format_version", "networks", "config", "class_names"):
         if key not in ckpt:
             raise CamflowInputError(f"checkpoint {path} is not a segmenter checkpoint "
                                     f"(no key {key!r})")
     cfg = dict(ckpt["config"])
     cfg["backbone"] = {**cfg["backbone"], "weights": "none"}
     model = build_segmenter(cfg, len(ckpt["class_names"]))
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(ckpt["networks"]["segmenter"])
     model.class_names = list(ckpt["class_names"])
     return model.to(device).eval()
 
@@ -361,8 +322,10 @@ def crf_score_defaults() -> dict[str, float]:
             if p.default is not inspect.Parameter.empty}
 
 
-def _crf_confusion(image: np.ndarray, probs: np.ndarray, gt: np.ndarray,
-                   params: dict[str, float]) -> np.ndarray:
+def _crf_confusion(params: dict[str, float],
+                   item: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Confusion matrix of the CRF-refined prediction of one ``(image, probs, mask)``."""
+    image, probs, gt = item
     pred = np.argmax(crf_scores(image, probs.astype(np.float32), **params), axis=0)
     return ConfusionMatrix(probs.shape[0]).update(pred, gt).matrix
 
@@ -375,11 +338,15 @@ def evaluate_segmentation(checkpoint: str | Path, dataset: SegmentationDataset, 
 
     Prediction = argmax of :func:`predict_probs` (scales × flips).  If ``crf`` is a dict
     (``{}`` for PSA's defaults of :func:`crf_scores`, or overrides), the CRF-refined
-    prediction (argmax of the CRF marginals) is scored too, over ``workers`` processes.
+    prediction (argmax of the CRF marginals) is scored too, over ``workers`` processes of
+    :func:`camflow.runtime.parallel_map`: they are forked before the model is loaded, and at
+    most ``2 × workers`` images wait for them (bounded memory).
     Returns ``{"split", "n_images", "scales", "flip", "checkpoint", "miou", "metrics", "crf"}``
     with ``metrics`` from :func:`camflow.evaluate.segmentation_metrics` and ``crf`` the same
     plus ``params`` (or None).
     """
+
+
     scales = [float(s) for s in scales]
     if not scales or not all(np.isfinite(s) and s > 0 for s in scales):
         raise CamflowInputError(f"scales must be a non-empty list of positive numbers, "
@@ -399,16 +366,15 @@ def evaluate_segmentation(checkpoint: str | Path, dataset: SegmentationDataset, 
     n = len(class_names)
     conf = ConfusionMatrix(n)
     crf_conf = ConfusionMatrix(n)
-    # CRF workers are forked before the model is loaded (they only run the CRF)
-    pool = (multiprocessing.get_context().Pool(workers)
-            if params is not None and workers > 1 else None)
-    pending: collections.deque = collections.deque()
-    try:
+
+    def predictions() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``(image, probs, mask)`` of every image, the plain prediction scored on the way.
+        Lazy: the model is loaded at the first draw, after the CRF workers are forked."""
         model = load_segmenter(checkpoint, device)
         if model.class_names != class_names:
             raise CamflowInputError(f"segmenter {checkpoint} has classes {model.class_names}, "
                                     f"but dataset {dataset.name} has {class_names}")
-        for image_id in tqdm(ids, desc=f"segment {split}", unit="img", disable=not progress):
+        for image_id in ids:
             image = dataset.load_image(image_id)
             gt = np.asarray(dataset.load_mask(image_id, split))
             if gt.shape != image.shape[:2]:
@@ -417,20 +383,18 @@ def evaluate_segmentation(checkpoint: str | Path, dataset: SegmentationDataset, 
                     f"but its image is {image.shape[1]}x{image.shape[0]}")
             probs = predict_probs(model, image, scales, flip, device, amp)
             conf.update(np.argmax(probs, axis=0), gt)
-            if params is None:
-                continue
-            if pool is None:
-                crf_conf.matrix += _crf_confusion(image, probs, gt, params)
-                continue
-            pending.append(pool.apply_async(_crf_confusion, (image, probs, gt, params)))
-            while len(pending) >= 2 * workers:  # bound the memory held by queued images
-                crf_conf.matrix += pending.popleft().get()
-        while pending:
-            crf_conf.matrix += pending.popleft().get()
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+            yield image, probs, gt
+
+    desc = f"segment {split}"
+    if params is None:
+        for _ in tqdm(predictions(), total=len(ids), desc=desc, unit="img", disable=not progress):
+            pass
+    else:
+        crf_parts = parallel_map(functools.partial(_crf_confusion, params), predictions(),
+                                 workers, progress, desc, total=len(ids),
+                                 max_pending=2 * max(workers, 1))
+        for part in crf_parts:
+            crf_conf.matrix += part
     metrics = segmentation_metrics(conf.matrix, class_names)
     return {
         "split": split,

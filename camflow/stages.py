@@ -31,28 +31,36 @@ def run_synthetic(root: str, generate: dict[str, Any], workers: int) -> None:
 
 
 def run_train_classifier(checkpoint: str, classifier: dict[str, Any], data: dict[str, Any],
-                         runtime: dict[str, Any], workers: int) -> None:
-    from camflow.training import train_classifier
+                         runtime: dict[str, Any], workers: int,
+                         inputs: dict[str, str] | None = None) -> None:
+    """Train a CAM network with its method (``classifier["method"]``); ``inputs`` are the
+    method's input files (GSLM's SLM: the previous stage and its confidence CAM)."""
+    from camflow.figures import training_curve
+    from camflow.methods.base import train_method
+    from camflow.trainer import metrics_path
 
     device = select_device(runtime["device"])
-    log.info("training %s on %s/%s (%s)", checkpoint, data["name"], data["split"], device)
-    train_classifier(classifier, open_dataset(data), data["split"], checkpoint, device,
-                     workers=workers, amp=runtime["amp"])
+    log.info("training %s (method %s) on %s/%s (%s)", checkpoint, classifier["method"],
+             data["name"], data["split"], device)
+    train_method(classifier, open_dataset(data), data["split"], checkpoint, device,
+                 inputs=inputs, workers=workers, amp=runtime["amp"])
+    training_curve(metrics_path(checkpoint))
 
 
 def run_make_cams(cache: str, checkpoint: str, source: dict[str, Any], data: dict[str, Any],
                   runtime: dict[str, Any], workers: int) -> None:
     """Write the CAM cache of one source (``method`` cam, fullcam, gradcam or gradcampp)."""
+    from camflow.methods.base import load_method
     from camflow.methods.cam import make_cams
     from camflow.methods.sources import build_source
-    from camflow.training import load_classifier
 
     device = select_device(runtime["device"])
-    model = load_classifier(checkpoint, device)
-    make_cams(build_source(model, source), open_dataset(data), data["split"], cache,
+    trained = load_method(checkpoint, device)
+    make_cams(build_source(trained, source), open_dataset(data), data["split"], cache,
               scales=source["scales"], flip=source["flip"], batch_size=source["batch_size"],
               device=device, workers=workers, amp=runtime["amp"],
-              provenance={**source, "checkpoint": str(checkpoint), "arch": model.arch})
+              provenance={**source, "checkpoint": str(checkpoint),
+                          "arch": trained.classifier.arch, "training": trained.name})
 
 
 def run_eval_cams(cache: str, json_path: str, csv_path: str, evaluation: dict[str, Any],
@@ -117,27 +125,42 @@ def run_affinity_labels(cache: str, out_path: str, params: dict[str, Any],
 
 def run_train_refiner(out_path: str, refiner: dict[str, Any], labels: str, classifier: str,
                       data: dict[str, Any], runtime: dict[str, Any], workers: int) -> None:
-    """Train IRN or AffinityNet (``refiner["method"]``) on affinity labels."""
+    """Train a learned refiner (``refiner["method"]``: IRN, AffinityNet, ...) on affinity
+    labels, with the backbone of the CAM network at ``classifier``."""
     from camflow.cache import LabelCache
-    from camflow.methods.affinitynet import train_affinitynet
-    from camflow.methods.irn import train_irn
+    from camflow.figures import training_curve
+    from camflow.refine.refiners import refiner_class
+    from camflow.trainer import Trainer, metrics_path
 
-    train = train_irn if refiner["method"] == "irn" else train_affinitynet
+    cls = refiner_class(refiner["method"], "refiners.<name>.method")
     device = select_device(runtime["device"])
-    log.info("training %s on %s (%s)", out_path, labels, device)
+    log.info("training %s (%s) on %s (%s)", out_path, cls.name, labels, device)
     with LabelCache(labels) as label_cache:
-        train(refiner, open_dataset(data), label_cache, classifier, out_path, device,
-              workers=workers, amp=runtime["amp"])
+        task = cls.training(refiner, open_dataset(data), label_cache, classifier, device)
+        Trainer(task, refiner, Path(out_path), device,
+                {"cfg": refiner, "labels": label_cache.provenance},
+                workers=workers, amp=runtime["amp"]).fit(
+            {"method": cls.name, "config": refiner, "classifier": str(classifier)})
+    training_curve(metrics_path(out_path))
 
 
-def run_random_walk(model: str, cache: str, refiner: dict[str, Any], data: dict[str, Any],
-                    masks_dir: str, scores: str, runtime: dict[str, Any], workers: int) -> None:
+def run_refine(model: str | None, cache: str, refiner: dict[str, Any], data: dict[str, Any],
+               masks_dir: str, scores: str, runtime: dict[str, Any], workers: int,
+               seed_eval: str | None = None) -> None:
+    """Pseudo masks of a CAM cache with any refiner (``refiner``: its method and inference
+    settings; a ``threshold`` of ``best`` is read from the source's ``seed_eval``)."""
     from camflow.cache import CamCache
     from camflow.refine.pseudo_masks import make_pseudo_masks
 
+    settings = dict(refiner["settings"])
+    if settings.get("threshold") == "best":
+        if seed_eval is None:
+            raise CamflowInputError("threshold 'best' needs the source's seed evaluation")
+        settings["threshold"] = json.loads(Path(seed_eval).read_text())["best_threshold"]
+        log.info("best threshold of %s: %.2f", seed_eval, settings["threshold"])
     with CamCache(cache) as cams:
         make_pseudo_masks(refiner["method"], model, cams, open_dataset(data), data["split"],
-                          refiner["random_walk"], masks_dir, scores,
+                          settings, masks_dir, scores,
                           select_device(runtime["device"]), workers=max(1, workers))
 
 
@@ -153,13 +176,16 @@ def run_eval_masks(masks_dir: str, json_path: str, data: dict[str, Any], workers
 def run_train_segmentation(out_path: str, segmenter: dict[str, Any], masks_dir: str | None,
                            data: dict[str, Any], runtime: dict[str, Any], workers: int) -> None:
     """Train DeepLab on pseudo masks (``masks_dir``) or on the ground truth (None)."""
+    from camflow.figures import training_curve
     from camflow.segmentation import train_segmentation
+    from camflow.trainer import metrics_path
 
     device = select_device(runtime["device"])
     log.info("training %s on %s/%s with %s masks (%s)", out_path, data["name"], data["split"],
              masks_dir or "ground-truth", device)
     train_segmentation(segmenter, open_dataset(data), data["split"], masks_dir, out_path, device,
                        workers=workers, amp=runtime["amp"])
+    training_curve(metrics_path(out_path))
 
 
 def run_eval_segmentation(checkpoint: str, json_path: str, evaluation: dict[str, Any],
@@ -175,17 +201,3 @@ def run_eval_segmentation(checkpoint: str, json_path: str, evaluation: dict[str,
                                    amp=runtime["amp"])
     write_json(json_path, result)
     log.info("%s on %s: mIoU %.4f", checkpoint, data["split"], result["miou"])
-
-
-def run_train_slm(out_path: str, slm: dict[str, Any], previous: str, confidence: str,
-                  data: dict[str, Any], runtime: dict[str, Any], workers: int) -> None:
-    """One GSLM Specific Learning stage from the previous stage's checkpoint, on a confidence
-    CAM (label cache) or, without Coarse Generation, on the previous CAM cache itself."""
-    from camflow.cache import open_cache
-    from camflow.methods.gslm import train_slm
-
-    device = select_device(runtime["device"])
-    log.info("training %s from %s on %s (%s)", out_path, previous, confidence, device)
-    with open_cache(confidence) as maps:
-        train_slm(slm, open_dataset(data), maps, previous, out_path, device, workers=workers,
-                  amp=runtime["amp"])

@@ -14,9 +14,7 @@ rule make_cams:
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]
     resources:
-        gpu=stage_resource("make_cams", "gpu", 1),
-        mem_mb=stage_resource("make_cams", "mem_mb", 16000),
-        runtime=stage_resource("make_cams", "runtime", 120),
+        **stage_resources("make_cams"),
     log:
         "results/logs/{dataset}/{classifier}/{source}/{split}/make_cams.log",
     conda:

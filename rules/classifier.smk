@@ -1,4 +1,5 @@
-# Stage 1: the CAM classifier (IRN settings, ../shared/conventions.md).
+# Stage 1: the CAM network, trained by its method (`classifiers.<name>.method`, default `cam`;
+# camflow/methods/base.py). Writes the checkpoint, metrics.csv and the training curve.
 
 
 rule train_classifier:
@@ -6,15 +7,15 @@ rule train_classifier:
         dataset_marker,
     output:
         checkpoint="results/{dataset}/{classifier}/classifier.pt",
+        metrics="results/{dataset}/{classifier}/metrics.csv",
+        curve="results/{dataset}/{classifier}/training_curve.png",
     params:
         classifier=lambda wc: classifier_config(wc.classifier),
         data=lambda wc: train_data_params(wc.dataset, wc.classifier),
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]
     resources:
-        gpu=stage_resource("train_classifier", "gpu", 1),
-        mem_mb=stage_resource("train_classifier", "mem_mb", 16000),
-        runtime=stage_resource("train_classifier", "runtime", 240),
+        **stage_resources("train_classifier"),
     log:
         "results/logs/{dataset}/{classifier}/train_classifier.log",
     conda:

@@ -13,9 +13,7 @@ rule eval_cams:
         data=lambda wc: {**dataset_params(wc.dataset, "eval_split"), "split": wc.split},
     threads: config["runtime"]["workers"]
     resources:
-        gpu=stage_resource("eval_cams", "gpu", 0),
-        mem_mb=stage_resource("eval_cams", "mem_mb", 8000),
-        runtime=stage_resource("eval_cams", "runtime", 60),
+        **stage_resources("eval_cams"),
     log:
         "results/logs/{dataset}/{classifier}/{source}/{split}/eval_cams.log",
     conda:

@@ -1,4 +1,4 @@
-# GSLM (seed 000): stage 1 is the CAM classifier (GLM) with its `first_source` CAMs; stage
+# GSLM (Mai et al., "Exploit CAM by itself"): stage 1 is the CAM classifier (GLM) with its `first_source` CAMs; stage
 # n >= 2 is a Specific Learning Module trained from stage n-1's weights on the confidence CAM
 # (Coarse Generation) of stage n-1. Every stage writes a CAM cache at
 # results/{dataset}/{classifier}/{gslm}/stage{n}/{split}/cams.h5, so `{gslm}/stage{n}` is a
@@ -19,9 +19,7 @@ rule coarse_generation:
         data=lambda wc: split_params(wc.dataset, wc.split),
     threads: config["runtime"]["workers"]
     resources:
-        gpu=0,
-        mem_mb=stage_resource("affinity_labels", "mem_mb", 8000),
-        runtime=stage_resource("affinity_labels", "runtime", 120),
+        **stage_resources("affinity_labels"),
     log:
         "results/logs/{dataset}/{classifier}/{gslm}/stage{n}/{split}/coarse_generation.log",
     conda:
@@ -34,22 +32,22 @@ rule train_slm:
     input:
         unpack(slm_training_inputs),
     output:
-        model="results/{dataset}/{classifier}/{gslm}/stage{n}/classifier.pt",
+        checkpoint="results/{dataset}/{classifier}/{gslm}/stage{n}/classifier.pt",
+        metrics="results/{dataset}/{classifier}/{gslm}/stage{n}/metrics.csv",
+        curve="results/{dataset}/{classifier}/{gslm}/stage{n}/training_curve.png",
     params:
-        slm=lambda wc: gslm_config(wc.gslm)["slm"],
+        classifier=lambda wc: slm_config(wc.gslm),
         data=lambda wc: dataset_params(wc.dataset, "train_split"),
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]
     resources:
-        gpu=stage_resource("train_slm", "gpu", 1),
-        mem_mb=stage_resource("train_slm", "mem_mb", 16000),
-        runtime=stage_resource("train_slm", "runtime", 240),
+        **stage_resources("train_slm"),
     log:
         "results/logs/{dataset}/{classifier}/{gslm}/stage{n}/train_slm.log",
     conda:
         CONDA_ENV
     script:
-        "../workflow_scripts/train_slm.py"
+        "../workflow_scripts/train_classifier.py"
 
 
 rule make_stage_cams:
@@ -64,9 +62,7 @@ rule make_stage_cams:
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]
     resources:
-        gpu=stage_resource("make_cams", "gpu", 1),
-        mem_mb=stage_resource("make_cams", "mem_mb", 16000),
-        runtime=stage_resource("make_cams", "runtime", 120),
+        **stage_resources("make_cams"),
     log:
         "results/logs/{dataset}/{classifier}/{gslm}/stage{n}/{split}/make_cams.log",
     conda:

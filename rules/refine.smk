@@ -1,6 +1,8 @@
-# Refinement: affinity labels -> IRN / AffinityNet -> random walk -> pseudo masks -> mask mIoU.
-# Refiners are named under `refiners:` (method irn or affinitynet); they train on the affinity
-# labels of the dataset's train_split and refine the CAM cache of any split.
+# Refinement: affinity labels -> a learned refiner (IRN, AffinityNet) -> pseudo masks -> mask
+# mIoU; or a refiner that learns nothing (crf: seeds + dense CRF). Refiners are named under
+# `refiners:` (their `method` is a registered refiner, camflow/refine/refiners.py); a learned
+# one trains on the affinity labels of the dataset's train_split; every one refines the CAM
+# cache of any split.
 
 
 rule affinity_labels:
@@ -14,9 +16,7 @@ rule affinity_labels:
         data=lambda wc: split_params(wc.dataset, wc.split),
     threads: config["runtime"]["workers"]
     resources:
-        gpu=0,
-        mem_mb=stage_resource("affinity_labels", "mem_mb", 8000),
-        runtime=stage_resource("affinity_labels", "runtime", 120),
+        **stage_resources("affinity_labels"),
     log:
         "results/logs/{dataset}/{classifier}/{source}/{split}/affinity_labels_{style}.log",
     conda:
@@ -25,73 +25,47 @@ rule affinity_labels:
         "../workflow_scripts/affinity_labels.py"
 
 
-rule train_irn:
+rule train_refiner:
     input:
-        unpack(lambda wc: refiner_training_inputs(wc, "irn")),
+        unpack(refiner_training_inputs),
     output:
-        model="results/{dataset}/{classifier}/{source}/{refiner}/irn.pt",
+        model="results/{dataset}/{classifier}/{source}/{refiner}/model.pt",
+        metrics="results/{dataset}/{classifier}/{source}/{refiner}/metrics.csv",
+        curve="results/{dataset}/{classifier}/{source}/{refiner}/training_curve.png",
     params:
-        refiner=lambda wc: refiner_training_config(wc.refiner, "irn"),
+        refiner=lambda wc: refiner_training_config(wc.refiner),
         data=lambda wc: dataset_params(wc.dataset, "train_split"),
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]
     resources:
-        gpu=stage_resource("train_irn", "gpu", 1),
-        mem_mb=stage_resource("train_irn", "mem_mb", 16000),
-        runtime=stage_resource("train_irn", "runtime", 240),
+        **stage_resources("train_refiner"),
     log:
-        "results/logs/{dataset}/{classifier}/{source}/{refiner}/train_irn.log",
+        "results/logs/{dataset}/{classifier}/{source}/{refiner}/train_refiner.log",
     conda:
         CONDA_ENV
     script:
         "../workflow_scripts/train_refiner.py"
 
 
-rule train_affinitynet:
+rule refine:
     input:
-        unpack(lambda wc: refiner_training_inputs(wc, "affinitynet")),
-    output:
-        model="results/{dataset}/{classifier}/{source}/{refiner}/affinitynet.pt",
-    params:
-        refiner=lambda wc: refiner_training_config(wc.refiner, "affinitynet"),
-        data=lambda wc: dataset_params(wc.dataset, "train_split"),
-        runtime=runtime_params(),
-    threads: config["runtime"]["workers"]
-    resources:
-        gpu=stage_resource("train_affinitynet", "gpu", 1),
-        mem_mb=stage_resource("train_affinitynet", "mem_mb", 16000),
-        runtime=stage_resource("train_affinitynet", "runtime", 240),
-    log:
-        "results/logs/{dataset}/{classifier}/{source}/{refiner}/train_affinitynet.log",
-    conda:
-        CONDA_ENV
-    script:
-        "../workflow_scripts/train_refiner.py"
-
-
-rule random_walk:
-    input:
-        dataset_marker,
-        model=refiner_model,
-        cache="results/{dataset}/{classifier}/{source}/{split}/cams.h5",
+        unpack(refine_inputs),
     output:
         masks=directory("results/{dataset}/{classifier}/{source}/{refiner}/{split}/masks"),
         scores="results/{dataset}/{classifier}/{source}/{refiner}/{split}/scores.h5",
     params:
-        refiner=lambda wc: refiner_walk_config(wc.refiner),
+        refiner=lambda wc: refiner_inference_config(wc.refiner),
         data=lambda wc: split_params(wc.dataset, wc.split),
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]
     resources:
-        gpu=stage_resource("random_walk", "gpu", 1),
-        mem_mb=stage_resource("random_walk", "mem_mb", 8000),
-        runtime=stage_resource("random_walk", "runtime", 120),
+        **stage_resources("refine"),
     log:
-        "results/logs/{dataset}/{classifier}/{source}/{refiner}/{split}/random_walk.log",
+        "results/logs/{dataset}/{classifier}/{source}/{refiner}/{split}/refine.log",
     conda:
         CONDA_ENV
     script:
-        "../workflow_scripts/random_walk.py"
+        "../workflow_scripts/refine.py"
 
 
 rule eval_masks:

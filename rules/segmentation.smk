@@ -7,15 +7,15 @@ rule train_segmentation:
         unpack(segmentation_training_inputs),
     output:
         model="results/{dataset}/segmentation/{segmenter}/{masks}/model.pt",
+        metrics="results/{dataset}/segmentation/{segmenter}/{masks}/metrics.csv",
+        curve="results/{dataset}/segmentation/{segmenter}/{masks}/training_curve.png",
     params:
         segmenter=lambda wc: segmenter_config(wc.segmenter),
         data=lambda wc: dataset_params(wc.dataset, "train_split"),
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]
     resources:
-        gpu=stage_resource("train_segmentation", "gpu", 1),
-        mem_mb=stage_resource("train_segmentation", "mem_mb", 16000),
-        runtime=stage_resource("train_segmentation", "runtime", 480),
+        **stage_resources("train_segmentation"),
     log:
         "results/logs/{dataset}/segmentation/{segmenter}/{masks}/train_segmentation.log",
     conda:
@@ -36,9 +36,7 @@ rule eval_segmentation:
         runtime=runtime_params(),
     threads: config["runtime"]["workers"]
     resources:
-        gpu=stage_resource("eval_segmentation", "gpu", 1),
-        mem_mb=stage_resource("eval_segmentation", "mem_mb", 8000),
-        runtime=stage_resource("eval_segmentation", "runtime", 120),
+        **stage_resources("eval_segmentation"),
     log:
         "results/logs/{dataset}/segmentation/{segmenter}/{masks}/{split}/eval_segmentation.log",
     conda:

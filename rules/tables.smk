@@ -5,7 +5,7 @@
 
 rule table:
     input:
-        lambda wc: TABLE_INPUTS[wc.table](table_spec(wc.table)),
+        lambda wc: table_inputs(wc.table),
     output:
         csv="results/tables/{table}.csv",
         md="results/tables/{table}.md",
@@ -22,7 +22,7 @@ rule table:
 
 rule table_figure:
     input:
-        lambda wc: TABLE_INPUTS[wc.table](table_spec(wc.table)),
+        lambda wc: table_inputs(wc.table),
     output:
         png="results/tables/{table}.png",
     wildcard_constraints:

@@ -1,4 +1,4 @@
-"""Fully-CAM, Grad-CAM and Grad-CAM++ (seed 001) on tiny networks with known gradients."""
+"""Fully-CAM (Song et al.), Grad-CAM and Grad-CAM++ on tiny networks with known gradients."""
 
 import pytest
 import torch
@@ -100,7 +100,8 @@ def test_layer_selection() -> None:
 def test_resnet50_stage_names_match_the_paper() -> None:
     model = build_classifier({"backbone": {"arch": "resnet50", "weights": "none"},
                               "freeze_bn_stats": True, "trainable_from_stage": 3}, 2)
-    # seed 001 Table 2: stage 5 = layer4.2.conv3, stage 4 = layer3.5.conv3, stage 3 = layer2.3.conv3
+    # Fully-CAM (Song et al.) Table 2: stage 5 = layer4.2.conv3, stage 4 = layer3.5.conv3,
+    # stage 3 = layer2.3.conv3
     assert fc.select_layers(model, {"stages": [4, 3, 2]}) == [
         "backbone.stages.3.2.conv3", "backbone.stages.2.5.conv3", "backbone.stages.1.3.conv3"]
 

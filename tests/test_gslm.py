@@ -1,4 +1,4 @@
-"""GSLM (seed 000): Seed Reactivation, the activation loss, confidence CAMs, one SLM stage."""
+"""GSLM (Mai et al.): Seed Reactivation, the activation loss, confidence CAMs, one SLM stage."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from camflow.cache import LabelCache, LabelCacheWriter
 from camflow.data.voc import SyntheticDataset
+from camflow.methods.base import load_classifier, load_method, train_method
 from camflow.methods.gslm import (
     ConfidenceDataset,
     activation_loss,
@@ -18,11 +19,9 @@ from camflow.methods.gslm import (
     relu_k,
     seed_reactivation,
     slm_loss,
-    train_slm,
 )
 from camflow.models import build_classifier
 from camflow.runtime import load_checkpoint
-from camflow.training import load_classifier, train_classifier
 from fixtures import make_synthetic_fixture
 
 SLM = {"k": 6, "alpha": 0.5, "seed_reactivation": True, "classification_loss": True}
@@ -92,7 +91,8 @@ def test_slm_loss_combines_the_terms() -> None:
 def test_one_slm_stage_starts_from_the_previous_weights(tmp_path) -> None:
     dataset = SyntheticDataset(make_synthetic_fixture(tmp_path / "data"))
     glm = tmp_path / "glm.pt"
-    train_classifier(CFG, dataset, "train", glm, torch.device("cpu"), progress=False)
+    train_method({**CFG, "method": "cam"}, dataset, "train", glm, torch.device("cpu"),
+                 progress=False)
     conf_path = tmp_path / "confidence.h5"
     labels = dataset.image_labels("train")
     with LabelCacheWriter(conf_path, dataset.class_names, {"method": "irn"}) as writer:
@@ -100,7 +100,7 @@ def test_one_slm_stage_starts_from_the_previous_weights(tmp_path) -> None:
             mask = dataset.load_mask(image_id, "train").copy()
             mask[::3] = 255
             writer.add(image_id, list(labels[image_id]), mask)
-    slm_cfg = {**copy.deepcopy(CFG), **SLM,
+    slm_cfg = {**copy.deepcopy(CFG), **SLM, "method": "slm",
                "optimizer": {"lr": 0.005, "head_lr_mult": 10, "momentum": 0.9,
                              "weight_decay": 1e-3, "poly_power": 0.9}}
     data = ConfidenceDataset(dataset, LabelCache(conf_path), slm_cfg["augment"], 0)
@@ -110,10 +110,13 @@ def test_one_slm_stage_starts_from_the_previous_weights(tmp_path) -> None:
     assert (n[absent] == -1).all() and ((n >= -1) & (n <= 1)).all()
     assert (n[~absent] == -1).any() and (n[~absent] >= 0).any()
     out = tmp_path / "stage2.pt"
-    train_slm(slm_cfg, dataset, LabelCache(conf_path), glm, out, torch.device("cpu"),
-              progress=False)
-    before = load_checkpoint(glm)["model"]
-    after = load_checkpoint(out)["model"]
+    train_method(slm_cfg, dataset, "train", out, torch.device("cpu"),
+                 inputs={"previous": str(glm), "confidence": str(conf_path)}, progress=False)
+    before = load_checkpoint(glm)["networks"]["classifier"]
+    after = load_checkpoint(out)["networks"]["classifier"]
     diff = (after["head.weight"] - before["head.weight"]).abs().max().item()
     assert 0 < diff < 1.0                               # fine-tuned, not re-initialised
     assert load_classifier(out, torch.device("cpu")).arch == "resnet_small"
+    # stage 3 rebuilds stage 2's network from stage 2's checkpoint alone
+    glm.unlink()
+    assert load_method(out, torch.device("cpu")).name == "slm"

@@ -5,7 +5,7 @@ import torch
 
 from camflow.io import CamflowInputError
 from camflow.models import build_backbone, build_classifier
-from camflow.training import poly_lr
+from camflow.trainer import poly_lr
 
 SMALL = {"arch": "resnet_small", "strides": [2, 2, 2, 1], "widths": [4, 8, 8, 16],
          "blocks": [1, 1, 1, 1], "weights": "none"}

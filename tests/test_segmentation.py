@@ -22,7 +22,7 @@ from camflow.segmentation import (
     predict_probs,
     train_segmentation,
 )
-from camflow.training import resume_path
+from camflow.trainer import resume_path
 from fixtures import SYNTHETIC_SPLITS, make_synthetic_fixture
 
 SMALL = {"arch": "resnet_small", "strides": [2, 2, 1, 1], "widths": [4, 8, 8, 16],
@@ -142,21 +142,25 @@ def test_each_pass_visits_every_id_once(dataset: SyntheticDataset) -> None:
     assert len({tuple(p) for p in passes}) > 1, "each pass should be reshuffled"
 
 
+def weights(path) -> dict:
+    return load_checkpoint(path)["networks"]["segmenter"]
+
+
 @pytest.mark.parametrize("cfg", [CFG, V3PLUS], ids=["deeplabv2", "deeplabv3plus"])
 def test_interrupted_training_resumes_to_identical_weights(cfg: dict, dataset, tmp_path) -> None:
     full = train(cfg, dataset, tmp_path / "full" / "seg.pt")
     part = tmp_path / "part" / "seg.pt"
     state = train(cfg, dataset, part, stop_after_iterations=3)
     assert state == resume_path(part) and not part.exists()
-    assert load_checkpoint(state)["iteration"] == 3
+    assert load_checkpoint(state)["step"] == 3
     train(cfg, dataset, part)
     assert part.exists() and not resume_path(part).exists()
     a, b = load_checkpoint(full), load_checkpoint(part)
-    assert states_equal(a["model"], b["model"])
+    assert states_equal(a["networks"]["segmenter"], b["networks"]["segmenter"])
     assert a["masks"] == "ground_truth" and a["split"] == "train"
-    assert a["class_names"] == list(dataset.class_names) and a["format_version"] == 1
+    assert a["class_names"] == list(dataset.class_names) and a["format_version"] == 2
     init = build_segmenter(cfg, len(dataset.class_names)).state_dict()
-    assert not states_equal(init, a["model"]), "training must change the weights"
+    assert not states_equal(init, a["networks"]["segmenter"]), "training must change the weights"
 
 
 def test_resume_state_of_another_config_is_ignored(dataset, tmp_path) -> None:
@@ -166,10 +170,10 @@ def test_resume_state_of_another_config_is_ignored(dataset, tmp_path) -> None:
     other["optimizer"]["lr"] = 0.002
     train(other, dataset, out)
     reference = train(other, dataset, tmp_path / "ref.pt")
-    assert states_equal(load_checkpoint(out)["model"], load_checkpoint(reference)["model"])
+    assert states_equal(weights(out), weights(reference))
     # had the stale state been used, the result would differ from the reference
     stale = train(CFG, dataset, tmp_path / "stale.pt")
-    assert not states_equal(load_checkpoint(stale)["model"], load_checkpoint(out)["model"])
+    assert not states_equal(weights(stale), weights(out))
 
 
 def copy_masks(dataset: SyntheticDataset, split: str, out: Path) -> Path:
@@ -184,13 +188,13 @@ def test_pseudo_masks_equal_to_ground_truth_train_the_same_model(dataset, tmp_pa
     masks = copy_masks(dataset, "train", tmp_path / "masks")
     a = load_checkpoint(train(cfg, dataset, tmp_path / "gt.pt"))
     b = load_checkpoint(train(cfg, dataset, tmp_path / "pseudo.pt", masks))
-    assert states_equal(a["model"], b["model"])
+    assert states_equal(a["networks"]["segmenter"], b["networks"]["segmenter"])
     assert b["masks"] == str(masks)
     # and different masks give a different model (the masks are really read)
     for image_id in dataset.ids("train"):
         write_label_png(masks / f"{image_id}.png", np.zeros((16, 24), np.uint8))
     c = load_checkpoint(train(cfg, dataset, tmp_path / "zeros.pt", masks))
-    assert not states_equal(a["model"], c["model"])
+    assert not states_equal(a["networks"]["segmenter"], c["networks"]["segmenter"])
 
 
 def test_missing_or_missized_pseudo_mask_names_the_image(dataset, tmp_path) -> None:

@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from camflow.data.voc import SyntheticDataset
+from camflow.methods.base import load_classifier, train_method
 from camflow.runtime import load_checkpoint
-from camflow.training import load_classifier, resume_path, train_classifier
+from camflow.trainer import resume_path
 from fixtures import make_synthetic_fixture
 
 CFG = {
+    "method": "cam",
     "backbone": {"arch": "resnet_small", "strides": [2, 2, 2, 1], "widths": [4, 4, 8, 8],
                  "blocks": [1, 1, 1, 1], "weights": "none"},
     "freeze_bn_stats": False,
@@ -34,43 +36,48 @@ def states_equal(a: dict, b: dict) -> bool:
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
+def weights(path) -> dict:
+    return load_checkpoint(path)["networks"]["classifier"]
+
+
 def test_interrupted_training_resumes_to_the_same_weights(dataset, tmp_path) -> None:
     full = tmp_path / "full" / "classifier.pt"
-    train_classifier(CFG, dataset, "train", full, CPU, progress=False)
+    train_method(CFG, dataset, "train", full, CPU, progress=False)
 
     part = tmp_path / "part" / "classifier.pt"
-    train_classifier(CFG, dataset, "train", part, CPU, progress=False, stop_after_epochs=1)
+    train_method(CFG, dataset, "train", part, CPU, progress=False, stop_after_epochs=1)
     assert not part.exists() and resume_path(part).exists()
-    assert load_checkpoint(resume_path(part))["epoch"] == 1
-    train_classifier(CFG, dataset, "train", part, CPU, progress=False)
+    per_epoch = len(dataset.classification_ids("train"))  # batch 1
+    assert load_checkpoint(resume_path(part))["step"] == per_epoch
+    train_method(CFG, dataset, "train", part, CPU, progress=False)
     assert part.exists() and not resume_path(part).exists()
-    assert states_equal(load_checkpoint(full)["model"], load_checkpoint(part)["model"])
+    assert states_equal(weights(full), weights(part))
 
 
 def test_resume_state_of_another_config_is_ignored(dataset, tmp_path) -> None:
     out = tmp_path / "classifier.pt"
-    train_classifier(CFG, dataset, "train", out, CPU, progress=False, stop_after_epochs=2)
+    train_method(CFG, dataset, "train", out, CPU, progress=False, stop_after_epochs=2)
     other = copy.deepcopy(CFG)
     other["optimizer"]["lr"] = 0.01
-    train_classifier(other, dataset, "train", out, CPU, progress=False)
+    train_method(other, dataset, "train", out, CPU, progress=False)
     reference = tmp_path / "ref.pt"
-    train_classifier(other, dataset, "train", reference, CPU, progress=False)
-    assert states_equal(load_checkpoint(out)["model"], load_checkpoint(reference)["model"])
+    train_method(other, dataset, "train", reference, CPU, progress=False)
+    assert states_equal(weights(out), weights(reference))
 
 
 def test_training_changes_weights_and_checkpoint_reloads(dataset, tmp_path) -> None:
     out = tmp_path / "classifier.pt"
-    train_classifier(CFG, dataset, "train", out, CPU, progress=False)
+    train_method(CFG, dataset, "train", out, CPU, progress=False)
     ckpt = load_checkpoint(out)
     assert ckpt["class_names"] == list(dataset.class_names)
     model = load_classifier(out, CPU)
     assert not model.training
-    assert states_equal(model.state_dict(), ckpt["model"])
+    assert states_equal(model.state_dict(), ckpt["networks"]["classifier"])
     torch.manual_seed(CFG["seed"])
     from camflow.models import build_classifier
 
     init = build_classifier(CFG, dataset.num_classes).state_dict()
-    assert not torch.equal(init["head.weight"], ckpt["model"]["head.weight"])
+    assert not torch.equal(init["head.weight"], ckpt["networks"]["classifier"]["head.weight"])
 
 
 CANCELLED_SCRIPT = """

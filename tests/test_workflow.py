@@ -163,11 +163,11 @@ def test_base_pipeline_table_builds_end_to_end(built: Path) -> None:
     # one walk parameter reruns that refiner's masks and what reads them, nothing upstream
     jobs = planned_jobs(snakemake(built, "-n", "results/tables/base_pipeline.csv", config={
         "refiners": {"affinitynet_small": {"random_walk": {"beta": 4}}}}))
-    assert jobs == {"random_walk": 1, "eval_masks": 1, "table": 1}
+    assert jobs == {"refine": 1, "eval_masks": 1, "table": 1}
     # the IR-label thresholds reach IRN's training and everything after it
     jobs = planned_jobs(snakemake(built, "-n", "results/tables/base_pipeline.csv", config={
         "affinity_labels": {"irn": {"fg_threshold": 0.4}}}))
-    assert jobs == {"affinity_labels": 1, "train_irn": 1, "random_walk": 2, "eval_masks": 1,
+    assert jobs == {"affinity_labels": 1, "train_refiner": 1, "refine": 2, "eval_masks": 1,
                     "train_segmentation": 1, "eval_segmentation": 1, "table": 1}
 
 

@@ -1,4 +1,4 @@
-"""Rules `train_irn` and `train_affinitynet`: train a random-walk refiner on affinity labels."""
+"""Rule `train_refiner`: train a learned refiner (IRN, AffinityNet, ...) on affinity labels."""
 
 import sys
 from pathlib import Path

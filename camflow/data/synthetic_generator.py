@@ -35,7 +35,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ import numpy as np
 from PIL import Image
 
 from camflow.io import CamflowInputError, atomic_path, write_json, write_label_png, write_text
+from camflow.runtime import parallel_map
 
 FORMAT_VERSION = 1
 
@@ -612,29 +613,11 @@ def _write_sample(task: tuple[str, int], cfg: SyntheticConfig,
     return iid, list(sample.labels)
 
 
-def _progress(it: Iterator, total: int, enabled: bool) -> Iterator:
-    """Wrap ``it`` in a tqdm bar when enabled and tqdm is importable."""
-    if not enabled:
-        return it
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a declared dependency
-        return it
-    return tqdm(it, total=total, desc="synthetic", unit="img")
-
-
 def _run_tasks(tasks: list[tuple[str, int]], cfg: SyntheticConfig, out: Path,
                workers: int, progress: bool) -> list[tuple[str, list[int]]]:
     """Render and write every task, in order, with ``workers`` processes."""
-    work: Callable[[tuple[str, int]], tuple[str, list[int]]] = functools.partial(
-        _write_sample, cfg=cfg, out=out)
-    if workers <= 1 or len(tasks) < 2:
-        return list(_progress(map(work, tasks), len(tasks), progress))
-    import multiprocessing
-
-    chunk = max(1, min(64, len(tasks) // (workers * 8)))
-    with multiprocessing.Pool(workers) as pool:
-        return list(_progress(pool.imap(work, tasks, chunksize=chunk), len(tasks), progress))
+    work = functools.partial(_write_sample, cfg=cfg, out=out)
+    return list(parallel_map(work, tasks, workers, progress, "synthetic"))
 
 
 def _populate(out: Path, cfg: SyntheticConfig, workers: int, progress: bool) -> None:

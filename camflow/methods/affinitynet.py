@@ -19,17 +19,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from camflow.cache import LabelCache
 from camflow.data.base import SegmentationDataset
-from camflow.data.transforms import AffinityLabelDataset
+from camflow.data.transforms import AffinityLabelDataset, normalize
+from camflow.methods.base import pretrained_backbone
 from camflow.models.backbones import Backbone, batch_norms
 from camflow.refine.pairs import grid_pairs, pair_labels, region_pairs
+from camflow.refine.random_walk import psa_propagate
+from camflow.refine.refiners import Refiner, register_refiner
 from camflow.runtime import load_checkpoint, seed_everything
-from camflow.training import fit_epochs, pretrained_backbone
+from camflow.trainer import OptimizerSpec, Progress, Update
 
 STRIDE = 8
 
@@ -99,36 +103,41 @@ def affinitynet_loss(features: torch.Tensor, labels: torch.Tensor,
     return {"bg_pos": bg, "fg_pos": fg, "neg": neg, "total": bg / 4 + fg / 4 + neg / 2}
 
 
-def train_affinitynet(cfg: dict[str, Any], dataset: SegmentationDataset, labels: LabelCache,
-                      classifier: str | Path, out_path: str | Path, device: torch.device,
-                      workers: int = 0, amp: bool = True, progress: bool = True,
-                      stop_after_epochs: int | None = None) -> Path:
-    """Train AffinityNet on the affinity labels ``labels`` (backbone from ``backbone_init``)."""
-    seed_everything(int(cfg["seed"]))
-    backbone = pretrained_backbone(cfg["backbone_init"], classifier)
-    model = AffinityNet(backbone, bool(cfg["freeze_bn_stats"])).to(device)
-    data = AffinityLabelDataset(dataset, labels, cfg["augment"], int(cfg["seed"]), STRIDE)
-    opt = cfg["optimizer"]
-    groups = model.param_groups(float(opt["lr"]), float(opt["head_lr_mult"]),
-                                float(opt["weight_decay"]))
-    radius = int(cfg["radius"])
+class AffinityNetTraining:
+    """AffinityNet trained on affinity labels (a :class:`camflow.trainer.TrainingTask`);
+    the backbone comes from ``cfg``'s ``backbone_init`` and is trained too."""
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        images, grid_labels = (t.to(device) for t in batch)
-        return affinitynet_loss(model(images), grid_labels, radius)["total"]
+    def __init__(self, cfg: dict[str, Any], dataset: SegmentationDataset, labels: LabelCache,
+                 classifier: str | Path, device: torch.device) -> None:
+        seed_everything(int(cfg["seed"]))
+        backbone = pretrained_backbone(cfg["backbone_init"], classifier)
+        self.model = AffinityNet(backbone, bool(cfg["freeze_bn_stats"])).to(device)
+        self.networks = {"affinitynet": self.model}
+        self.cfg, self.dataset, self.labels, self.device = cfg, dataset, labels, device
 
-    return fit_epochs(model, groups, data, cfg, step, out_path, device,
-                      {"cfg": cfg, "labels": labels.provenance, "n": len(data)},
-                      {"config": cfg, "classifier": str(classifier)},
-                      workers=workers, amp=amp, progress=progress,
-                      stop_after_epochs=stop_after_epochs)
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        opt = self.cfg["optimizer"]
+        groups = self.model.param_groups(float(opt["lr"]), float(opt["head_lr_mult"]),
+                                         float(opt["weight_decay"]))
+        return {"affinitynet": OptimizerSpec(groups, opt)}
+
+    def training_data(self) -> AffinityLabelDataset:
+        return AffinityLabelDataset(self.dataset, self.labels, self.cfg["augment"],
+                                    int(self.cfg["seed"]), STRIDE)
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor], progress: Progress,
+             update: Update) -> dict[str, torch.Tensor]:
+        images, grid_labels = (t.to(self.device) for t in batch)
+        terms = affinitynet_loss(self.model(images), grid_labels, int(self.cfg["radius"]))
+        update("affinitynet", terms["total"])
+        return {k: v.detach() for k, v in terms.items()}
 
 
 def load_affinitynet(path: str | Path, device: torch.device) -> AffinityNet:
     ckpt = load_checkpoint(path)
     model = AffinityNet(pretrained_backbone("none", ckpt["classifier"]),
                         bool(ckpt["config"]["freeze_bn_stats"]))
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(ckpt["networks"]["affinitynet"])
     return model.to(device).eval()
 
 
@@ -142,3 +151,31 @@ def pair_affinity(model: AffinityNet, image: torch.Tensor, radius: int) -> torch
     source, partners = grid_pairs(feats, radius, 0.0)
     _, inside_partners = grid_pairs(inside, radius, 0.0)
     return feature_affinity(source, partners) * inside_partners[0]
+
+
+@register_refiner("affinitynet")
+class AffinityNetRefiner(Refiner):
+    """PSA's random walk (PSA Sec. 3.3): the full-resolution CAMs walked over AffinityNet's
+    feature affinities (:func:`camflow.refine.random_walk.psa_propagate`)."""
+
+    learned = True
+
+    def __init__(self, params: dict[str, Any], model_path: str | None,
+                 device: torch.device) -> None:
+        super().__init__(params, model_path, device)
+        self.model = load_affinitynet(model_path, device)
+
+    @classmethod
+    def training(cls, cfg: dict[str, Any], dataset: SegmentationDataset, labels: LabelCache,
+                 classifier: str | Path, device: torch.device) -> AffinityNetTraining:
+        return AffinityNetTraining(cfg, dataset, labels, classifier, device)
+
+    def refine(self, image: np.ndarray, keys: np.ndarray,
+               cams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = self.params
+        x = torch.from_numpy(normalize(image)).to(self.device)
+        affinity = pair_affinity(self.model, x, int(p["radius"])).cpu()
+        scores, channels = psa_propagate(torch.from_numpy(cams), affinity, int(p["radius"]),
+                                         float(p["beta"]), int(p["n_squarings"]),
+                                         float(p["alpha"]))
+        return channels.numpy(), scores[1:].numpy()

@@ -24,7 +24,10 @@ from tqdm import tqdm
 
 from camflow.cache import CamCacheWriter
 from camflow.data.base import SegmentationDataset
-from camflow.data.transforms import InferenceDataset, normalize
+from camflow.data.transforms import ClassificationDataset, InferenceDataset, normalize
+from camflow.methods.base import TrainingMethod, register_method
+from camflow.models.classifier import build_classifier, multilabel_loss
+from camflow.trainer import Progress, Update
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +35,6 @@ CamFn = Callable[[torch.Tensor], torch.Tensor]
 # A CAM source: (normalised B×3×h×w batch, foreground class indices 0..K-1) → B×n×h'×w'
 # non-negative maps of those classes.
 ClassCamFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def classifier_cams(model: torch.nn.Module) -> ClassCamFn:
-    """The ``cam`` source: ReLU(f(x)) of the CAM head for the requested classes (Eq. 2)."""
-    return lambda images, classes: model.cam(images)[:, classes]
 
 
 def strided_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
@@ -129,3 +127,26 @@ def make_cams(source: ClassCamFn, dataset: SegmentationDataset, split: str,
         bar.close()
     log.info("wrote %s (%d images)", out_path, len(data))
     return Path(out_path)
+
+
+@register_method("cam")
+class CAM(TrainingMethod):
+    """The plain CAM classifier (IRN's CAM network; GSLM (Mai et al.) Sec. 3): the
+    backbone + 1×1 head trained on image-level labels with the multi-label soft-margin loss
+    of Eq. 1 on the GAP scores, with IRN's augmentation (random long-side resize, flip,
+    crop).  Its inference map is ReLU(f(x)) (Eq. 2)."""
+
+    def __init__(self, cfg: dict[str, Any], num_classes: int,
+                 inputs: dict[str, Any] | None = None) -> None:
+        super().__init__(cfg, num_classes, inputs)
+        self.networks = {"classifier": build_classifier(cfg, num_classes)}
+
+    def training_data(self, dataset: SegmentationDataset, split: str) -> ClassificationDataset:
+        return ClassificationDataset(dataset, split, self.cfg["augment"], int(self.cfg["seed"]))
+
+    def step(self, batch: tuple[torch.Tensor, ...], progress: Progress,
+             update: Update) -> dict[str, torch.Tensor]:
+        images, targets, _ = batch
+        loss = multilabel_loss(self.classifier(images.to(self.device)), targets.to(self.device))
+        update("classifier", loss)
+        return {"loss": loss.detach()}

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,13 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from camflow.cache import CamCache, LabelCache
+from camflow.cache import CamCache, LabelCache, open_cache
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
 from camflow.data.transforms import normalize, random_crop, resize_long_side
 from camflow.io import CamflowInputError
+from camflow.methods.base import TrainingMethod, load_method, method_class, register_method
 from camflow.models.classifier import CAMClassifier, multilabel_loss
-from camflow.runtime import load_checkpoint, seed_everything
-from camflow.training import fit_epochs, load_classifier
+from camflow.runtime import load_checkpoint
+from camflow.trainer import Progress, Update
 
 
 def relu_k(x: torch.Tensor, k: float) -> torch.Tensor:
@@ -132,29 +132,64 @@ class ConfidenceDataset(Dataset):
                 torch.from_numpy(target))
 
 
-def train_slm(cfg: dict[str, Any], dataset: SegmentationDataset,
-              confidence: LabelCache | CamCache,
-              previous: str | Path, out_path: str | Path, device: torch.device,
-              workers: int = 0, amp: bool = True, progress: bool = True,
-              stop_after_epochs: int | None = None) -> Path:
-    """One Specific Learning stage: the classifier at ``previous`` (stage n−1) trained with
-    Eq. 6 on the confidence CAM ``confidence`` (Coarse Generation of stage n−1's CAMs)."""
-    seed_everything(int(cfg["seed"]))
-    model = load_classifier(previous, device)
-    ckpt_cfg = load_checkpoint(previous)["config"]
-    data = ConfidenceDataset(dataset, confidence, cfg["augment"], int(cfg["seed"]))
-    opt = cfg["optimizer"]
-    groups = model.param_groups(float(opt["lr"]), float(opt["head_lr_mult"]),
-                                float(opt["weight_decay"]))
+SLM_SCHEMA: dict[str, Any] = {
+    "required": ["k", "alpha"],
+    "properties": {
+        "k": {"type": "number", "exclusiveMinimum": 0,
+              "description": "Seed Reactivation psi^k (Eq. 4)"},
+        "alpha": {"type": "number", "minimum": 0, "description": "L = L_cls + alpha L_act"},
+        "seed_reactivation": {"type": "boolean", "default": True},
+        "classification_loss": {"type": "boolean", "default": True},
+    },
+}
 
-    def step(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        images, maps, targets = (t.to(device) for t in batch)
-        return slm_loss(model, images, targets, maps, cfg)
 
-    return fit_epochs(model, groups, data, cfg, step, out_path, device,
-                      {"cfg": cfg, "confidence": confidence.provenance,
-                       "previous": str(previous), "n": len(data)},
-                      {"config": ckpt_cfg, "class_names": list(dataset.class_names),
-                       "slm": cfg, "previous": str(previous)},
-                      workers=workers, amp=amp, progress=progress,
-                      stop_after_epochs=stop_after_epochs)
+@register_method("slm")
+class SLM(TrainingMethod):
+    """One Specific Learning stage (Sec. 4): the CAM network of stage n−1 — whatever method
+    trained it (``inputs["previous"]``) — trained with Eq. 6 on the confidence CAM
+    ``inputs["confidence"]`` (Coarse Generation of stage n−1's CAMs)."""
+
+    schema = SLM_SCHEMA
+
+    def __init__(self, cfg: dict[str, Any], num_classes: int,
+                 inputs: dict[str, Any] | None = None) -> None:
+        super().__init__(cfg, num_classes, inputs)
+        if "network" in cfg:  # rebuilt from this stage's own checkpoint
+            network = cfg["network"]
+            base = method_class(network["method"]).from_checkpoint(network["config"],
+                                                                   num_classes)
+        else:                 # trained from the previous stage's checkpoint
+            base = load_method(self.inputs["previous"], torch.device("cpu"))
+            ckpt = load_checkpoint(self.inputs["previous"])
+            network = {"method": ckpt["method"], "config": ckpt["config"]}
+        self.network = network
+        self.networks = {"classifier": base.classifier}
+
+    @classmethod
+    def from_checkpoint(cls, cfg: dict[str, Any], num_classes: int) -> SLM:
+        return cls(cfg, num_classes)
+
+    @classmethod
+    def backbone_config(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+        network = cfg["network"]
+        return method_class(network["method"]).backbone_config(network["config"])
+
+    def training_data(self, dataset: SegmentationDataset, split: str) -> ConfidenceDataset:
+        self.confidence = open_cache(self.inputs["confidence"])
+        return ConfidenceDataset(dataset, self.confidence, self.cfg["augment"],
+                                 int(self.cfg["seed"]))
+
+    def step(self, batch: tuple[torch.Tensor, ...], progress: Progress,
+             update: Update) -> dict[str, torch.Tensor]:
+        images, maps, targets = (t.to(self.device) for t in batch)
+        loss = slm_loss(self.classifier, images, targets, maps, self.cfg)
+        update("classifier", loss)
+        return {"loss": loss.detach()}
+
+    def identity(self) -> dict[str, Any]:
+        return {"confidence": self.confidence.provenance,
+                "previous": str(self.inputs["previous"])}
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {**self.cfg, "network": self.network}

@@ -21,17 +21,22 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from camflow.cache import LabelCache
 from camflow.data.base import SegmentationDataset
-from camflow.data.transforms import AffinityLabelDataset
+from camflow.data.transforms import AffinityLabelDataset, normalize
+from camflow.methods.base import pretrained_backbone
+from camflow.methods.cam import strided_size
 from camflow.models.backbones import Backbone
 from camflow.refine.pairs import neighbour_offsets, pair_labels, path_max, region_pairs
+from camflow.refine.random_walk import irn_propagate
+from camflow.refine.refiners import Refiner, register_refiner
 from camflow.runtime import load_checkpoint, seed_everything
-from camflow.training import fit_epochs, pretrained_backbone
+from camflow.trainer import OptimizerSpec, Progress, Update
 
 log = logging.getLogger(__name__)
 
@@ -115,37 +120,42 @@ def irn_loss(edge_logits: torch.Tensor, disp: torch.Tensor, labels: torch.Tensor
             "total": boundary + displacement}
 
 
-def train_irn(cfg: dict[str, Any], dataset: SegmentationDataset, labels: LabelCache,
-              classifier: str | Path, out_path: str | Path, device: torch.device,
-              workers: int = 0, amp: bool = True, progress: bool = True,
-              stop_after_epochs: int | None = None) -> Path:
-    """Train IRN's branches on the IR labels ``labels``; the backbone comes from ``cfg``'s
-    ``backbone_init`` (the CAM classifier's, or ImageNet's) and stays frozen."""
-    seed_everything(int(cfg["seed"]))
-    model = IRNet(pretrained_backbone(cfg["backbone_init"], classifier)).to(device)
-    data = AffinityLabelDataset(dataset, labels, cfg["augment"], int(cfg["seed"]), 4)
-    opt = cfg["optimizer"]
-    groups = [{"params": model.trainable(), "lr": float(opt["lr"]),
-               "initial_lr": float(opt["lr"]), "weight_decay": float(opt["weight_decay"])}]
-    radius = int(cfg["radius"])
+class IRNTraining:
+    """IRN's branches trained on IR labels (a :class:`camflow.trainer.TrainingTask`); the
+    backbone comes from ``cfg``'s ``backbone_init`` (the CAM classifier's, or ImageNet's)
+    and stays frozen."""
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        images, grid_labels = (t.to(device) for t in batch)
-        edge, disp = model(images)
-        return irn_loss(edge, disp, grid_labels, radius)["total"]
+    def __init__(self, cfg: dict[str, Any], dataset: SegmentationDataset, labels: LabelCache,
+                 classifier: str | Path, device: torch.device) -> None:
+        seed_everything(int(cfg["seed"]))
+        self.model = IRNet(pretrained_backbone(cfg["backbone_init"], classifier)).to(device)
+        self.networks = {"irn": self.model}
+        self.cfg, self.dataset, self.labels, self.device = cfg, dataset, labels, device
 
-    return fit_epochs(model, groups, data, cfg, step, out_path, device,
-                      {"cfg": cfg, "labels": labels.provenance, "n": len(data)},
-                      {"config": cfg, "classifier": str(classifier)},
-                      workers=workers, amp=amp, progress=progress,
-                      stop_after_epochs=stop_after_epochs)
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        opt = self.cfg["optimizer"]
+        return {"irn": OptimizerSpec([{"params": self.model.trainable(), "lr": float(opt["lr"]),
+                                       "initial_lr": float(opt["lr"]),
+                                       "weight_decay": float(opt["weight_decay"])}], opt)}
+
+    def training_data(self) -> AffinityLabelDataset:
+        return AffinityLabelDataset(self.dataset, self.labels, self.cfg["augment"],
+                                    int(self.cfg["seed"]), 4)
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor], progress: Progress,
+             update: Update) -> dict[str, torch.Tensor]:
+        images, grid_labels = (t.to(self.device) for t in batch)
+        edge, disp = self.model(images)
+        terms = irn_loss(edge, disp, grid_labels, int(self.cfg["radius"]))
+        update("irn", terms["total"])
+        return {k: v.detach() for k, v in terms.items()}
 
 
 def load_irn(path: str | Path, device: torch.device) -> IRNet:
     """Rebuild a trained IRN (its backbone architecture from the classifier it was built on)."""
     ckpt = load_checkpoint(path)
     model = IRNet(pretrained_backbone("none", ckpt["classifier"]))
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(ckpt["networks"]["irn"])
     return model.to(device).eval()
 
 
@@ -163,3 +173,35 @@ def boundary_map(model: IRNet, image: torch.Tensor, flip: bool) -> torch.Tensor:
     else:
         edge = edge[0]
     return edge[: -(-h // 4), : -(-w // 4)]
+
+
+@register_refiner("irn")
+class IRNRefiner(Refiner):
+    """IRN's semantic pseudo labels (IRN Sec. 4): the stride-4 CAMs walked over the
+    affinities of the boundary map (:func:`camflow.refine.random_walk.irn_propagate`)."""
+
+    learned = True
+    resolution = "stride4"
+
+    def __init__(self, params: dict[str, Any], model_path: str | None,
+                 device: torch.device) -> None:
+        super().__init__(params, model_path, device)
+        self.model = load_irn(model_path, device)
+
+    @classmethod
+    def training(cls, cfg: dict[str, Any], dataset: SegmentationDataset, labels: LabelCache,
+                 classifier: str | Path, device: torch.device) -> IRNTraining:
+        return IRNTraining(cfg, dataset, labels, classifier, device)
+
+    def cam_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return strided_size(size, 4)
+
+    def refine(self, image: np.ndarray, keys: np.ndarray,
+               cams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = self.params
+        x = torch.from_numpy(normalize(image)).to(self.device)
+        boundary = boundary_map(self.model, x, bool(p["flip"])).cpu()
+        scores, channels = irn_propagate(torch.from_numpy(cams), boundary, image.shape[:2],
+                                         int(p["radius"]), float(p["beta"]),
+                                         int(p["n_squarings"]), float(p["bg_threshold"]))
+        return channels.numpy(), scores.numpy()

@@ -1,7 +1,7 @@
 """Fully connected CRF (Krähenbühl & Koltun 2011) through ``pydensecrf2``.
 
-Two variants, with the defaults of the base pipeline (``/work/shared/conventions.md``,
-"Dense CRF"):
+Two variants, with the defaults of the base pipeline (``docs/fidelity.md``, conventions of the
+base pipeline, "Dense CRF"):
 
 * :func:`crf_labels` — IRN's CRF of a hard label map: unary from labels with
   ``gt_prob`` 0.7; Gaussian sxy 3, compat 3; bilateral sxy 50, srgb 5, compat 10; 10 iterations.
@@ -51,7 +51,7 @@ def _crf(
     return np.asarray(q, dtype=np.float32).reshape(n_labels, h, w)
 
 
-def crf_labels(
+def crf_label_marginals(
     image: np.ndarray,
     labels: np.ndarray,
     n_labels: int,
@@ -63,7 +63,8 @@ def crf_labels(
     bi_compat: float = 10,
     iters: int = 10,
 ) -> np.ndarray:
-    """Refine a hard label map with IRN's dense CRF; returns int64 labels H×W.
+    """Refine a hard label map with IRN's dense CRF; returns the marginals, float32
+    n_labels×H×W (:func:`crf_labels` takes their argmax).
 
     ``labels`` holds indices ``0..n_labels-1`` (e.g. a seed's channel indices: 0 background,
     i the i-th class map).  The unary is ``unary_from_labels(..., gt_prob, zero_unsure=False)``:
@@ -81,8 +82,14 @@ def crf_labels(
         )
     rgb = _rgb(image, labels.shape)
     unary = unary_from_labels(labels.astype(np.int64), n_labels, gt_prob=gt_prob, zero_unsure=False)
-    q = _crf(rgb, unary, n_labels, (gauss_sxy, gauss_compat), (bi_sxy, bi_srgb, bi_compat), iters)
-    return np.argmax(q, axis=0)
+    return _crf(rgb, unary, n_labels, (gauss_sxy, gauss_compat), (bi_sxy, bi_srgb, bi_compat),
+                iters)
+
+
+def crf_labels(image: np.ndarray, labels: np.ndarray, n_labels: int,
+               **params: float) -> np.ndarray:
+    """IRN's dense CRF of a hard label map (:func:`crf_label_marginals`): int64 labels H×W."""
+    return np.argmax(crf_label_marginals(image, labels, n_labels, **params), axis=0)
 
 
 def crf_scores(

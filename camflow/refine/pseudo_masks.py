@@ -1,13 +1,12 @@
-"""Pseudo masks: random-walk refinement of a CAM cache with a trained IRN or AffinityNet.
+"""Pseudo masks: any refiner (:mod:`camflow.refine.refiners`) over a CAM cache.
 
-For every image of a split the trained network gives pair affinities (IRN: from its boundary
-map; AffinityNet: from its features), the CAMs are propagated
-(:mod:`camflow.refine.random_walk`) and the label map is written as a VOC palette PNG
-``<masks_dir>/<image id>.png``; the refined class scores go to a CAM cache (``scores.h5``,
-the format of :mod:`camflow.cache`), so a refined result is itself a CAM source.  Score
-semantics: IRN — the walked CAMs divided by their maximum (mask = argmax of
+For every image of a split the refiner turns the image's CAMs into a label map, written as a
+VOC palette PNG ``<masks_dir>/<image id>.png``, and class scores, written to a CAM cache
+(``scores.h5``, the format of :mod:`camflow.cache`), so a refined result is itself a CAM
+source.  Score semantics: IRN — the walked CAMs divided by their maximum (mask = argmax of
 [``bg_threshold``, maps]); AffinityNet — each class's share of the walked scores
-(background's share = 1 − their sum).  Images are processed in parallel worker processes.
+(background's share = 1 − their sum); ``crf`` — the CRF's marginals.  Images are processed
+in parallel worker processes.
 """
 
 from __future__ import annotations
@@ -26,93 +25,67 @@ import torch.nn.functional as F
 
 from camflow.cache import CamCache, CamCacheWriter
 from camflow.data.base import SegmentationDataset
-from camflow.data.transforms import normalize
 from camflow.evaluate import channel_lut
 from camflow.io import CamflowInputError, write_label_png
 from camflow.methods.cam import strided_size
-from camflow.refine.random_walk import irn_propagate, psa_propagate
+from camflow.refine.refiners import Refiner, refiner_class
 from camflow.runtime import parallel_map
 
 log = logging.getLogger(__name__)
 
-METHODS = ("irn", "affinitynet")
-
-
 @dataclasses.dataclass
 class _RefineJob:
-    """Refine one image by id; the network is loaded once per worker process."""
+    """Refine one image by id; the refiner (and its network) is built once per worker."""
 
     method: str
-    model_path: str
+    model_path: str | None
     cache: CamCache
     dataset: SegmentationDataset
     params: dict[str, Any]
     device: str = "cpu"
-    _model: Any = None
+    _refiner: Refiner | None = None
 
-    def model(self) -> Any:
-        if self._model is None:
+    def refiner(self) -> Refiner:
+        if self._refiner is None:
             if self.device == "cpu":
                 torch.set_num_threads(1)  # one image per process: no oversubscription
-            from camflow.methods.affinitynet import load_affinitynet
-            from camflow.methods.irn import load_irn
-
-            load = load_irn if self.method == "irn" else load_affinitynet
-            self._model = load(self.model_path, torch.device(self.device))
-        return self._model
+            self._refiner = refiner_class(self.method)(self.params, self.model_path,
+                                                       torch.device(self.device))
+        return self._refiner
 
     @torch.no_grad()
     def __call__(self, image_id: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
-        from camflow.methods.affinitynet import pair_affinity
-        from camflow.methods.irn import boundary_map
-
+        refiner = self.refiner()
         image = self.dataset.load_image(image_id)
-        size = image.shape[:2]
-        x = torch.from_numpy(normalize(image)).to(self.device)
-        p = self.params
-        if self.method == "irn":
-            keys, cams = self.cache.read(image_id, "stride4")
-            if cams.shape[1:] != strided_size(size, 4):
-                raise CamflowInputError(
-                    f"image {image_id!r}: stride-4 CAM in {self.cache.path} is "
-                    f"{cams.shape[2]}x{cams.shape[1]}, expected {strided_size(size, 4)[::-1]}")
-            boundary = boundary_map(self.model(), x, bool(p["flip"])).cpu()
-            scores, channels = irn_propagate(torch.from_numpy(cams), boundary, size,
-                                             int(p["radius"]), float(p["beta"]),
-                                             int(p["n_squarings"]), float(p["bg_threshold"]))
-        else:
-            keys, cams = self.cache.read(image_id, "full")
-            if cams.shape[1:] != size:
-                raise CamflowInputError(f"image {image_id!r}: CAM in {self.cache.path} is "
-                                        f"{cams.shape[2]}x{cams.shape[1]}, the image "
-                                        f"{size[1]}x{size[0]}")
-            affinity = pair_affinity(self.model(), x, int(p["radius"])).cpu()
-            scores, channels = psa_propagate(torch.from_numpy(cams), affinity, int(p["radius"]),
-                                             float(p["beta"]), int(p["n_squarings"]),
-                                             float(p["alpha"]))
-            scores = scores[1:]
-        labels = channel_lut(keys)[channels.numpy()].astype(np.uint8)
-        return image_id, keys, labels, scores.numpy()
+        keys, cams = self.cache.read(image_id, refiner.resolution)
+        expected = refiner.cam_size(image.shape[:2])
+        if cams.shape[1:] != expected:
+            raise CamflowInputError(
+                f"image {image_id!r}: {refiner.resolution} CAM in {self.cache.path} is "
+                f"{cams.shape[2]}x{cams.shape[1]}, expected {expected[1]}x{expected[0]}")
+        channels, scores = refiner.refine(image, keys, cams)
+        labels = channel_lut(keys)[channels].astype(np.uint8)
+        return image_id, keys, labels, np.asarray(scores, dtype=np.float32)
 
 
-def make_pseudo_masks(method: str, model_path: str | Path, cache: CamCache,
+def make_pseudo_masks(method: str, model_path: str | Path | None, cache: CamCache,
                       dataset: SegmentationDataset, split: str, params: dict[str, Any],
                       masks_dir: str | Path, scores_path: str | Path, device: torch.device,
                       workers: int = 1, progress: bool = True) -> None:
     """Write the pseudo masks of every image of ``split`` (module doc).
 
-    ``params``: ``radius``, ``beta``, ``n_squarings`` and, for IRN, ``flip`` and
-    ``bg_threshold``; for AffinityNet ``alpha``.  The mask folder is filled under a
-    temporary name and renamed into place when every image is done.
+    ``method`` names a registered refiner, ``params`` its inference settings and
+    ``model_path`` its trained network (None for a refiner that is not learned).  The mask
+    folder is filled under a temporary name and renamed into place when every image is done.
     """
-    if method not in METHODS:
-        raise CamflowInputError(f"unknown refiner method {method!r}; known: {METHODS}")
+    refiner_class(method, "refiners.<name>.method")
     ids = dataset.ids(split)
     cache.require(ids, f"{dataset.name}/{split}")
     masks_dir = Path(masks_dir)
     masks_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{masks_dir.name}.", dir=masks_dir.parent))
-    job = _RefineJob(method, str(model_path), cache, dataset, params, str(device))
+    model = None if model_path is None else str(model_path)
+    job = _RefineJob(method, model, cache, dataset, params, str(device))
     procs = workers if device.type == "cpu" else 1
     provenance = {"refiner": method, **params, "model": str(model_path), "cams": str(cache.path)}
     try:

@@ -1,0 +1,231 @@
+"""The seam for ways to *train the CAM network*: a registry of training methods.
+
+A method is a subclass of :class:`TrainingMethod` registered with :func:`register_method`
+under the name that ``classifiers.<name>.method`` selects.  In one module it declares
+
+* ``schema``: the JSON schema of its own config keys (with their defaults), validated and
+  completed by :func:`method_config` together with the keys every method has;
+* how it builds its networks (``networks``; ``classifier`` is the one whose CAMs are used);
+* its optimizers (:meth:`optimizers`, several where it trains two networks in turn);
+* its training data (:meth:`training_data`) and step (:meth:`step`, receiving the batch and
+  the :class:`camflow.trainer.Progress`, returning its named loss terms);
+* its inference map (:meth:`cam`) that the ``cam`` CAM source uses.
+
+Every method's ``classifier`` is a :class:`camflow.models.classifier.CAMClassifier` (feature
+extractor ``backbone``, 1×1 ``head``), so Grad-CAM, Grad-CAM++ and Fully-CAM work on any
+method's network.  The checkpoint records the method and its config, and
+:func:`load_method` rebuilds any method's networks from it.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jsonschema
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from camflow.data.base import SegmentationDataset
+from camflow.io import CamflowInputError
+from camflow.models.backbones import Backbone, build_backbone
+from camflow.models.classifier import CAMClassifier
+from camflow.registry import Registry
+from camflow.runtime import load_checkpoint
+from camflow.trainer import OptimizerSpec, Progress, Trainer, Update
+
+METHODS: Registry[type[TrainingMethod]] = Registry("training method", ("camflow.methods",))
+
+
+def register_method(name: str):
+    """Class decorator: register a :class:`TrainingMethod` under ``name``."""
+    def register(cls: type[TrainingMethod]) -> type[TrainingMethod]:
+        cls.name = name
+        return METHODS.register(name)(cls)
+    return register
+
+
+def method_class(name: str, key: str = "method") -> type[TrainingMethod]:
+    """The registered method ``name``; an unknown name fails naming the config ``key``."""
+    return METHODS.get(name, key)
+
+
+def _with_defaults(validator_class: type) -> type:
+    """A jsonschema validator that fills in each property's ``default`` before validating."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def fill(validator: Any, properties: dict, instance: Any, schema: dict) -> Any:
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(prop, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": fill})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def method_config(cfg: dict[str, Any], key: str, common: dict[str, Any],
+                  defs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``cfg`` (a config block selecting a method, default ``cam``) validated against the
+    ``common`` schema extended by the method's own ``schema``, with defaults filled in;
+    ``defs`` resolves ``#/$defs/...`` references.  Errors name ``key`` and the offending
+    key."""
+    cfg = copy.deepcopy(dict(cfg))
+    cfg.setdefault("method", "cam")
+    cls = method_class(cfg["method"], f"{key}.method")
+    schema = {**common, "properties": {**common.get("properties", {}),
+                                       **cls.schema.get("properties", {}),
+                                       "method": {"type": "string"}},
+              "required": [*common.get("required", []), *cls.schema.get("required", [])],
+              "additionalProperties": False, "$defs": defs or {}}
+    error = jsonschema.exceptions.best_match(_Validator(schema).iter_errors(cfg))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path)
+        raise CamflowInputError(f"config key {key}{'.' + where if where else ''}: "
+                                f"{error.message}")
+    return cfg
+
+
+def no_pretrained_weights(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with its backbone built without pretrained weights."""
+    return {**cfg, "backbone": {**cfg["backbone"], "weights": "none"}}
+
+
+class TrainingMethod:
+    """A way to train the CAM network (module doc).  Subclasses set ``schema`` and
+    ``networks`` (in ``__init__``, with ``networks["classifier"]`` the CAM network) and
+    implement :meth:`training_data` and :meth:`step`; :meth:`optimizers` and :meth:`cam`
+    have defaults for a method that trains its classifier alone."""
+
+    name: ClassVar[str]
+    schema: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, cfg: dict[str, Any], num_classes: int,
+                 inputs: dict[str, Any] | None = None) -> None:
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.inputs = inputs or {}
+        self.networks: dict[str, nn.Module] = {}
+
+    @property
+    def classifier(self) -> CAMClassifier:
+        """The network whose CAMs (and gradients) the CAM sources use."""
+        return self.networks["classifier"]
+
+    def to(self, device: torch.device) -> TrainingMethod:
+        for net in self.networks.values():
+            net.to(device)
+        self.device = device
+        return self
+
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        """One SGD optimizer over the classifier (backbone at lr, head at lr × mult)."""
+        opt = self.cfg["optimizer"]
+        groups = self.classifier.param_groups(float(opt["lr"]), float(opt["head_lr_mult"]),
+                                              float(opt["weight_decay"]))
+        return {"classifier": OptimizerSpec(groups, opt)}
+
+    def training_data(self, dataset: SegmentationDataset, split: str) -> Dataset:
+        raise NotImplementedError
+
+    def step(self, batch: Any, progress: Progress, update: Update) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def cam(self, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Non-negative maps B×n×h×w of ``classes`` (0-based) for a normalised batch: the
+        ReLU of the classifier's head (GSLM (Mai et al.) Eq. 2, before normalisation)."""
+        return self.classifier.cam(images)[:, classes]
+
+    @classmethod
+    def from_checkpoint(cls, cfg: dict[str, Any], num_classes: int) -> TrainingMethod:
+        """The untrained networks of a saved config; nothing is downloaded or read (the
+        checkpoint's weights are loaded into them afterwards)."""
+        return cls(no_pretrained_weights(cfg), num_classes)
+
+    @classmethod
+    def backbone_config(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+        """The backbone block of the classifier a saved config builds."""
+        return cfg["backbone"]
+
+    def identity(self) -> dict[str, Any]:
+        """What a resume state must have been written for, beyond the config and data."""
+        return {}
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The config that rebuilds this method's networks (recorded in the checkpoint)."""
+        return self.cfg
+
+
+class _Task:
+    """A method bound to its training data, as the trainer sees it."""
+
+    def __init__(self, method: TrainingMethod, data: Dataset) -> None:
+        self.method = method
+        self.networks = method.networks
+        self.data = data
+
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        return self.method.optimizers()
+
+    def training_data(self) -> Dataset:
+        return self.data
+
+    def step(self, batch: Any, progress: Progress, update: Update) -> dict[str, torch.Tensor]:
+        return self.method.step(batch, progress, update)
+
+
+def train_method(cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
+                 out_path: str | Path, device: torch.device, inputs: dict[str, Any] | None = None,
+                 workers: int = 0, amp: bool = True, progress: bool = True,
+                 stop_after_epochs: int | None = None) -> Path:
+    """Train the method ``cfg["method"]`` (a validated config block) on ``split`` of
+    ``dataset`` and write its checkpoint ``out_path`` (resumable; see
+    :class:`camflow.trainer.Trainer`).  ``inputs`` are the method's input files."""
+    torch.manual_seed(int(cfg["seed"]))
+    method = method_class(cfg["method"])(cfg, dataset.num_classes, inputs).to(device)
+    data = method.training_data(dataset, split)
+    if len(data) == 0:
+        raise CamflowInputError(f"{dataset.name}/{split}: no image with a foreground class "
+                                "to train on")
+    identity = {"cfg": cfg, "split": split, "n": len(data), **method.identity()}
+    trainer = Trainer(_Task(method, data), cfg, Path(out_path), device, identity,
+                      workers=workers, amp=amp, progress=progress, stop_after=stop_after_epochs)
+    return trainer.fit({"method": cfg["method"], "config": method.checkpoint(),
+                        "class_names": list(dataset.class_names), "split": split})
+
+
+def load_method(path: str | Path, device: torch.device) -> TrainingMethod:
+    """Rebuild the trained method saved at ``path`` (networks in eval mode)."""
+    ckpt = load_checkpoint(path)
+    if "method" not in ckpt or "networks" not in ckpt:
+        raise CamflowInputError(f"checkpoint {path} is not a CAM-method checkpoint "
+                                "(no 'method' / 'networks'); retrain it with this camflow")
+    cls = method_class(ckpt["method"], f"method of checkpoint {path}")
+    method = cls.from_checkpoint(ckpt["config"], len(ckpt["class_names"]) - 1)
+    for name, net in method.networks.items():
+        net.load_state_dict(ckpt["networks"][name])
+        net.eval()
+    return method.to(device)
+
+
+def load_classifier(path: str | Path, device: torch.device) -> CAMClassifier:
+    """The CAM network of any method's checkpoint, in eval mode."""
+    return load_method(path, device).classifier
+
+
+def pretrained_backbone(init: str, classifier: str | Path) -> Backbone:
+    """The backbone of a refinement network, with the architecture of the CAM network saved
+    at ``classifier`` (any method's): its trained weights (``init: classifier``),
+    ImageNet's (``imagenet``, as IRN and PSA) or none (``none``: weights loaded later)."""
+    if init == "classifier":
+        return load_classifier(classifier, torch.device("cpu")).backbone
+    if init not in ("imagenet", "none"):
+        raise CamflowInputError(f"backbone_init {init!r}: use classifier, imagenet or none")
+    ckpt = load_checkpoint(classifier)
+    cfg = method_class(ckpt["method"]).backbone_config(ckpt["config"])
+    return build_backbone({**cfg, "weights": init})

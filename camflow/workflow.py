@@ -1,0 +1,550 @@
+"""The workflow's glue, testable without Snakemake: config accessors (each a clear error for
+an unknown name), the path grammar of ``results/``, GSLM stage planning and table inputs.
+
+``rules/common.smk`` builds one :class:`Workflow` over the validated config; the rules call
+its methods for their ``input:`` and ``params:``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from camflow.io import CamflowInputError
+
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+# the stages with cluster resources (`resources.<stage>`); rules name theirs
+STAGES = {
+    "train_classifier",
+    "make_cams",
+    "eval_cams",
+    "affinity_labels",
+    "train_refiner",
+    "refine",
+    "train_slm",
+    "train_segmentation",
+    "eval_segmentation",
+}
+
+
+def config_error(key: str, message: str) -> NoReturn:
+    raise CamflowInputError(f"config key {key!r}: {message}")
+
+
+class Workflow:
+    """Accessors over a validated config (see module doc).  ``add_gslm_sweeps`` registers
+    Fig. 8's sweep points as GSLM configurations; ``check`` validates what the static schema
+    cannot (methods' own keys, resources)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.schema = yaml.safe_load(SCHEMA.read_text())
+        self._validated: dict[str, dict[str, Any]] = {}
+
+    def check(self) -> None:
+        """Register Fig. 8's sweep points, then validate what the static schema cannot: every
+        classifier and SLM against its method's schema, every refiner's method, and the
+        names under ``resources``.  Called once when the Snakefile is parsed."""
+        self.add_gslm_sweeps()
+        for name in self.config["classifiers"]:
+            self.classifier_config(name)
+        for name in self.config["gslm"]:
+            self.slm_config(name)
+        for name in self.config["refiners"]:
+            self.refiner_config(name)
+        self.check_resources(STAGES)
+
+    def dataset_config(self, name):
+        """The `datasets.<name>` block, with a clear error for an unconfigured name."""
+        if name not in self.config["datasets"]:
+            config_error(f"datasets.{name}", f"dataset {name!r} is not configured")
+        return self.config["datasets"][name]
+
+    def classifier_config(self, name: str) -> dict[str, Any]:
+        """``classifiers.<name>`` validated against the schema of its method (default
+        ``cam``), defaults filled in."""
+        from camflow.methods.base import method_config
+
+        if name in self._validated:
+            return self._validated[name]
+        if name not in self.config["classifiers"]:
+            config_error(f"classifiers.{name}", f"no classifier named {name!r}")
+        defs = self.schema["$defs"]
+        self._validated[name] = method_config(
+            self.config["classifiers"][name], f"classifiers.{name}", defs["classifier"], defs
+        )
+        return self._validated[name]
+
+    def slm_config(self, name: str) -> dict[str, Any]:
+        """The SLM of GSLM configuration ``name``: method ``slm`` with its block."""
+        from camflow.methods.base import method_config
+
+        defs = self.schema["$defs"]
+        return method_config(
+            {**self.gslm_config(name)["slm"], "method": "slm"},
+            f"gslm.{name}.slm",
+            defs["training"],
+            defs,
+        )
+
+    def source_config(self, name):
+        """A CAM source's settings: its `sources.<name>` entry over the default TTA of `cams`."""
+        if name not in self.config["sources"]:
+            config_error(f"sources.{name}", f"no CAM source named {name!r}")
+        return {**self.config["cams"], **self.config["sources"][name]}
+
+    def dataset_params(self, name, split_key):
+        """What a stage needs to open a dataset; passed to it through `params:`."""
+        ds = self.dataset_config(name)
+        return {
+            "name": name,
+            "root": ds["root"],
+            "split": ds[split_key],
+            "cache_dir": f"results/{name}/labels",
+        }
+
+    def split_params(self, dataset, split):
+        """Dataset params for a stage that works on the split named by its wildcard."""
+        return {**self.dataset_params(dataset, "eval_split"), "split": split}
+
+    def affinity_label_config(self, style):
+        if style not in self.config["affinity_labels"]:
+            config_error(f"affinity_labels.{style}", f"no affinity-label style {style!r}")
+        return self.config["affinity_labels"][style]
+
+    def refiner_config(self, name: str) -> dict[str, Any]:
+        """A ``refiners.<name>`` block (its ``method`` a registered refiner)."""
+        from camflow.refine.refiners import refiner_class
+
+        if name not in self.config["refiners"]:
+            config_error(f"refiners.{name}", f"no refiner named {name!r}")
+        cfg = self.config["refiners"][name]
+        refiner_class(cfg["method"], f"refiners.{name}.method")
+        return cfg
+
+    def refiner_training_config(self, name: str) -> dict[str, Any]:
+        """What training uses: the refiner's block without its inference settings."""
+        from camflow.refine.refiners import refiner_class
+
+        cfg = self.refiner_config(name)
+        cls = refiner_class(cfg["method"])
+        if not cls.learned:
+            config_error(f"refiners.{name}.method", f"refiner {cfg['method']!r} is not trained")
+        return {k: v for k, v in cfg.items() if k not in cls.settings_keys}
+
+    def refiner_inference_config(self, name: str) -> dict[str, Any]:
+        """What refining uses: the method and its inference settings."""
+        from camflow.refine.refiners import refiner_class
+
+        cfg = self.refiner_config(name)
+        cls = refiner_class(cfg["method"])
+        return {"method": cfg["method"], "settings": cls.settings(cfg)}
+
+    def refiner_training_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """A learned refiner trains on the affinity labels of the dataset's train split."""
+        cfg = self.refiner_training_config(wildcards.refiner)
+        split = self.dataset_config(wildcards.dataset)["train_split"]
+        prefix = f"results/{wildcards.dataset}/{wildcards.classifier}/{wildcards.source}"
+        return {
+            "marker": self.dataset_marker(wildcards),
+            "labels": f"{prefix}/{split}/affinity_labels/{cfg['labels']}.h5",
+            "classifier": f"results/{wildcards.dataset}/{wildcards.classifier}/classifier.pt",
+        }
+
+    def refine_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """The CAM cache; a learned refiner's network; the seed evaluation of the source when
+        a threshold is ``best``."""
+        from camflow.refine.refiners import refiner_class
+
+        cfg = self.refiner_config(wildcards.refiner)
+        prefix = f"results/{wildcards.dataset}/{wildcards.classifier}/{wildcards.source}"
+        inputs = {
+            "marker": self.dataset_marker(wildcards),
+            "cache": f"{prefix}/{wildcards.split}/cams.h5",
+        }
+        if refiner_class(cfg["method"]).learned:
+            inputs["model"] = f"{prefix}/{wildcards.refiner}/model.pt"
+        if cfg.get("threshold") == "best":
+            inputs["seed_eval"] = f"{prefix}/{wildcards.split}/eval.json"
+        return inputs
+
+    def segmenter_config(self, name):
+        if name not in self.config["segmenters"]:
+            config_error(f"segmenters.{name}", f"no segmenter named {name!r}")
+        return self.config["segmenters"][name]
+
+    def segmentation_training_inputs(self, wildcards):
+        """Pseudo masks of the dataset's train split, or nothing for the ground truth (gt)."""
+        self.segmenter_config(wildcards.segmenter)
+        inputs = {"marker": self.dataset_marker(wildcards)}
+        if wildcards.masks != "gt":
+            split = self.dataset_config(wildcards.dataset)["train_split"]
+            inputs["masks"] = f"results/{wildcards.dataset}/{wildcards.masks}/{split}/masks"
+        return inputs
+
+    def gslm_config(self, name):
+        if name not in self.config["gslm"]:
+            config_error(f"gslm.{name}", f"no GSLM configuration named {name!r}")
+        return self.config["gslm"][name]
+
+    def gslm_stage(self, wildcards, minimum=1):
+        """The stage number n of a GSLM path, checked against `gslm.<name>.stages`."""
+        n, last = int(wildcards.n), self.gslm_config(wildcards.gslm)["stages"]
+        if not minimum <= n <= last:
+            config_error(
+                f"gslm.{wildcards.gslm}.stages",
+                f"stage {n} requested; stages run {minimum}..{last}",
+            )
+        return n
+
+    def first_source_path(self, dataset, classifier, first, split, name="cams.h5"):
+        """Stage 1's CAM cache: a CAM source (`cam`), or a refiner's scores (`cam/irn_small`)."""
+        if "/" in first:
+            source, refiner = first.split("/", 1)
+            self.refiner_config(refiner)
+            file = "scores.h5" if name == "cams.h5" else name
+            return f"results/{dataset}/{classifier}/{source}/{refiner}/{split}/{file}"
+        self.source_config(first)
+        return f"results/{dataset}/{classifier}/{first}/{split}/{name}"
+
+    def stage_cache_path(self, dataset, classifier, name, n, split):
+        """The CAM cache of stage n of GSLM configuration `name` (stage 1: its first source)."""
+        if n == 1:
+            return self.first_source_path(
+                dataset, classifier, self.gslm_config(name)["first_source"], split
+            )
+        return f"results/{dataset}/{classifier}/{name}/stage{n}/{split}/cams.h5"
+
+    def gslm_stage_files(self, wildcards, name):
+        """`cams.h5` or `eval.json` of every stage of a GSLM configuration on the eval split."""
+        dataset, classifier = wildcards.dataset, wildcards.classifier
+        split = self.dataset_config(dataset)["eval_split"]
+        last = self.gslm_config(wildcards.gslm)["stages"]
+        if name == "eval.json":
+            return [
+                self.gslm_eval_path(classifier, wildcards.gslm, n, dataset)
+                for n in range(1, last + 1)
+            ]
+        return [
+            self.stage_cache_path(dataset, classifier, wildcards.gslm, n, split)
+            for n in range(1, last + 1)
+        ]
+
+    def gslm_stage_cache(self, wildcards):
+        """The CAM cache whose Coarse Generation gives stage n's confidence CAM."""
+        return self.stage_cache_path(
+            wildcards.dataset,
+            wildcards.classifier,
+            wildcards.gslm,
+            self.gslm_stage(wildcards),
+            wildcards.split,
+        )
+
+    def stage1_owner(self, name):
+        """The configuration whose stage-1 confidence CAM `name` trains on: the first configured
+        one with the same first source and Coarse Generation, the only things stage 1 depends
+        on. Ablations and sweep points thus share the base's CRF work instead of redoing it."""
+        cfg = self.gslm_config(name)
+        key = (cfg["first_source"], cfg["coarse_generation"])
+        return next(
+            other
+            for other, c in self.config["gslm"].items()
+            if (c["first_source"], c["coarse_generation"]) == key
+        )
+
+    def slm_training_inputs(self, wildcards):
+        """Stage n >= 2 starts from stage n-1's weights (stage 1: the classifier) and learns from
+        stage n-1's confidence CAM on the training split."""
+        n = self.gslm_stage(wildcards, minimum=2)
+        prefix = f"results/{wildcards.dataset}/{wildcards.classifier}"
+        split = self.dataset_config(wildcards.dataset)["train_split"]
+        previous = (
+            f"{prefix}/classifier.pt"
+            if n == 2
+            else f"{prefix}/{wildcards.gslm}/stage{n - 1}/classifier.pt"
+        )
+        owner = self.stage1_owner(wildcards.gslm) if n == 2 else wildcards.gslm
+        confidence = f"{prefix}/{owner}/stage{n - 1}/{split}/confidence.h5"
+        if self.gslm_config(wildcards.gslm)["coarse_generation"] == "none":  # ablation: N = the CAM
+            confidence = self.stage_cache_path(
+                wildcards.dataset, wildcards.classifier, wildcards.gslm, n - 1, split
+            )
+        return {
+            "marker": self.dataset_marker(wildcards),
+            "previous": previous,
+            "confidence": confidence,
+        }
+
+    def _sweep_name(self, value):
+        """A number as it appears in a sweep point's name: 0.05 -> 0p05 (paths take no dots)."""
+        return f"{value:g}".replace(".", "p")
+
+    def gslm_sweep_points(self, spec):
+        """The (θ_bg, θ_fg) and k points of `tables.gslm_fig8` (seed 000 Fig. 8), each as
+        (sweep, value label, configuration name, its config, its new `affinity_labels` entry or
+        None). A point equal to the base configuration is the base itself; the others are
+        derived from it and run to `sweep_stage`, named with `.` written `p`."""
+        base, stage = spec["base"], spec["sweep_stage"]
+        cfg = self.gslm_config(base)
+        if cfg["coarse_generation"] == "none":
+            config_error("tables.gslm_fig8.base", f"{base!r} has no Coarse Generation to sweep")
+        style = self.affinity_label_config(cfg["coarse_generation"])
+        for bg, fg in spec["thresholds"]:
+            if (bg, fg) == (style["bg_threshold"], style["fg_threshold"]):
+                yield "thresholds", f"{bg:g}/{fg:g}", base, cfg, None
+                continue
+            suffix = f"bg{self._sweep_name(bg)}_fg{self._sweep_name(fg)}"
+            yield (
+                "thresholds",
+                f"{bg:g}/{fg:g}",
+                f"{base}_{suffix}",
+                {
+                    **cfg,
+                    "coarse_generation": f"{cfg['coarse_generation']}_{suffix}",
+                    "stages": stage,
+                },
+                {**style, "bg_threshold": bg, "fg_threshold": fg},
+            )
+        for k in spec["k"]:
+            if k == cfg["slm"]["k"]:
+                yield "k", f"{k:g}", base, cfg, None
+            else:
+                yield (
+                    "k",
+                    f"{k:g}",
+                    f"{base}_k{self._sweep_name(k)}",
+                    {**cfg, "slm": {**cfg["slm"], "k": k}, "stages": stage},
+                    None,
+                )
+
+    def add_gslm_sweeps(self):
+        """Register the derived sweep points of `tables.gslm_fig8` in `self.config["gslm"]` (and
+        their Coarse Generation in `affinity_labels`), so that each is an ordinary `{gslm}` with
+        its own params. Called in the Snakefile before the wildcard constraints."""
+        spec = self.config["tables"].get("gslm_fig8")
+        if not spec:
+            return
+        derived = {}
+        for _, _, name, cfg, labels in self.gslm_sweep_points(spec):
+            if name != spec["base"]:
+                derived[name] = cfg
+            if labels:
+                self.config["affinity_labels"][cfg["coarse_generation"]] = labels
+        clash = sorted(set(derived) & set(self.config["gslm"]))
+        if clash:
+            config_error(f"gslm.{clash[0]}", "this name is reserved for a gslm_fig8 sweep point")
+        self.config["gslm"].update(derived)
+
+    def gslm_fig8_variants(self, spec):
+        """Per sweep of `tables.gslm_fig8`: [value label, gslm configuration, stage] per point;
+        the iterations are stages of the base."""
+        base, stage = spec["base"], spec["sweep_stage"]
+        last = self.gslm_config(base)["stages"]
+        if stage > last:
+            config_error(
+                "tables.gslm_fig8.sweep_stage",
+                f"stage {stage} is past {base!r}'s last stage {last}",
+            )
+        for it in spec["iterations"]:
+            if not 0 <= it < last:
+                config_error(
+                    "tables.gslm_fig8.iterations",
+                    f"{it} SLM iterations need stage {it + 1}; {base!r} has {last} stages",
+                )
+        variants = {"thresholds": [], "k": []}
+        for sweep, value, name, _, _ in self.gslm_sweep_points(spec):
+            variants[sweep].append([value, name, stage])
+        variants["iterations"] = [[str(it), base, it + 1] for it in spec["iterations"]]
+        return variants
+
+    def gslm_modules(self, name):
+        """Which of GSLM's parts a configuration uses (seed 000 Table 5's columns)."""
+        cfg = self.gslm_config(name)
+        return {
+            "CR": cfg["coarse_generation"] != "none",
+            "SR": cfg["slm"].get("seed_reactivation", True),
+            "L_cls": cfg["slm"].get("classification_loss", True),
+        }
+
+    def gslm_eval_path(self, classifier, name, n, dataset=None):
+        """Evaluation of stage n of GSLM configuration `name` (stage 1: its first source)."""
+        dataset = dataset or self.config["dataset"]
+        split = self.dataset_config(dataset)["eval_split"]
+        cfg = self.gslm_config(name)
+        if n == 1:
+            return self.first_source_path(
+                dataset, classifier, cfg["first_source"], split, "eval.json"
+            )
+        return f"results/{dataset}/{classifier}/{name}/stage{n}/{split}/eval.json"
+
+    def train_data_params(self, dataset, classifier):
+        """Training data of a classifier: the dataset's train split unless it names one."""
+        data = self.dataset_params(dataset, "train_split")
+        split = self.classifier_config(classifier).get("train_split")
+        return {**data, "split": split} if split else data
+
+    def dataset_marker(self, wildcards):
+        """The synthetic benchmark is built by a rule; real datasets are read where they lie."""
+        if wildcards.dataset == "synthetic":
+            return f"{self.dataset_config('synthetic')['root']}/meta.json"
+        return []
+
+    def stage_resources(self, stage: str) -> dict[str, Any]:
+        """The cluster resources of a stage, from ``resources.<stage>``."""
+        if stage not in self.config["resources"]:
+            config_error(f"resources.{stage}", "no resources set for this stage")
+        return self.config["resources"][stage]
+
+    def check_resources(self, stages: set[str]) -> None:
+        """Every ``resources.<name>`` names a stage (a misspelled one fails here)."""
+        for name in self.config["resources"]:
+            if name not in stages:
+                config_error(
+                    f"resources.{name}",
+                    f"no stage named {name!r}; stages: {', '.join(sorted(stages))}",
+                )
+
+    def runtime_params(self):
+        """Settings that change numbers (device and AMP); worker counts do not and stay out."""
+        return {"device": self.config["runtime"]["device"], "amp": self.config["runtime"]["amp"]}
+
+    # Tables: a new table registers the function listing its inputs here.
+
+    def eval_path(self, classifier, source, dataset=None, split=None):
+        dataset = dataset or self.config["dataset"]
+        split = split or self.dataset_config(dataset)["eval_split"]
+        self.classifier_config(classifier)
+        return f"results/{dataset}/{classifier}/{source}/{split}/eval.json"
+
+    def cam_seeds_inputs(self, spec):
+        return [self.eval_path(name, spec["source"]) for name in spec["rows"]]
+
+    def source_table_inputs(self, spec):
+        """One classifier, one row per CAM source."""
+        for name in spec["rows"]:
+            self.source_config(name)
+        return [self.eval_path(spec["classifier"], name) for name in spec["rows"]]
+
+    def grid_table_inputs(self, spec):
+        """Rows of classifiers × columns of CAM sources, row-major."""
+        for name in spec["sources"]:
+            self.source_config(name)
+        return [self.eval_path(c, s) for c in spec["rows"] for s in spec["sources"]]
+
+    def base_pipeline_inputs(self, spec):
+        """Per row (classifier): seeds, IRN masks, AffinityNet masks, DeepLab on the chosen
+        refiner's masks, DeepLab on the ground truth."""
+        dataset = self.config["dataset"]
+        eval_split = self.dataset_config(dataset)["eval_split"]
+        val = self.dataset_config(dataset).get("val_split", "val")
+        self.refiner_config(spec["irn"])
+        self.refiner_config(spec["affinitynet"])
+        self.refiner_config(spec["segmentation_masks"])
+        self.segmenter_config(spec["segmenter"])
+        seg = f"results/{dataset}/segmentation/{spec['segmenter']}"
+        paths = []
+        for name in spec["rows"]:
+            prefix = f"results/{dataset}/{name}/{spec['source']}"
+            paths += [
+                self.eval_path(name, spec["source"]),
+                f"{prefix}/{spec['irn']}/{eval_split}/eval.json",
+                f"{prefix}/{spec['affinitynet']}/{eval_split}/eval.json",
+                f"{seg}/{name}/{spec['source']}/{spec['segmentation_masks']}/{val}/eval.json",
+                f"{seg}/gt/{val}/eval.json",
+            ]
+        return paths
+
+    def gslm_stages_inputs(self, spec):
+        """Every stage of every GSLM configuration in `spec["rows"]` (variants), in order."""
+        return [
+            self.gslm_eval_path(spec["classifier"], name, n)
+            for name in spec["rows"]
+            for n in range(1, self.gslm_config(name)["stages"] + 1)
+        ]
+
+    def gslm_table1_inputs(self, spec):
+        """CAM: seeds (+CRF); IRN: the refiner's masks of CAM; then per GSLM configuration its
+        last stage's seeds and the refiner's masks of that stage."""
+        dataset, c = self.config["dataset"], spec["classifier"]
+        split = self.dataset_config(dataset)["eval_split"]
+        self.refiner_config(spec["refiner"])
+        paths = [
+            self.eval_path(c, "cam"),
+            f"results/{dataset}/{c}/cam/{spec['refiner']}/{split}/eval.json",
+        ]
+        for name in spec["rows"]:
+            last = self.gslm_config(name)["stages"]
+            paths += [
+                self.gslm_eval_path(c, name, last),
+                f"results/{dataset}/{c}/{name}/stage{last}/{spec['refiner']}/{split}/eval.json",
+            ]
+        return paths
+
+    def gslm_fig8_inputs(self, spec):
+        """Every sweep point's evaluation, sweeps in the order thresholds, k, iterations."""
+        c = spec["classifier"]
+        return [
+            self.gslm_eval_path(c, name, stage)
+            for points in self.gslm_fig8_variants(spec).values()
+            for _, name, stage in points
+        ]
+
+    def gslm_table4_inputs(self, spec):
+        """Per GSLM configuration: its first source (stage 1) and its last stage."""
+        c = spec["classifier"]
+        return [
+            self.gslm_eval_path(c, name, n)
+            for name in spec["rows"]
+            for n in (1, self.gslm_config(name)["stages"])
+        ]
+
+    def gslm_table5_inputs(self, spec):
+        """In the paper's order: the baseline (stage 1 of the full GSLM), the last stage of each
+        ablation, the full GSLM without iterations (its stage 2) and with them (its last stage)."""
+        c, full = spec["classifier"], spec["full"]
+        paths = [self.gslm_eval_path(c, full, 1)]
+        paths += [
+            self.gslm_eval_path(c, name, self.gslm_config(name)["stages"]) for name in spec["rows"]
+        ]
+        return paths + [
+            self.gslm_eval_path(c, full, 2),
+            self.gslm_eval_path(c, full, self.gslm_config(full)["stages"]),
+        ]
+
+    def table_inputs(self, name: str) -> list[str]:
+        """The evaluation files table ``name`` reads."""
+        return getattr(self, TABLE_INPUTS[name])(self.table_spec(name))
+
+    def table_spec(self, name):
+        if name not in self.config["tables"] or name not in TABLE_INPUTS:
+            config_error(f"tables.{name}", f"unknown table {name!r}; known: {sorted(TABLE_INPUTS)}")
+        spec = self.config["tables"][name]
+        if name == "gslm_fig8":
+            return {**spec, "variants": self.gslm_fig8_variants(spec)}
+        if name.startswith("gslm_"):  # the builders need each configuration's stages and source
+            names = spec["rows"] + ([spec["full"]] if "full" in spec else [])
+            spec = {
+                **spec,
+                "stages": {g: self.gslm_config(g)["stages"] for g in names},
+                "first_source": {g: self.gslm_config(g)["first_source"] for g in names},
+                "modules": {g: self.gslm_modules(g) for g in names},
+            }
+        return spec
+
+
+# table → the Workflow method listing its inputs
+TABLE_INPUTS = {
+    "gslm_fig5": "gslm_stages_inputs",
+    "gslm_fig8": "gslm_fig8_inputs",
+    "gslm_table1": "gslm_table1_inputs",
+    "gslm_table4": "gslm_table4_inputs",
+    "gslm_table5": "gslm_table5_inputs",
+    "base_pipeline": "base_pipeline_inputs",
+    "cam_seeds": "cam_seeds_inputs",
+    "fullcam_table2": "source_table_inputs",
+    "fullcam_table3": "source_table_inputs",
+    "fullcam_table4": "source_table_inputs",
+    "fullcam_table5": "grid_table_inputs",
+}
