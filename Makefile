@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/snakemake --profile profiles/default $(TABLES:%=results/tables/%.csv) $(FIGURE)
-	@for t in $(TABLES); do echo; cat results/tables/$$t.md; done
+	$(BIN)/snakemake --profile profiles/default $(TABLES:%=results/synthetic/tables/%.csv) $(FIGURE)
+	@for t in $(TABLES); do echo; cat results/synthetic/tables/$$t.md; done
 	@echo "CAM overlays and the threshold curve: $(FIGURE)"
 
 test: $(STAMP)

@@ -1,6 +1,6 @@
 """camflow: weakly supervised semantic segmentation from CAM seeds.
 
-`snakemake results/tables/cam_seeds.csv` rebuilds the CAM-seed table for the configured
+`snakemake results/synthetic/tables/cam_seeds.csv` rebuilds the CAM-seed table for the configured
 dataset. docs/architecture.md maps every artifact to its rule.
 """
 
@@ -50,7 +50,8 @@ include: "rules/tables.smk"
 
 rule all:
     input:
-        expand("results/tables/{table}.csv", table=config["tables"]),
-        expand("results/tables/{table}.png",
-               table=[t for t in ("gslm_fig5", "gslm_fig8") if t in config["tables"]]),
+        expand("results/{dataset}/tables/{table}.csv", dataset=config["dataset"],
+               table=config["tables"]),
+        expand("results/{dataset}/tables/{table}.png", dataset=config["dataset"],
+               table=TABLES_WITH_FIGURES),
     default_target: True

@@ -1,7 +1,7 @@
 """Seed evaluation: threshold CAMs from any CAM cache and score them against the masks.
 
 A seed is the argmax over the class maps with a constant background score (the threshold)
-stacked in front (IRN; ``/work/shared/conventions.md``, "Seed evaluation").  The evaluator
+stacked in front (IRN; ``docs/fidelity.md``, "Conventions of the base pipeline").  The evaluator
 sweeps a list of thresholds in one streaming pass over the images, reports the mIoU curve and
 the best threshold, and optionally scores the CRF-refined seed at that threshold (IRN's label
 CRF, :func:`camflow.refine.crf.crf_labels`).  Memory is one confusion matrix per threshold,
@@ -84,7 +84,7 @@ def segmentation_metrics(conf: np.ndarray, class_names: Sequence[str]) -> dict[s
     * ``miou``: mean IoU over the classes present in the ground truth or the prediction
       (union > 0), background included (PASCAL VOC convention).
     * ``m_under`` = mean_c FN_c / TP_c and ``m_over`` = mean_c FP_c / TP_c over the
-      foreground classes c (GSLM, seed 000, Eq. 7–8, after Lee et al.).  Eq. 7–8 divide by
+      foreground classes c (GSLM (Mai et al.) Eq. 7–8, after Lee et al.).  Eq. 7–8 divide by
       C−1 and are undefined when TP_c = 0, so the mean is taken over the foreground classes
       with TP_c > 0 only; the others (never hit, or absent) are listed by name in
       ``excluded_classes``.  Both are ``None`` if no foreground class has TP_c > 0.
@@ -143,8 +143,8 @@ def cam_to_seed(keys: np.ndarray, cams: np.ndarray, threshold: float) -> np.ndar
     """Seed labels (uint8 H×W) from class maps ``cams`` (n_keys×H×W) of classes ``keys``.
 
     A background map equal to ``threshold`` is stacked in front of the class maps and the
-    argmax is taken (IRN; conventions.md); ties go to background (it comes first), ties
-    between classes to the earlier map.  The threshold is compared at the precision of
+    argmax is taken (IRN; docs/fidelity.md, conventions); ties go to background (it comes
+    first), ties between classes to the earlier map.  The threshold is compared at the precision of
     ``cams``.  With no keys every pixel is background.
     """
     cams = np.asarray(cams)
@@ -285,21 +285,39 @@ def _mask_chunk(job: _MaskJob, ids: Sequence[str]) -> tuple[int, np.ndarray]:
     return len(ids), conf.matrix
 
 
+def evaluation_record(kind: str, split: str, n_images: int, metrics: dict[str, Any],
+                      provenance: dict[str, Any], crf: dict[str, Any] | None = None,
+                      threshold: float | None = None,
+                      sweep: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+    """The one shape of every evaluation (``eval.json``) that the tables read.
+
+    ``kind`` is ``seeds`` (a CAM cache: ``threshold`` is the best background threshold and
+    ``sweep`` the curves over all thresholds), ``masks`` (a pseudo-mask set) or
+    ``segmentation`` (a segmenter's predictions).  The headline metrics (``miou``,
+    ``m_under``, ``m_over``, ``excluded_classes``, ``per_class``, from
+    :func:`segmentation_metrics`) sit at the top level; ``crf`` holds the same for the
+    dense-CRF-refined result (with its ``params``), or None.
+    """
+    return {"kind": kind, "split": split, "n_images": n_images, "threshold": threshold,
+            **metrics, "crf": crf, "provenance": provenance, "sweep": sweep}
+
+
 def evaluate_masks(masks_dir: str | os.PathLike, dataset: SegmentationDataset, split: str,
                    workers: int = 1, progress: bool = True) -> dict[str, Any]:
     """Score pseudo masks (palette PNGs ``<masks_dir>/<id>.png``) of every image of ``split``
     against its ground truth, with the seeds' metrics (:func:`segmentation_metrics`).  A
     mask pixel outside the class list (e.g. 255) is an error naming the image.
 
-    Returns ``{"split", "n_images", "masks", **segmentation_metrics}``.
+    Returns an :func:`evaluation_record` of kind ``masks``.
     """
     ids = dataset.ids(split)
     if not ids:
         raise CamflowInputError(f"{dataset.name}/{split} has no images to evaluate")
     job = _MaskJob(str(masks_dir), dataset, split, len(dataset.class_names))
     conf = _run(_mask_chunk, job, ids, workers, progress, f"masks {split}")
-    return {"split": split, "n_images": len(ids), "masks": str(masks_dir),
-            **segmentation_metrics(conf, dataset.class_names)}
+    return evaluation_record("masks", split, len(ids),
+                             segmentation_metrics(conf, dataset.class_names),
+                             {"masks": str(masks_dir)})
 
 
 def crf_defaults() -> dict[str, float]:
@@ -330,10 +348,10 @@ def evaluate_cams(
     and scores it.  ``workers > 1`` runs both passes over a ``multiprocessing`` pool; the
     dataset object is then sent to the workers and must be picklable.
 
-    Returns ``{"split", "n_images", "thresholds" (sorted), "miou_curve", "best_threshold",
-    "best": segmentation_metrics at t*, "crf": {**segmentation_metrics, "threshold",
-    "params"} or None}``.  Every id of the split must be in the cache; otherwise the error
-    names the missing ids and the cache file.
+    Returns an :func:`evaluation_record` of kind ``seeds``: the metrics at the best threshold
+    t* (``threshold``), the ``sweep`` over the sorted thresholds, and ``crf``: the metrics of
+    the CRF-refined seeds at t* with their ``params``, or None.  Every id of the split must
+    be in the cache; otherwise the error names the missing ids and the cache file.
     """
     class_names = list(dataset.class_names)
     if cache.class_names != class_names:
@@ -360,26 +378,16 @@ def evaluate_cams(
     sweep = [segmentation_metrics(c, class_names) for c in confs]
     curve = [m["miou"] for m in sweep]
     best = int(np.argmax([-1.0 if v is None else v for v in curve]))
-    result: dict[str, Any] = {
-        "split": split,
-        "n_images": len(ids),
-        "provenance": cache.provenance,
-        "thresholds": [float(t) for t in ts],
-        "miou_curve": curve,
-        "m_under_curve": [m["m_under"] for m in sweep],
-        "m_over_curve": [m["m_over"] for m in sweep],
-        "best_threshold": float(ts[best]),
-        "best": sweep[best],
-        "crf": None,
-    }
+    crf_result = None
     if crf is not None:
         crf_job = dataclasses.replace(job, crf_threshold=float(ts[best]), crf_params=params)
         conf = _run(_crf_chunk, crf_job, ids, workers, progress, f"crf {split}")
-        result["crf"] = {
-            **segmentation_metrics(conf, class_names),
-            "threshold": float(ts[best]),
-            "params": params,
-        }
+        crf_result = {**segmentation_metrics(conf, class_names), "params": params}
+    result = evaluation_record(
+        "seeds", split, len(ids), sweep[best], cache.provenance, crf_result,
+        threshold=float(ts[best]),
+        sweep={"thresholds": [float(t) for t in ts], "miou": curve,
+               "m_under": [m["m_under"] for m in sweep], "m_over": [m["m_over"] for m in sweep]})
     return result
 
 
@@ -395,7 +403,7 @@ def write_eval(
     row per class then a ``mean`` row (mIoU, and the mean precision/recall over the classes
     where they are defined).  Undefined values are empty cells.
     """
-    best = result["best"]
+    best = result
     names = [row["class"] for row in best["per_class"]]
     if names != list(class_names):
         raise CamflowInputError(f"evaluation result has classes {names}, expected {class_names}")

@@ -1,5 +1,5 @@
 """Figures people would rather look at than read: CAM overlays, the threshold curve, the
-per-stage GSLM overlays and the curves of seed 000 Figs. 5 and 8."""
+per-stage GSLM overlays and the curves of GSLM (Mai et al.) Figs. 5 and 8."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def cam_figure(cache_path: str | Path, eval_path: str | Path, dataset: Segmentat
     """Per image: the image, its mask, the CAM (max over classes) and the seed at the best
     threshold; plus mIoU, m_under and m_over against the threshold."""
     result: dict[str, Any] = json.loads(Path(eval_path).read_text())
-    threshold = result["best_threshold"]
+    threshold = result["threshold"]
     with CamCache(cache_path) as cache:
         ids = [i for i in dataset.ids(split) if i in cache][:n_images]
         fig, axes = plt.subplots(4, len(ids) + 1, figsize=(2.2 * (len(ids) + 1), 8.8),
@@ -87,22 +87,20 @@ def cam_figure(cache_path: str | Path, eval_path: str | Path, dataset: Segmentat
         for ax in axes[:, -1]:
             ax.remove()
     curve = fig.add_subplot(1, len(ids) + 1, len(ids) + 1)
-    curve.plot(result["thresholds"], [100 * v for v in result["miou_curve"]], "o-",
+    curve.plot(result["sweep"]["thresholds"], [100 * v for v in result["sweep"]["miou"]], "o-",
                label="seed mIoU (%)")
     curve.axvline(threshold, color="grey", linestyle=":")
     curve.set_xlabel("background threshold")
     curve.set_ylabel("mIoU (%)")
     ratios = curve.twinx()
-    for key, style in (("m_under_curve", "s--"), ("m_over_curve", "^--")):
-        values = [np.nan if v is None else v for v in result.get(key, [])]
-        if values:
-            ratios.plot(result["thresholds"], values, style, markersize=3,
-                        label=key.removesuffix("_curve"))
+    for key, style in (("m_under", "s--"), ("m_over", "^--")):
+        values = [np.nan if v is None else v for v in result["sweep"][key]]
+        ratios.plot(result["sweep"]["thresholds"], values, style, markersize=3, label=key)
     ratios.set_ylabel("m_under / m_over")
     ratios.legend(fontsize=7, loc="upper right")
-    best = result["best"]
-    curve.set_title(f"best {100 * best['miou']:.1f}% @ {threshold:.2f}\n"
-                    f"m_under {best['m_under']:.2f}  m_over {best['m_over']:.2f}", fontsize=8)
+    curve.set_title(f"best {100 * result['miou']:.1f}% @ {threshold:.2f}\n"
+                    f"m_under {result['m_under']:.2f}  m_over {result['m_over']:.2f}",
+                    fontsize=8)
     curve.grid(alpha=0.3)
     source = (result.get("provenance") or {}).get("method", "cam")
     fig.suptitle(f"{dataset.name} / {split} — source {source}", fontsize=10)
@@ -111,8 +109,8 @@ def cam_figure(cache_path: str | Path, eval_path: str | Path, dataset: Segmentat
 
 def gslm_stage_figure(caches: list[str], evals: list[str], dataset: SegmentationDataset,
                       split: str, title: str, out_png: str | Path, n_images: int = 4) -> None:
-    """Seed 000 Fig. 4: the CAM (max over the image's classes) of every GSLM stage, overlaid
-    on a few images, with each stage's seed mIoU in the column title."""
+    """GSLM (Mai et al.) Fig. 4: the CAM (max over the image's classes) of every GSLM
+    stage, overlaid on a few images, with each stage's seed mIoU in the column title."""
     results = [json.loads(Path(p).read_text()) for p in evals]
     readers = [CamCache(p) for p in caches]
     try:
@@ -135,7 +133,7 @@ def gslm_stage_figure(caches: list[str], evals: list[str], dataset: Segmentation
     axes[0, 0].set_title("image", fontsize=8)
     axes[0, 1].set_title("ground truth", fontsize=8)
     for n, result in enumerate(results, start=1):
-        axes[0, n + 1].set_title(f"stage {n}\nmIoU {100 * result['best']['miou']:.1f}%",
+        axes[0, n + 1].set_title(f"stage {n}\nmIoU {100 * result['miou']:.1f}%",
                                  fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
@@ -146,13 +144,13 @@ def gslm_stage_figure(caches: list[str], evals: list[str], dataset: Segmentation
 
 def gslm_fig5_figure(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str,
                      out_png: str | Path) -> None:
-    """Seed 000 Fig. 5: seed mIoU, m_under (Eq. 7) and m_over (Eq. 8) against the stage, one
-    line per configuration (with / without the boundary constraint)."""
+    """GSLM (Mai et al.) Fig. 5: seed mIoU, m_under (Eq. 7) and m_over (Eq. 8) against the
+    stage, one line per configuration (with / without the boundary constraint)."""
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     it = iter(evals)
     for name in spec["rows"]:
         stages = list(range(1, spec["stages"][name] + 1))
-        best = [next(it)["best"] for _ in stages]
+        best = [next(it) for _ in stages]
         for ax, key, scale in zip(axes, ("miou", "m_under", "m_over"), (100, 1, 1),
                                   strict=True):
             ax.plot(stages, [scale * b[key] for b in best], "o-", label=name)
@@ -163,34 +161,34 @@ def gslm_fig5_figure(evals: list[dict[str, Any]], spec: dict[str, Any], dataset:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"GSLM per stage (seed 000 Fig. 5) — {dataset}, {spec['classifier']}",
+    fig.suptitle(f"GSLM per stage (GSLM, Mai et al., Fig. 5) — {dataset}, {spec['classifier']}",
                  fontsize=10)
     _save(fig, out_png)
 
 
 def gslm_fig8_figure(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str,
                      out_png: str | Path) -> None:
-    """Seed 000 Fig. 8: (a) the seed mIoU curve over the CAM threshold for each
+    """GSLM (Mai et al.) Fig. 8: (a) the seed mIoU curve over the CAM threshold for each
     (θ_bg, θ_fg), (b) the same for each k, (c) the best mIoU against the SLM iterations."""
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     it = iter(evals)
     for ax, sweep, label in ((axes[0], "thresholds", "θ_bg/θ_fg"), (axes[1], "k", "k")):
         for value, _, _ in spec["variants"][sweep]:
             ev = next(it)
-            ax.plot(ev["thresholds"], [100 * v for v in ev["miou_curve"]], "-",
+            ax.plot(ev["sweep"]["thresholds"], [100 * v for v in ev["sweep"]["miou"]], "-",
                     label=f"{label} {value}")
         ax.set_xlabel("CAM threshold")
         ax.legend(fontsize=7)
     points = spec["variants"]["iterations"]
     axes[2].plot([int(v) for v, _, _ in points],
-                 [100 * next(it)["best"]["miou"] for _ in points], "o-")
+                 [100 * next(it)["miou"] for _ in points], "o-")
     axes[2].set_xlabel("SLM iterations")
     axes[2].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     for ax, title in zip(axes, ("(a) θ_bg, θ_fg", "(b) k", "(c) iterations"), strict=True):
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("seed mIoU (%)")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"GSLM sensitivity (seed 000 Fig. 8) — {dataset}, {spec['classifier']}, "
+    fig.suptitle(f"GSLM sensitivity (GSLM, Mai et al., Fig. 8) — {dataset}, {spec['classifier']}, "
                  f"sweeps at stage {spec['sweep_stage']}", fontsize=10)
     _save(fig, out_png)
 

@@ -1,18 +1,18 @@
 """Train a DeepLab segmenter on pseudo masks (or ground truth) and evaluate it.
 
-Seed 003 Section 6.3: the final step of WSSS trains DeepLab-v2 (ResNet-101, ImageNet
+P-NOC (David et al.) Sec. 6.3: the final step of WSSS trains DeepLab-v2 (ResNet-101, ImageNet
 initialised; batch 10, crop 321, 10,000 iterations, lr 2.5e-4) or DeepLab-v3+ on the refined
-pseudo masks with their original procedures unchanged; conventions.md ("Segmentation"): the
-reported numbers use multi-scale + flip inference and a dense CRF.  DeepLab-v2 Section 4:
-SGD with momentum 0.9, weight decay 5e-4, "poly" learning rate (power 0.9), ×10 lr for the
-new layers; augmentation by random scaling and flipping, then a random crop (image padded with
+pseudo masks with their original procedures unchanged; docs/fidelity.md, conventions
+("Segmentation"): the reported numbers use multi-scale + flip inference and a dense CRF.
+DeepLab-v2 Section 4: SGD with momentum 0.9, weight decay 5e-4, "poly" learning rate (power
+0.9), ×10 lr for the new layers; augmentation by random scaling and flipping, then a random crop (image padded with
 the mean, label with the ignore value 255).
 
-Training is iteration-based and resumable: the ``b``-th sample of iteration ``t`` is a pure
-function of ``(seed, t, b)`` (a seeded permutation per pass over the data and a per-sample
-augmentation generator), and the torch RNG (dropout) is reseeded from ``(seed, t)`` before
-every iteration, so an interrupted run resumed from its ``*.resume.pt`` ends with bit-identical
-weights.
+Training is iteration-based (:class:`camflow.trainer.Trainer`) and resumable: the ``b``-th
+sample of iteration ``t`` is a pure function of ``(seed, t, b)`` (a seeded permutation per
+pass over the data and a per-sample augmentation generator), and the trainer reseeds the
+torch RNG (dropout) from ``(seed, t)`` before every iteration, so an interrupted run resumed
+from its ``*.resume.pt`` ends with bit-identical weights.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
 from camflow.data.transforms import normalize
-from camflow.evaluate import ConfusionMatrix, segmentation_metrics
+from camflow.evaluate import ConfusionMatrix, evaluation_record, segmentation_metrics
 from camflow.io import CamflowInputError, read_label_png, some_ids
 from camflow.models.deeplab import build_segmenter
 from camflow.refine.crf import crf_scores
@@ -294,7 +294,8 @@ def predict_probs(model: torch.nn.Module, image: np.ndarray, scales: list[float]
                   device: torch.device, amp: bool = True) -> np.ndarray:
     """Class probabilities C×H×W of ``image``: the softmax of the logits (resized back to the
     image size, bilinear) averaged over the input scales and, with ``flip``, the horizontal
-    flips (DeepLab-v2 Section 4 multi-scale inputs; conventions.md "Segmentation")."""
+    flips (DeepLab-v2 Section 4 multi-scale inputs; docs/fidelity.md, conventions:
+    "Segmentation")."""
     h, w = image.shape[:2]
     x = torch.from_numpy(normalize(image))[None].to(device)
     use_amp = amp and device.type == "cuda"
@@ -341,9 +342,9 @@ def evaluate_segmentation(checkpoint: str | Path, dataset: SegmentationDataset, 
     prediction (argmax of the CRF marginals) is scored too, over ``workers`` processes of
     :func:`camflow.runtime.parallel_map`: they are forked before the model is loaded, and at
     most ``2 × workers`` images wait for them (bounded memory).
-    Returns ``{"split", "n_images", "scales", "flip", "checkpoint", "miou", "metrics", "crf"}``
-    with ``metrics`` from :func:`camflow.evaluate.segmentation_metrics` and ``crf`` the same
-    plus ``params`` (or None).
+    Returns an :func:`camflow.evaluate.evaluation_record` of kind ``segmentation``
+    (provenance: checkpoint, scales, flip; ``crf``: the CRF-refined metrics with their
+    ``params``, or None).
     """
 
 
@@ -396,14 +397,8 @@ def evaluate_segmentation(checkpoint: str | Path, dataset: SegmentationDataset, 
         for part in crf_parts:
             crf_conf.matrix += part
     metrics = segmentation_metrics(conf.matrix, class_names)
-    return {
-        "split": split,
-        "n_images": len(ids),
-        "scales": scales,
-        "flip": bool(flip),
-        "checkpoint": str(checkpoint),
-        "miou": metrics["miou"],
-        "metrics": metrics,
-        "crf": None if params is None else {
-            **segmentation_metrics(crf_conf.matrix, class_names), "params": params},
-    }
+    return evaluation_record(
+        "segmentation", split, len(ids), metrics,
+        {"checkpoint": str(checkpoint), "scales": scales, "flip": bool(flip)},
+        None if params is None else {**segmentation_metrics(crf_conf.matrix, class_names),
+                                     "params": params})

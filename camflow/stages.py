@@ -75,8 +75,7 @@ def run_eval_cams(cache: str, json_path: str, csv_path: str, evaluation: dict[st
         result = evaluate_cams(cams, dataset, data["split"], list(evaluation["thresholds"]),
                                crf=crf_params, workers=max(1, workers))
     write_eval(result, json_path, csv_path, dataset.class_names)
-    log.info("%s: best mIoU %.4f at threshold %.2f", cache, result["best"]["miou"],
-             result["best_threshold"])
+    log.info("%s: best mIoU %.4f at threshold %.2f", cache, result["miou"], result["threshold"])
 
 
 def run_cam_figure(cache: str, eval_json: str, data: dict[str, Any], out_png: str) -> None:
@@ -92,23 +91,27 @@ def run_gslm_stage_figure(caches: list[str], evals: list[str], data: dict[str, A
     gslm_stage_figure(caches, evals, open_dataset(data), data["split"], title, out_png)
 
 
-def run_table_figure(name: str, inputs: list[str], spec: dict[str, Any], dataset: str,
+def read_records(inputs: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The evaluation records of a table, by key (in the table's order)."""
+    return {key: json.loads(Path(path).read_text()) for key, path in inputs.items()}
+
+
+def run_table_figure(name: str, inputs: dict[str, str], spec: dict[str, Any], dataset: str,
                      out_png: str) -> None:
     from camflow.figures import TABLE_FIGURES
+    from camflow.tables import table_class
 
-    if name not in TABLE_FIGURES:
-        raise CamflowInputError(f"table {name!r} has no figure; tables with one: "
-                                f"{', '.join(TABLE_FIGURES)}")
-    evals = [json.loads(Path(p).read_text()) for p in inputs]
-    TABLE_FIGURES[name](evals, spec, dataset, out_png)
+    figure = table_class(name).figure
+    if figure is None:
+        raise CamflowInputError(f"table {name!r} has no figure")
+    TABLE_FIGURES[figure](list(read_records(inputs).values()), spec, dataset, out_png)
 
 
-def run_table(name: str, inputs: list[str], spec: dict[str, Any], dataset: str, csv_path: str,
-              md_path: str) -> None:
-    from camflow.tables import build_table
+def run_table(name: str, inputs: dict[str, str], spec: dict[str, Any], dataset: str,
+              csv_path: str, md_path: str) -> None:
+    from camflow.tables import table_class
 
-    evals = [json.loads(Path(p).read_text()) for p in inputs]
-    table = build_table(name, evals, spec, dataset)
+    table = table_class(name)(spec).build(read_records(inputs), dataset)
     table.write(csv_path, md_path)
     print(table.markdown())
 
@@ -156,7 +159,7 @@ def run_refine(model: str | None, cache: str, refiner: dict[str, Any], data: dic
     if settings.get("threshold") == "best":
         if seed_eval is None:
             raise CamflowInputError("threshold 'best' needs the source's seed evaluation")
-        settings["threshold"] = json.loads(Path(seed_eval).read_text())["best_threshold"]
+        settings["threshold"] = json.loads(Path(seed_eval).read_text())["threshold"]
         log.info("best threshold of %s: %.2f", seed_eval, settings["threshold"])
     with CamCache(cache) as cams:
         make_pseudo_masks(refiner["method"], model, cams, open_dataset(data), data["split"],

@@ -1,18 +1,34 @@
-"""Paper tables built from evaluation JSONs; each table is a named builder.
+"""Paper tables: one object per table, registered by name (``tables.<name>`` in config).
 
-A builder turns the evaluation results its rule collected into rows; :class:`Table` writes
-them as CSV and Markdown (atomically) and prints the Markdown.
+A table names its inputs — evaluation records (:func:`camflow.evaluate.evaluation_record`),
+each under a key such as ``resnet_small/seeds`` — so its numbers never depend on the order
+of its config lists; it resolves from the config what its builder needs (``resolve``, run
+when the Snakefile is parsed, passed to the job through ``params:``); and it builds its rows
+from the records by key (``build``).  :class:`Table` writes them as CSV and Markdown
+(atomically) to ``results/{dataset}/tables/{name}.csv|md``; tables with a figure name it in
+``figure`` (:mod:`camflow.figures`).  Titles name the paper by its authors and title.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from camflow.io import CamflowInputError, write_text
+from camflow.io import write_text
+from camflow.registry import Registry
+
+if TYPE_CHECKING:
+    from camflow.workflow import Workflow
+
+GSLM = ('Mai et al., "Exploit CAM by itself: Complementary Learning System for Weakly '
+        'Supervised Semantic Segmentation"')
+FULLCAM = 'Song et al., "Rethinking CAM in Weakly-Supervised Semantic Segmentation"'
+BASE = ("the base pipeline (IRN: Ahn, Cho & Kwak 2019; AffinityNet: Ahn & Kwak 2018; "
+        "DeepLab: Chen et al.)")
+
+Record = dict[str, Any]
 
 
 @dataclass
@@ -45,25 +61,90 @@ class Table:
         write_text(md_path, self.markdown())
 
 
-def cam_seeds(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
-    """Seed quality per classifier config: mIoU (best threshold), +CRF, m_under, m_over."""
-    rows = []
-    for name, ev in zip(spec["rows"], evals, strict=True):
-        crf = ev.get("crf")
-        rows.append([
-            name,
-            100 * ev["best"]["miou"],
-            100 * crf["miou"] if crf else "-",
-            f"{ev['best_threshold']:.2f}",
-            ev["best"]["m_under"],
-            ev["best"]["m_over"],
-        ])
-    return Table(f"CAM seeds on {dataset} (mIoU %, source {spec['source']})",
-                 ["classifier", "seed_miou", "crf_miou", "best_threshold", "m_under", "m_over"],
-                 rows)
+# every table is a class of this module, so no other package is searched
+TABLES: Registry[type[PaperTable]] = Registry("table", ())
 
 
-def _source_columns(ev: dict[str, Any]) -> list[Any]:
+def register_table(name: str):
+    """Class decorator: register a :class:`PaperTable` under ``name``."""
+    def register(cls: type[PaperTable]) -> type[PaperTable]:
+        cls.name = name
+        return TABLES.register(name)(cls)
+    return register
+
+
+def table_class(name: str) -> type[PaperTable]:
+    return TABLES.get(name, f"tables.{name}")
+
+
+def pct(value: float | None) -> Any:
+    """A ratio as a percentage, ``-`` when undefined."""
+    return "-" if value is None else 100 * value
+
+
+def crf_pct(record: Record) -> Any:
+    """The +CRF mIoU (%) of a record, ``-`` without a CRF."""
+    return pct((record.get("crf") or {}).get("miou"))
+
+
+class PaperTable:
+    """One table (module doc).  ``spec`` is the table's resolved config block."""
+
+    name: ClassVar[str]
+    paper: ClassVar[str]
+    title: ClassVar[str]
+    figure: ClassVar[str | None] = None   # a key of camflow.figures.TABLE_FIGURES
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        """What :meth:`build` needs beyond the config block (checked against the config)."""
+        return spec
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        """The evaluation records it reads, by key."""
+        raise NotImplementedError
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        raise NotImplementedError
+
+    def subtitle(self) -> str:
+        return ""
+
+    def build(self, records: dict[str, Record], dataset: str) -> Table:
+        columns, rows = self.rows(records)
+        sub = self.subtitle()
+        return Table(f"{self.title} — {self.paper} — {dataset}{', ' + sub if sub else ''}",
+                     columns, rows)
+
+
+def _seed_cells(record: Record) -> list[Any]:
+    """Seed mIoU, +CRF mIoU (%), m_under, m_over of a record."""
+    return [pct(record["miou"]), crf_pct(record), record["m_under"], record["m_over"]]
+
+
+@register_table("cam_seeds")
+class CamSeeds(PaperTable):
+    paper = BASE
+    title = "CAM seeds per classifier (mIoU %)"
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        return {name: wf.eval_path(name, self.spec["source"], dataset)
+                for name in self.spec["rows"]}
+
+    def subtitle(self) -> str:
+        return f"source {self.spec['source']}"
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        rows = [[name, pct(ev["miou"]), crf_pct(ev), f"{ev['threshold']:.2f}", ev["m_under"],
+                 ev["m_over"]] for name, ev in ((n, records[n]) for n in self.spec["rows"])]
+        return ["classifier", "seed_miou", "crf_miou", "best_threshold", "m_under",
+                "m_over"], rows
+
+
+def _source_columns(ev: Record) -> list[Any]:
     """What distinguishes a source in a table: method, layers, scales, flip (from provenance)."""
     prov = ev.get("provenance") or {}
     layers = prov.get("layers", prov.get("layer", "head"))
@@ -74,170 +155,291 @@ def _source_columns(ev: dict[str, Any]) -> list[Any]:
     return [prov.get("method", "?"), layers, scales, "yes" if prov.get("flip") else "no"]
 
 
-def source_table(title: str) -> Callable[[list[dict[str, Any]], dict[str, Any], str], Table]:
-    """A table whose rows are CAM sources of one classifier (seed 001 Tables 2–4)."""
-    def build(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
-        rows = [[name, *_source_columns(ev), 100 * ev["best"]["miou"],
-                 f"{ev['best_threshold']:.2f}", ev["best"]["m_under"], ev["best"]["m_over"]]
-                for name, ev in zip(spec["rows"], evals, strict=True)]
-        return Table(f"{title} — {dataset}, classifier {spec['classifier']} (seed mIoU %)",
-                     ["source", "method", "layers", "scales", "flip", "seed_miou",
-                      "best_threshold", "m_under", "m_over"], rows)
-    return build
+class SourceTable(PaperTable):
+    """Rows are CAM sources of one classifier (Fully-CAM Tables 2–4)."""
+
+    paper = FULLCAM
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        for name in spec["rows"]:
+            wf.source_config(name)
+        return spec
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        return {name: wf.eval_path(self.spec["classifier"], name, dataset)
+                for name in self.spec["rows"]}
+
+    def subtitle(self) -> str:
+        return f"classifier {self.spec['classifier']} (seed mIoU %)"
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        rows = [[name, *_source_columns(ev), pct(ev["miou"]), f"{ev['threshold']:.2f}",
+                 ev["m_under"], ev["m_over"]]
+                for name, ev in ((n, records[n]) for n in self.spec["rows"])]
+        return ["source", "method", "layers", "scales", "flip", "seed_miou", "best_threshold",
+                "m_under", "m_over"], rows
 
 
-def grid_table(title: str) -> Callable[[list[dict[str, Any]], dict[str, Any], str], Table]:
-    """Classifiers (rows) × CAM sources (columns) of seed mIoU (seed 001 Table 5)."""
-    def build(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
-        k = len(spec["sources"])
+@register_table("fullcam_table2")
+class FullCamTable2(SourceTable):
+    title = "Fully-CAM: fused layers (Table 2)"
+
+
+@register_table("fullcam_table3")
+class FullCamTable3(SourceTable):
+    title = "CAM vs Grad-CAM vs Grad-CAM++ vs Fully-CAM (Table 3)"
+
+
+@register_table("fullcam_table4")
+class FullCamTable4(SourceTable):
+    title = "Fully-CAM: test-time transformations (Table 4)"
+
+
+@register_table("fullcam_table5")
+class FullCamTable5(PaperTable):
+    """Classifiers (rows) × CAM sources (columns) of seed mIoU (Fully-CAM Table 5)."""
+
+    paper = FULLCAM
+    title = "Plug and play over backbones (Table 5, seed mIoU %)"
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        for name in spec["sources"]:
+            wf.source_config(name)
+        return spec
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        return {f"{c}/{s}": wf.eval_path(c, s, dataset)
+                for c in self.spec["rows"] for s in self.spec["sources"]}
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
         rows = []
-        for i, name in enumerate(spec["rows"]):
-            cells = evals[i * k:(i + 1) * k]
+        for c in self.spec["rows"]:
+            cells = [records[f"{c}/{s}"] for s in self.spec["sources"]]
             arch = (cells[0].get("provenance") or {}).get("arch", "?")
-            rows.append([name, arch, *(100 * ev["best"]["miou"] for ev in cells)])
-        return Table(f"{title} — {dataset} (seed mIoU %)",
-                     ["classifier", "backbone", *spec["sources"]], rows)
-    return build
+            rows.append([c, arch, *(pct(ev["miou"]) for ev in cells)])
+        return ["classifier", "backbone", *self.spec["sources"]], rows
 
 
-def base_pipeline(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
-    """The base WSSS pipeline per classifier: seed mIoU, +CRF, IRN and AffinityNet pseudo-mask
-    mIoU (on the seeds' split), DeepLab val mIoU (and +CRF) trained on the pseudo masks of
+@register_table("base_pipeline")
+class BasePipeline(PaperTable):
+    """Per classifier: seed mIoU, +CRF, IRN and AffinityNet pseudo-mask mIoU (on the seeds'
+    split), DeepLab val mIoU (and +CRF) trained on the pseudo masks of
     ``segmentation_masks``, and trained on the ground truth (the upper bound)."""
-    def pct(value: float | None) -> Any:
-        return "-" if value is None else 100 * value
 
-    rows = []
-    for i, name in enumerate(spec["rows"]):
-        seed, irn, aff, seg, upper = evals[5 * i:5 * i + 5]
-        rows.append([
-            name, pct(seed["best"]["miou"]), pct((seed.get("crf") or {}).get("miou")),
-            pct(irn["miou"]), pct(aff["miou"]), pct(seg["miou"]),
-            pct((seg.get("crf") or {}).get("miou")), pct(upper["miou"]),
-            pct((upper.get("crf") or {}).get("miou")),
-        ])
-    return Table(
-        f"Base pipeline on {dataset} (mIoU %): seeds and pseudo masks on {seed['split']}, "
-        f"segmentation on {seg['split']}; source {spec['source']}, DeepLab "
-        f"{spec['segmenter']} on {spec['segmentation_masks']} masks",
-        ["classifier", "seed", "seed_crf", f"{spec['irn']}_masks",
-         f"{spec['affinitynet']}_masks", "deeplab", "deeplab_crf", "upper_bound",
-         "upper_bound_crf"], rows)
+    paper = BASE
+    title = "Base pipeline (mIoU %)"
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        for key in ("irn", "affinitynet", "segmentation_masks"):
+            wf.refiner_config(spec[key])
+        wf.segmenter_config(spec["segmenter"])
+        return spec
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        s = self.spec
+        eval_split = wf.dataset_config(dataset)["eval_split"]
+        val = wf.dataset_config(dataset).get("val_split", "val")
+        seg = f"results/{dataset}/segmentation/{s['segmenter']}"
+        paths = {"upper_bound": f"{seg}/gt/{val}/eval.json"}
+        for name in s["rows"]:
+            prefix = f"results/{dataset}/{name}/{s['source']}"
+            paths |= {
+                f"{name}/seeds": wf.eval_path(name, s["source"], dataset),
+                f"{name}/irn": f"{prefix}/{s['irn']}/{eval_split}/eval.json",
+                f"{name}/affinitynet": f"{prefix}/{s['affinitynet']}/{eval_split}/eval.json",
+                f"{name}/deeplab": f"{seg}/{name}/{s['source']}/{s['segmentation_masks']}/"
+                                   f"{val}/eval.json",
+            }
+        return paths
+
+    def subtitle(self) -> str:
+        s = self.spec
+        return (f"source {s['source']}, DeepLab {s['segmenter']} on {s['segmentation_masks']} "
+                "masks")
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        s, upper = self.spec, records["upper_bound"]
+        rows = []
+        for name in s["rows"]:
+            seed, seg = records[f"{name}/seeds"], records[f"{name}/deeplab"]
+            rows.append([name, pct(seed["miou"]), crf_pct(seed),
+                         pct(records[f"{name}/irn"]["miou"]),
+                         pct(records[f"{name}/affinitynet"]["miou"]), pct(seg["miou"]),
+                         crf_pct(seg), pct(upper["miou"]), crf_pct(upper)])
+        return ["classifier", "seed", "seed_crf", f"{s['irn']}_masks",
+                f"{s['affinitynet']}_masks", "deeplab", "deeplab_crf", "upper_bound",
+                "upper_bound_crf"], rows
 
 
-def gslm_fig5(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
-    """Seed 000 Fig. 5: mIoU, m_under and m_over of every GSLM stage (stage 1 = the GLM's
-    CAMs), one row per (configuration, stage), at each stage's best seed threshold.
-    ``spec["stages"]`` gives each configuration's number of stages (added by the rule)."""
-    rows = []
-    it = iter(evals)
-    for name in spec["rows"]:
-        for stage in range(1, spec["stages"][name] + 1):
-            ev = next(it)
-            best = ev.get("best", ev)   # a refiner's mask evaluation has no threshold sweep
-            rows.append([name, stage, 100 * best["miou"], best["m_under"], best["m_over"]])
-    return Table(f"GSLM per stage (seed 000 Fig. 5) — {dataset}, classifier "
-                 f"{spec['classifier']} (seed mIoU %)",
-                 ["gslm", "stage", "seed_miou", "m_under", "m_over"], rows)
+class GSLMTable(PaperTable):
+    """A table over GSLM configurations of one classifier; ``resolve`` adds each
+    configuration's number of stages, first source and modules."""
+
+    paper = GSLM
+
+    @classmethod
+    def configurations(cls, spec: dict[str, Any]) -> list[str]:
+        return list(spec["rows"])
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        names = cls.configurations(spec)
+        return {**spec, "stages": {g: wf.gslm_config(g)["stages"] for g in names},
+                "first_source": {g: wf.gslm_config(g)["first_source"] for g in names},
+                "modules": {g: wf.gslm_modules(g) for g in names}}
+
+    def stage(self, wf: Workflow, dataset: str, name: str, n: int) -> str:
+        return wf.gslm_eval_path(self.spec["classifier"], name, n, dataset)
+
+    def subtitle(self) -> str:
+        return f"classifier {self.spec['classifier']} (seed mIoU %)"
+
+
+@register_table("gslm_fig5")
+class GSLMFig5(GSLMTable):
+    """mIoU, m_under and m_over of every GSLM stage (stage 1 = the GLM's CAMs), one row per
+    (configuration, stage), at each stage's best seed threshold."""
+
+    title = "GSLM per stage (Fig. 5)"
+    figure = "gslm_fig5"
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        return {f"{g}/stage{n}": self.stage(wf, dataset, g, n) for g in self.spec["rows"]
+                for n in range(1, self.spec["stages"][g] + 1)}
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        rows = [[g, n, pct(ev["miou"]), ev["m_under"], ev["m_over"]]
+                for g in self.spec["rows"] for n in range(1, self.spec["stages"][g] + 1)
+                for ev in (records[f"{g}/stage{n}"],)]
+        return ["gslm", "stage", "seed_miou", "m_under", "m_over"], rows
 
 
 FIG8_SWEEPS = {"thresholds": "theta_bg/theta_fg", "k": "k", "iterations": "iterations"}
 
 
-def gslm_fig8(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
-    """Seed 000 Fig. 8: seed mIoU of GSLM against (θ_bg, θ_fg) of Coarse Generation (Eq. 3),
-    k of Seed Reactivation (Eq. 4) and the number of SLM iterations. ``spec["variants"]``
-    (added by the rule) lists each sweep's points as [value, configuration, stage]."""
-    rows = []
-    it = iter(evals)
-    for sweep, parameter in FIG8_SWEEPS.items():
-        for value, name, stage in spec["variants"][sweep]:
-            ev = next(it)
-            rows.append([parameter, value, name, stage, 100 * ev["best"]["miou"],
-                         f"{ev['best_threshold']:.2f}", ev["best"]["m_under"],
-                         ev["best"]["m_over"]])
-    return Table(f"GSLM sensitivity (seed 000 Fig. 8) — {dataset}, classifier "
-                 f"{spec['classifier']}, base {spec['base']} (seed mIoU %)",
-                 ["parameter", "value", "gslm", "stage", "seed_miou", "best_threshold",
-                  "m_under", "m_over"], rows)
+@register_table("gslm_fig8")
+class GSLMFig8(GSLMTable):
+    """Seed mIoU of GSLM against (θ_bg, θ_fg) of Coarse Generation (Eq. 3), k of Seed
+    Reactivation (Eq. 4) and the number of SLM iterations; ``variants`` lists each sweep's
+    points as [value, configuration, stage]."""
+
+    title = "GSLM sensitivity (Fig. 8)"
+    figure = "gslm_fig8"
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        return {**spec, "variants": wf.gslm_fig8_variants(spec)}
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        return {f"{sweep}/{value}": self.stage(wf, dataset, name, stage)
+                for sweep in FIG8_SWEEPS for value, name, stage in self.spec["variants"][sweep]}
+
+    def subtitle(self) -> str:
+        return f"classifier {self.spec['classifier']}, base {self.spec['base']} (seed mIoU %)"
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        rows = []
+        for sweep, parameter in FIG8_SWEEPS.items():
+            for value, name, stage in self.spec["variants"][sweep]:
+                ev = records[f"{sweep}/{value}"]
+                rows.append([parameter, value, name, stage, pct(ev["miou"]),
+                             f"{ev['threshold']:.2f}", ev["m_under"], ev["m_over"]])
+        return ["parameter", "value", "gslm", "stage", "seed_miou", "best_threshold",
+                "m_under", "m_over"], rows
 
 
-def _seed(ev: dict[str, Any]) -> list[Any]:
-    """Seed mIoU, +CRF mIoU, m_under, m_over of a seed evaluation."""
-    crf = ev.get("crf")
-    return [100 * ev["best"]["miou"], 100 * crf["miou"] if crf else "-", ev["best"]["m_under"],
-            ev["best"]["m_over"]]
+@register_table("gslm_table1")
+class GSLMTable1(GSLMTable):
+    """Seed / +CRF / Mask for CAM, IRN (its masks of CAM), and each GSLM configuration (its
+    last stage, and the refiner's masks of it)."""
+
+    title = "GSLM pseudo masks (Table 1)"
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        wf.refiner_config(spec["refiner"])
+        return super().resolve(wf, spec)
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        c, refiner = self.spec["classifier"], self.spec["refiner"]
+        split = wf.dataset_config(dataset)["eval_split"]
+        paths = {"cam/seeds": wf.eval_path(c, "cam", dataset),
+                 "cam/masks": f"results/{dataset}/{c}/cam/{refiner}/{split}/eval.json"}
+        for g in self.spec["rows"]:
+            last = self.spec["stages"][g]
+            paths[f"{g}/seeds"] = self.stage(wf, dataset, g, last)
+            paths[f"{g}/masks"] = f"results/{dataset}/{c}/{g}/stage{last}/{refiner}/{split}/" \
+                                  "eval.json"
+        return paths
+
+    def subtitle(self) -> str:
+        return (f"classifier {self.spec['classifier']} (mIoU %; Mask = {self.spec['refiner']} "
+                "random walk)")
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        cam = records["cam/seeds"]
+        seed, crf, under, over = _seed_cells(cam)
+        rows = [["CAM", 1, seed, crf, "-", under, over],
+                [f"IRN ({self.spec['refiner']})", 1, seed, crf,
+                 pct(records["cam/masks"]["miou"]), under, over]]
+        for g in self.spec["rows"]:
+            seed, crf, under, over = _seed_cells(records[f"{g}/seeds"])
+            rows.append([g, self.spec["stages"][g], seed, crf,
+                         pct(records[f"{g}/masks"]["miou"]), under, over])
+        return ["method", "stages", "seed", "crf", "mask", "m_under", "m_over"], rows
 
 
-def gslm_table1(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
-    """Seed 000 Table 1: Seed / +CRF / Mask for CAM, IRN (its masks of CAM), and each GSLM
-    configuration (its last stage, and the refiner's masks of it)."""
-    cam, irn = evals[0], evals[1]
-    seed, crf, under, over = _seed(cam)
-    rows = [["CAM", 1, seed, crf, "-", under, over],
-            [f"IRN ({spec['refiner']})", 1, seed, crf, 100 * irn["miou"], under, over]]
-    for i, name in enumerate(spec["rows"]):
-        ev, masks = evals[2 + 2 * i], evals[3 + 2 * i]
-        seed, crf, under, over = _seed(ev)
-        rows.append([name, spec["stages"][name], seed, crf, 100 * masks["miou"], under, over])
-    return Table(f"GSLM pseudo masks (seed 000 Table 1) — {dataset}, classifier "
-                 f"{spec['classifier']} (mIoU %; Mask = {spec['refiner']} random walk)",
-                 ["method", "stages", "seed", "crf", "mask", "m_under", "m_over"], rows)
+@register_table("gslm_table4")
+class GSLMTable4(GSLMTable):
+    """Seed mIoU of a CAM source and after GSLM on it (its last stage)."""
+
+    title = "GSLM on other CAM sources (Table 4)"
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        return {f"{g}/{n}": self.stage(wf, dataset, g, n) for g in self.spec["rows"]
+                for n in (1, self.spec["stages"][g])}
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        rows = []
+        for g in self.spec["rows"]:
+            last = self.spec["stages"][g]
+            before, after = records[f"{g}/1"], records[f"{g}/{last}"]
+            rows.append([self.spec["first_source"][g], g, last, pct(before["miou"]),
+                         pct(after["miou"]), pct(after["miou"] - before["miou"])])
+        return ["source", "gslm", "stages", "seed", "gslm_seed", "gain"], rows
 
 
-def gslm_table4(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
-    """Seed 000 Table 4: seed mIoU of a CAM source and after GSLM on it (its last stage)."""
-    rows = []
-    for i, name in enumerate(spec["rows"]):
-        first, last = evals[2 * i], evals[2 * i + 1]
-        before = first.get("best", first)   # a refiner's mask evaluation has no sweep
-        rows.append([spec["first_source"][name], name, spec["stages"][name],
-                     100 * before["miou"], 100 * last["best"]["miou"],
-                     100 * (last["best"]["miou"] - before["miou"])])
-    return Table(f"GSLM on other CAM sources (seed 000 Table 4) — {dataset}, classifier "
-                 f"{spec['classifier']} (seed mIoU %)",
-                 ["source", "gslm", "stages", "seed", "gslm_seed", "gain"], rows)
+@register_table("gslm_table5")
+class GSLMTable5(GSLMTable):
+    """The baseline CAM, each ablation, and the full GSLM without and with iterations, with
+    the paper's check-mark columns (CR, SR, L_cls, Iter) read from each configuration."""
 
+    title = "GSLM ablation (Table 5)"
 
-def gslm_table5(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str) -> Table:
-    """Seed 000 Table 5: the baseline CAM, each ablation, and the full GSLM without and with
-    iterations, with the paper's check-mark columns (CR, SR, L_cls, Iter) read from each
-    configuration (``spec["modules"]``, added by the rule)."""
-    full = spec["full"]
-    variants = [("CAM (baseline)", full, 1), *((name, name, spec["stages"][name])
-                                               for name in spec["rows"]),
-                (f"{full} w/o iterations", full, 2), (full, full, spec["stages"][full])]
-    rows = []
-    for (label, name, stage), ev in zip(variants, evals, strict=True):
-        modules = spec["modules"][name]
-        marks = ["-"] * 3 if stage == 1 else ["x" if modules[m] else "" for m in
-                                              ("CR", "SR", "L_cls")]
-        rows.append([label, *marks, stage - 1, *_seed(ev)])
-    return Table(f"GSLM ablation (seed 000 Table 5) — {dataset}, classifier "
-                 f"{spec['classifier']} (seed mIoU %; Iter = SLM iterations)",
-                 ["variant", "CR", "SR", "L_cls", "iter", "seed", "crf", "m_under", "m_over"],
-                 rows)
+    @classmethod
+    def configurations(cls, spec: dict[str, Any]) -> list[str]:
+        return [*spec["rows"], spec["full"]]
 
+    def variants(self) -> list[tuple[str, str, int]]:
+        """(label, configuration, stage) in the paper's order."""
+        full, stages = self.spec["full"], self.spec["stages"]
+        return [("CAM (baseline)", full, 1), *((g, g, stages[g]) for g in self.spec["rows"]),
+                (f"{full} w/o iterations", full, 2), (full, full, stages[full])]
 
-BUILDERS: dict[str, Callable[[list[dict[str, Any]], dict[str, Any], str], Table]] = {
-    "cam_seeds": cam_seeds,
-    "base_pipeline": base_pipeline,
-    "gslm_fig5": gslm_fig5,
-    "gslm_fig8": gslm_fig8,
-    "gslm_table1": gslm_table1,
-    "gslm_table4": gslm_table4,
-    "gslm_table5": gslm_table5,
-    "fullcam_table2": source_table("Fully-CAM: fused layers (seed 001 Table 2)"),
-    "fullcam_table3": source_table("CAM vs Grad-CAM vs Grad-CAM++ vs Fully-CAM "
-                                   "(seed 001 Table 3)"),
-    "fullcam_table4": source_table("Fully-CAM: test-time transformations (seed 001 Table 4)"),
-    "fullcam_table5": grid_table("Plug and play over backbones (seed 001 Table 5)"),
-}
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        return {label: self.stage(wf, dataset, g, n) for label, g, n in self.variants()}
 
+    def subtitle(self) -> str:
+        return f"classifier {self.spec['classifier']} (seed mIoU %; Iter = SLM iterations)"
 
-def build_table(name: str, evals: list[dict[str, Any]], spec: dict[str, Any],
-                dataset: str) -> Table:
-    if name not in BUILDERS:
-        raise CamflowInputError(f"unknown table {name!r} (config key tables.{name}); "
-                                f"known: {', '.join(BUILDERS)}")
-    return BUILDERS[name](evals, spec, dataset)
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        rows = []
+        for label, g, stage in self.variants():
+            modules = self.spec["modules"][g]
+            marks = ["-"] * 3 if stage == 1 else ["x" if modules[m] else "" for m in
+                                                  ("CR", "SR", "L_cls")]
+            rows.append([label, *marks, stage - 1, *_seed_cells(records[label])])
+        return ["variant", "CR", "SR", "L_cls", "iter", "seed", "crf", "m_under", "m_over"], rows

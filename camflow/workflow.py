@@ -8,11 +8,14 @@ its methods for their ``input:`` and ``params:``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
 from camflow.io import CamflowInputError
+
+if TYPE_CHECKING:
+    from camflow.tables import PaperTable
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 # the stages with cluster resources (`resources.<stage>`); rules name theirs
@@ -282,7 +285,7 @@ class Workflow:
         return f"{value:g}".replace(".", "p")
 
     def gslm_sweep_points(self, spec):
-        """The (θ_bg, θ_fg) and k points of `tables.gslm_fig8` (seed 000 Fig. 8), each as
+        """The (θ_bg, θ_fg) and k points of `tables.gslm_fig8` (GSLM, Mai et al., Fig. 8), each as
         (sweep, value label, configuration name, its config, its new `affinity_labels` entry or
         None). A point equal to the base configuration is the base itself; the others are
         derived from it and run to `sweep_stage`, named with `.` written `p`."""
@@ -360,7 +363,7 @@ class Workflow:
         return variants
 
     def gslm_modules(self, name):
-        """Which of GSLM's parts a configuration uses (seed 000 Table 5's columns)."""
+        """Which of GSLM's parts a configuration uses (GSLM (Mai et al.) Table 5's columns)."""
         cfg = self.gslm_config(name)
         return {
             "CR": cfg["coarse_generation"] != "none",
@@ -418,133 +421,19 @@ class Workflow:
         self.classifier_config(classifier)
         return f"results/{dataset}/{classifier}/{source}/{split}/eval.json"
 
-    def cam_seeds_inputs(self, spec):
-        return [self.eval_path(name, spec["source"]) for name in spec["rows"]]
+    def table(self, name: str) -> PaperTable:
+        """The table ``name`` (a registered table with a ``tables.<name>`` block), resolved."""
+        from camflow.tables import table_class
 
-    def source_table_inputs(self, spec):
-        """One classifier, one row per CAM source."""
-        for name in spec["rows"]:
-            self.source_config(name)
-        return [self.eval_path(spec["classifier"], name) for name in spec["rows"]]
+        cls = table_class(name)
+        if name not in self.config["tables"]:
+            config_error(f"tables.{name}", f"table {name!r} is not configured")
+        return cls(cls.resolve(self, self.config["tables"][name]))
 
-    def grid_table_inputs(self, spec):
-        """Rows of classifiers × columns of CAM sources, row-major."""
-        for name in spec["sources"]:
-            self.source_config(name)
-        return [self.eval_path(c, s) for c in spec["rows"] for s in spec["sources"]]
+    def table_spec(self, name: str) -> dict[str, Any]:
+        """What the table's builder needs (its resolved config block)."""
+        return self.table(name).spec
 
-    def base_pipeline_inputs(self, spec):
-        """Per row (classifier): seeds, IRN masks, AffinityNet masks, DeepLab on the chosen
-        refiner's masks, DeepLab on the ground truth."""
-        dataset = self.config["dataset"]
-        eval_split = self.dataset_config(dataset)["eval_split"]
-        val = self.dataset_config(dataset).get("val_split", "val")
-        self.refiner_config(spec["irn"])
-        self.refiner_config(spec["affinitynet"])
-        self.refiner_config(spec["segmentation_masks"])
-        self.segmenter_config(spec["segmenter"])
-        seg = f"results/{dataset}/segmentation/{spec['segmenter']}"
-        paths = []
-        for name in spec["rows"]:
-            prefix = f"results/{dataset}/{name}/{spec['source']}"
-            paths += [
-                self.eval_path(name, spec["source"]),
-                f"{prefix}/{spec['irn']}/{eval_split}/eval.json",
-                f"{prefix}/{spec['affinitynet']}/{eval_split}/eval.json",
-                f"{seg}/{name}/{spec['source']}/{spec['segmentation_masks']}/{val}/eval.json",
-                f"{seg}/gt/{val}/eval.json",
-            ]
-        return paths
-
-    def gslm_stages_inputs(self, spec):
-        """Every stage of every GSLM configuration in `spec["rows"]` (variants), in order."""
-        return [
-            self.gslm_eval_path(spec["classifier"], name, n)
-            for name in spec["rows"]
-            for n in range(1, self.gslm_config(name)["stages"] + 1)
-        ]
-
-    def gslm_table1_inputs(self, spec):
-        """CAM: seeds (+CRF); IRN: the refiner's masks of CAM; then per GSLM configuration its
-        last stage's seeds and the refiner's masks of that stage."""
-        dataset, c = self.config["dataset"], spec["classifier"]
-        split = self.dataset_config(dataset)["eval_split"]
-        self.refiner_config(spec["refiner"])
-        paths = [
-            self.eval_path(c, "cam"),
-            f"results/{dataset}/{c}/cam/{spec['refiner']}/{split}/eval.json",
-        ]
-        for name in spec["rows"]:
-            last = self.gslm_config(name)["stages"]
-            paths += [
-                self.gslm_eval_path(c, name, last),
-                f"results/{dataset}/{c}/{name}/stage{last}/{spec['refiner']}/{split}/eval.json",
-            ]
-        return paths
-
-    def gslm_fig8_inputs(self, spec):
-        """Every sweep point's evaluation, sweeps in the order thresholds, k, iterations."""
-        c = spec["classifier"]
-        return [
-            self.gslm_eval_path(c, name, stage)
-            for points in self.gslm_fig8_variants(spec).values()
-            for _, name, stage in points
-        ]
-
-    def gslm_table4_inputs(self, spec):
-        """Per GSLM configuration: its first source (stage 1) and its last stage."""
-        c = spec["classifier"]
-        return [
-            self.gslm_eval_path(c, name, n)
-            for name in spec["rows"]
-            for n in (1, self.gslm_config(name)["stages"])
-        ]
-
-    def gslm_table5_inputs(self, spec):
-        """In the paper's order: the baseline (stage 1 of the full GSLM), the last stage of each
-        ablation, the full GSLM without iterations (its stage 2) and with them (its last stage)."""
-        c, full = spec["classifier"], spec["full"]
-        paths = [self.gslm_eval_path(c, full, 1)]
-        paths += [
-            self.gslm_eval_path(c, name, self.gslm_config(name)["stages"]) for name in spec["rows"]
-        ]
-        return paths + [
-            self.gslm_eval_path(c, full, 2),
-            self.gslm_eval_path(c, full, self.gslm_config(full)["stages"]),
-        ]
-
-    def table_inputs(self, name: str) -> list[str]:
-        """The evaluation files table ``name`` reads."""
-        return getattr(self, TABLE_INPUTS[name])(self.table_spec(name))
-
-    def table_spec(self, name):
-        if name not in self.config["tables"] or name not in TABLE_INPUTS:
-            config_error(f"tables.{name}", f"unknown table {name!r}; known: {sorted(TABLE_INPUTS)}")
-        spec = self.config["tables"][name]
-        if name == "gslm_fig8":
-            return {**spec, "variants": self.gslm_fig8_variants(spec)}
-        if name.startswith("gslm_"):  # the builders need each configuration's stages and source
-            names = spec["rows"] + ([spec["full"]] if "full" in spec else [])
-            spec = {
-                **spec,
-                "stages": {g: self.gslm_config(g)["stages"] for g in names},
-                "first_source": {g: self.gslm_config(g)["first_source"] for g in names},
-                "modules": {g: self.gslm_modules(g) for g in names},
-            }
-        return spec
-
-
-# table → the Workflow method listing its inputs
-TABLE_INPUTS = {
-    "gslm_fig5": "gslm_stages_inputs",
-    "gslm_fig8": "gslm_fig8_inputs",
-    "gslm_table1": "gslm_table1_inputs",
-    "gslm_table4": "gslm_table4_inputs",
-    "gslm_table5": "gslm_table5_inputs",
-    "base_pipeline": "base_pipeline_inputs",
-    "cam_seeds": "cam_seeds_inputs",
-    "fullcam_table2": "source_table_inputs",
-    "fullcam_table3": "source_table_inputs",
-    "fullcam_table4": "source_table_inputs",
-    "fullcam_table5": "grid_table_inputs",
-}
+    def table_inputs(self, name: str, dataset: str) -> dict[str, str]:
+        """The evaluation records table ``name`` reads on ``dataset``, by key."""
+        return self.table(name).inputs(self, dataset)

@@ -37,3 +37,4 @@ stage_resources = W.stage_resources
 runtime_params = W.runtime_params
 table_inputs = W.table_inputs
 table_spec = W.table_spec
+TABLES_WITH_FIGURES = [t for t in config["tables"] if W.table(t).figure]

@@ -211,18 +211,20 @@ def test_sweep_equals_separate_thresholds(tmp_path: Path) -> None:
     cache, dataset = _fixture(tmp_path)
     thresholds = [0.5, 0.25, 0.1, 0.375, 0.0, 0.9]
     result = evaluate_cams(cache, dataset, "train", thresholds, crf=None, progress=False)
-    assert result["thresholds"] == sorted(thresholds)
-    assert result["n_images"] == 5 and result["crf"] is None
-    for t, miou in zip(result["thresholds"], result["miou_curve"], strict=True):
+    sweep = result["sweep"]
+    assert sweep["thresholds"] == sorted(thresholds)
+    assert result["n_images"] == 5 and result["crf"] is None and result["kind"] == "seeds"
+    for t, miou in zip(sweep["thresholds"], sweep["miou"], strict=True):
         alone = evaluate_cams(cache, dataset, "train", [t], crf=None, progress=False)
         expected = segmentation_metrics(_single_threshold_conf(cache, dataset, t), CLASSES)
-        assert alone["best"] == expected
+        assert {k: alone[k] for k in expected} == expected
         assert miou == pytest.approx(expected["miou"])
-    best = int(np.argmax(result["miou_curve"]))
-    assert result["best_threshold"] == result["thresholds"][best]
-    assert result["best"] == segmentation_metrics(
-        _single_threshold_conf(cache, dataset, result["best_threshold"]), CLASSES
+    best = int(np.argmax(sweep["miou"]))
+    assert result["threshold"] == sweep["thresholds"][best]
+    expected = segmentation_metrics(
+        _single_threshold_conf(cache, dataset, result["threshold"]), CLASSES
     )
+    assert {k: result[k] for k in expected} == expected
 
 
 def test_crf_pass_parallel_equals_serial(tmp_path: Path) -> None:
@@ -234,11 +236,10 @@ def test_crf_pass_parallel_equals_serial(tmp_path: Path) -> None:
     )
     assert serial == parallel
     crf = serial["crf"]
-    assert crf["threshold"] == serial["best_threshold"]
     assert crf["params"]["gt_prob"] == 0.7 and crf["params"]["bi_sxy"] == 50
     assert 0.0 <= crf["miou"] <= 1.0
     assert sum(r["tp"] + r["fn"] for r in crf["per_class"]) == sum(
-        r["tp"] + r["fn"] for r in serial["best"]["per_class"]
+        r["tp"] + r["fn"] for r in serial["per_class"]
     )
 
 
@@ -264,7 +265,7 @@ def test_write_eval(tmp_path: Path) -> None:
         rows = list(csv.DictReader(f))
     assert [r["class"] for r in rows] == [*CLASSES, "mean"]
     assert list(rows[0]) == ["class", "iou", "precision", "recall", "crf_iou"]
-    assert float(rows[-1]["iou"]) == pytest.approx(result["best"]["miou"])
+    assert float(rows[-1]["iou"]) == pytest.approx(result["miou"])
     assert float(rows[-1]["crf_iou"]) == pytest.approx(result["crf"]["miou"])
-    assert float(rows[1]["iou"]) == pytest.approx(result["best"]["per_class"][1]["iou"])
+    assert float(rows[1]["iou"]) == pytest.approx(result["per_class"][1]["iou"])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["eval.csv", "eval.json"]

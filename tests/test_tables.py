@@ -1,20 +1,37 @@
-"""Table builders: rows in the paper's order, values taken from the right evaluation."""
+"""Table objects: rows in the paper's order, each value from the evaluation its key names."""
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
+
 from camflow.figures import gslm_fig8_figure
-from camflow.tables import build_table
+from camflow.io import CamflowInputError
+from camflow.tables import TABLES, table_class
+from camflow.workflow import Workflow
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def seed_eval(miou: float, crf: float | None = None) -> dict[str, Any]:
-    ev: dict[str, Any] = {"best": {"miou": miou, "m_under": 1 - miou, "m_over": miou / 2},
-                          "best_threshold": 0.15, "thresholds": [0.1, 0.15, 0.2],
-                          "miou_curve": [miou - 0.01, miou, miou - 0.02]}
-    if crf is not None:
-        ev["crf"] = {"miou": crf}
-    return ev
+    return {"kind": "seeds", "miou": miou, "m_under": 1 - miou, "m_over": miou / 2,
+            "threshold": 0.15, "crf": None if crf is None else {"miou": crf},
+            "sweep": {"thresholds": [0.1, 0.15, 0.2], "miou": [miou - 0.01, miou, miou - 0.02],
+                      "m_under": [0.1, 0.2, 0.3], "m_over": [0.3, 0.2, 0.1]},
+            "provenance": {"method": "cam", "arch": "resnet_small", "scales": [1.0],
+                           "flip": True}}
+
+
+@pytest.fixture
+def workflow() -> Workflow:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    wf = Workflow(config)
+    wf.check()
+    return wf
 
 
 def test_gslm_table5_follows_the_paper_rows_and_check_marks() -> None:
@@ -23,17 +40,21 @@ def test_gslm_table5_follows_the_paper_rows_and_check_marks() -> None:
                "no_cls": {"CR": True, "SR": True, "L_cls": False}}
     spec = {"classifier": "c", "full": "gslm", "rows": ["no_cg", "no_cls"],
             "stages": {"gslm": 4, "no_cg": 2, "no_cls": 2}, "modules": modules}
-    evals = [seed_eval(v, v + 0.05) for v in (0.40, 0.41, 0.42, 0.45, 0.50)]
-    table = build_table("gslm_table5", evals, spec, "synthetic")
-    assert table.columns[:5] == ["variant", "CR", "SR", "L_cls", "iter"]
-    assert [row[:5] for row in table.rows] == [
+    table = table_class("gslm_table5")(spec)
+    labels = [label for label, _, _ in table.variants()]
+    records = {label: seed_eval(v, v + 0.05)
+               for label, v in zip(labels, (0.40, 0.41, 0.42, 0.45, 0.50), strict=True)}
+    built = table.build(records, "synthetic")
+    assert built.columns[:5] == ["variant", "CR", "SR", "L_cls", "iter"]
+    assert [row[:5] for row in built.rows] == [
         ["CAM (baseline)", "-", "-", "-", 0],
         ["no_cg", "", "x", "x", 1],
         ["no_cls", "x", "x", "", 1],
         ["gslm w/o iterations", "x", "x", "x", 1],
         ["gslm", "x", "x", "x", 3]]
-    assert [round(row[5], 6) for row in table.rows] == [40, 41, 42, 45, 50]
-    assert round(table.rows[-1][6], 6) == 55
+    assert [round(row[5], 6) for row in built.rows] == [40, 41, 42, 45, 50]
+    assert round(built.rows[-1][6], 6) == 55
+    assert "Mai et al." in built.title and "seed 0" not in built.title
 
 
 def test_gslm_fig8_rows_and_figure(tmp_path) -> None:
@@ -41,8 +62,11 @@ def test_gslm_fig8_rows_and_figure(tmp_path) -> None:
                 "k": [["6", "gslm", 2]],
                 "iterations": [["0", "gslm", 1], ["1", "gslm", 2], ["2", "gslm", 3]]}
     spec = {"classifier": "c", "base": "gslm", "sweep_stage": 2, "variants": variants}
-    evals = [seed_eval(v) for v in (0.5, 0.4, 0.5, 0.3, 0.5, 0.6)]
-    table = build_table("gslm_fig8", evals, spec, "synthetic")
+    keys = ["thresholds/0.05/0.3", "thresholds/0.1/0.3", "k/6", "iterations/0",
+            "iterations/1", "iterations/2"]
+    records = {k: seed_eval(v) for k, v in zip(keys, (0.5, 0.4, 0.5, 0.3, 0.5, 0.6),
+                                               strict=True)}
+    table = table_class("gslm_fig8")(spec).build(records, "synthetic")
     assert [row[:4] for row in table.rows] == [
         ["theta_bg/theta_fg", "0.05/0.3", "gslm", 2],
         ["theta_bg/theta_fg", "0.1/0.3", "gslm_bg0p1_fg0p3", 2],
@@ -51,5 +75,48 @@ def test_gslm_fig8_rows_and_figure(tmp_path) -> None:
         ["iterations", "2", "gslm", 3]]
     assert [round(row[4], 6) for row in table.rows] == [50, 40, 50, 30, 50, 60]
     png = tmp_path / "fig8.png"
-    gslm_fig8_figure(evals, spec, "synthetic", png)
+    gslm_fig8_figure(list(records.values()), spec, "synthetic", png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name", ["fullcam_table5", "fullcam_table3", "base_pipeline"])
+def test_reordered_config_rows_keep_each_number_with_its_row(workflow: Workflow,
+                                                             name: str) -> None:
+    """A table's inputs are named: reversing a config list reorders the rows, and every row
+    still shows the numbers of its own evaluation file."""
+    def build(wf: Workflow) -> dict[str, list[Any]]:
+        inputs = wf.table_inputs(name, "synthetic")
+        # each file's mIoU is a function of its path alone
+        records = {key: seed_eval(sum(map(ord, path)) % 97 / 100)
+                   for key, path in inputs.items()}
+        table = table_class(name)(wf.table_spec(name)).build(records, "synthetic")
+        return {row[0]: row[1:] for row in table.rows}
+
+    config = copy.deepcopy(workflow.config)
+    spec = config["tables"][name]
+    if name == "base_pipeline":
+        config["classifiers"]["other"] = config["classifiers"]["resnet_small"]
+        spec["rows"] = ["resnet_small", "other"]
+        workflow = Workflow(copy.deepcopy(config))
+    before = build(workflow)
+    spec["rows"] = spec["rows"][::-1]
+    if "sources" in spec:
+        spec["sources"] = spec["sources"][::-1]
+    after = build(Workflow(config))
+    assert list(after) == list(before)[::-1]
+    if "sources" in spec:   # columns reversed too
+        after = {k: [v[0], *v[1:][::-1]] for k, v in after.items()}
+    assert after == before
+
+
+def test_every_configured_table_resolves_and_names_its_paper(workflow: Workflow) -> None:
+    for name in workflow.config["tables"]:
+        inputs = workflow.table_inputs(name, "synthetic")
+        assert inputs and all(p.startswith("results/synthetic/") for p in inputs.values())
+        assert table_class(name).paper
+    assert set(workflow.config["tables"]) <= set(TABLES.names())
+
+
+def test_unknown_table_names_the_key() -> None:
+    with pytest.raises(CamflowInputError, match="tables.nope"):
+        table_class("nope")

@@ -21,6 +21,7 @@ TINY = REPO / "tests" / "data" / "tiny_config.yaml"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 pytestmark = pytest.mark.slow
+BASE_TABLE = "results/synthetic/tables/base_pipeline.csv"
 
 
 def snakemake(workdir: Path, *args: str, config: dict | None = None,
@@ -51,12 +52,12 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("dag")
-    snakemake(workdir, "results/tables/cam_seeds.csv")
+    snakemake(workdir, "results/synthetic/tables/cam_seeds.csv")
     return workdir
 
 
 def test_dag_builds_the_cam_seeds_table(built: Path) -> None:
-    table = (built / "results/tables/cam_seeds.csv").read_text().splitlines()
+    table = (built / "results/synthetic/tables/cam_seeds.csv").read_text().splitlines()
     assert table[0] == "classifier,seed_miou,crf_miou,best_threshold,m_under,m_over"
     row = table[1].split(",")
     assert row[0] == "resnet_small"
@@ -77,23 +78,23 @@ def test_cam_figure_is_a_png(built: Path) -> None:
 
 
 def test_second_run_does_nothing(built: Path) -> None:
-    assert planned_jobs(snakemake(built, "-n", "results/tables/cam_seeds.csv")) == {}
+    assert planned_jobs(snakemake(built, "-n", "results/synthetic/tables/cam_seeds.csv")) == {}
 
 
 def test_changing_tta_scales_reruns_cams_not_training(built: Path) -> None:
-    jobs = planned_jobs(snakemake(built, "-n", "results/tables/cam_seeds.csv",
+    jobs = planned_jobs(snakemake(built, "-n", "results/synthetic/tables/cam_seeds.csv",
                                   config={"cams": {"scales": [1.0, 1.5]}}))
     assert jobs == {"make_cams": 1, "eval_cams": 1, "table": 1}
 
 
 def test_changing_crf_reruns_only_evaluation(built: Path) -> None:
-    jobs = planned_jobs(snakemake(built, "-n", "results/tables/cam_seeds.csv",
+    jobs = planned_jobs(snakemake(built, "-n", "results/synthetic/tables/cam_seeds.csv",
                                   config={"evaluation": {"crf": {"enabled": False}}}))
     assert jobs == {"eval_cams": 1, "table": 1}
 
 
 def test_changing_classifier_reruns_training_and_downstream(built: Path) -> None:
-    jobs = planned_jobs(snakemake(built, "-n", "results/tables/cam_seeds.csv",
+    jobs = planned_jobs(snakemake(built, "-n", "results/synthetic/tables/cam_seeds.csv",
                                   config={"classifiers": {"resnet_small": {"epochs": 2}}}))
     assert jobs == {"train_classifier": 1, "make_cams": 1, "eval_cams": 1, "table": 1}
 
@@ -112,7 +113,7 @@ def test_corrupt_image_fails_clearly_and_keeps_earlier_artifacts(built: Path,
     victim.write_bytes(b"not a jpeg at all")
     checkpoint = work / "results/synthetic/resnet_small/classifier.pt"
     before = checkpoint.read_bytes()
-    proc = snakemake(work, "results/tables/cam_seeds.csv",
+    proc = snakemake(work, "results/synthetic/tables/cam_seeds.csv",
                      config={"cams": {"scales": [1.0, 1.5]}}, check=False)
     assert proc.returncode != 0
     assert victim.stem in proc.stdout + proc.stderr
@@ -123,28 +124,28 @@ def test_corrupt_image_fails_clearly_and_keeps_earlier_artifacts(built: Path,
 
 
 def test_fullcam_tables_build(built: Path) -> None:
-    targets = [f"results/tables/fullcam_table{i}.csv" for i in (2, 3, 4, 5)]
+    targets = [f"results/synthetic/tables/fullcam_table{i}.csv" for i in (2, 3, 4, 5)]
     snakemake(built, *targets)
-    t3 = (built / "results/tables/fullcam_table3.csv").read_text().splitlines()
+    t3 = (built / "results/synthetic/tables/fullcam_table3.csv").read_text().splitlines()
     assert [row.split(",")[:2] for row in t3[1:]] == [
         ["cam", "cam"], ["gradcam", "gradcam"], ["gradcampp", "gradcampp"],
         ["fullcam", "fullcam"]]
     for row in t3[1:]:
         assert 0 < float(row.split(",")[5]) <= 100
-    t2 = (built / "results/tables/fullcam_table2.csv").read_text().splitlines()
+    t2 = (built / "results/synthetic/tables/fullcam_table2.csv").read_text().splitlines()
     assert [row.split(",")[2] for row in t2[1:]] == [
         "stage4", "stage4+stage3", "stage4+stage3+stage2", "all"]
-    t4 = (built / "results/tables/fullcam_table4.csv").read_text().splitlines()
+    t4 = (built / "results/synthetic/tables/fullcam_table4.csv").read_text().splitlines()
     assert [row.split(",")[3:5] for row in t4[1:]] == [
         ["1", "no"], ["1/0.5", "no"], ["1/0.5/1.5", "no"], ["1/0.5", "no"], ["1/0.5", "yes"]]
-    t5 = (built / "results/tables/fullcam_table5.csv").read_text().splitlines()
+    t5 = (built / "results/synthetic/tables/fullcam_table5.csv").read_text().splitlines()
     assert t5[0] == "classifier,backbone,cam_1x,fullcam_1x"
     assert [row.split(",")[0] for row in t5[1:]] == ["resnet_small", "resnet_small_os8"]
 
 
 def test_base_pipeline_table_builds_end_to_end(built: Path) -> None:
-    snakemake(built, "results/tables/base_pipeline.csv")
-    lines = (built / "results/tables/base_pipeline.csv").read_text().splitlines()
+    snakemake(built, "results/synthetic/tables/base_pipeline.csv")
+    lines = (built / "results/synthetic/tables/base_pipeline.csv").read_text().splitlines()
     assert lines[0] == ("classifier,seed,seed_crf,irn_small_masks,affinitynet_small_masks,"
                         "deeplab,deeplab_crf,upper_bound,upper_bound_crf")
     row = lines[1].split(",")
@@ -161,18 +162,18 @@ def test_base_pipeline_table_builds_end_to_end(built: Path) -> None:
                     .read_text())
     assert abs(100 * gt["miou"] - float(row[7])) < 0.01
     # one walk parameter reruns that refiner's masks and what reads them, nothing upstream
-    jobs = planned_jobs(snakemake(built, "-n", "results/tables/base_pipeline.csv", config={
+    jobs = planned_jobs(snakemake(built, "-n", BASE_TABLE, config={
         "refiners": {"affinitynet_small": {"random_walk": {"beta": 4}}}}))
     assert jobs == {"refine": 1, "eval_masks": 1, "table": 1}
     # the IR-label thresholds reach IRN's training and everything after it
-    jobs = planned_jobs(snakemake(built, "-n", "results/tables/base_pipeline.csv", config={
+    jobs = planned_jobs(snakemake(built, "-n", BASE_TABLE, config={
         "affinity_labels": {"irn": {"fg_threshold": 0.4}}}))
     assert jobs == {"affinity_labels": 1, "train_refiner": 1, "refine": 2, "eval_masks": 1,
                     "train_segmentation": 1, "eval_segmentation": 1, "table": 1}
 
 
 def test_gslm_stages_build_in_order_and_k_reruns_only_slm_stages(built: Path) -> None:
-    dry = snakemake(built, "-n", "results/tables/gslm_fig5.csv")
+    dry = snakemake(built, "-n", "results/synthetic/tables/gslm_fig5.csv")
     text = dry.stdout + dry.stderr
     prefix = "results/synthetic/resnet_small/gslm"
     # the dry run lists stage 1's confidence CAM and SLM stages 2..3, each chained to the last
@@ -185,8 +186,8 @@ def test_gslm_stages_build_in_order_and_k_reruns_only_slm_stages(built: Path) ->
     assert f"{prefix}/stage1/train_aug/confidence.h5" in by_stage["stage2"]
     assert f"{prefix}/stage2/classifier.pt" in by_stage["stage3"]
     assert f"{prefix}/stage2/train_aug/confidence.h5" in by_stage["stage3"]
-    snakemake(built, "results/tables/gslm_fig5.csv")
-    lines = (built / "results/tables/gslm_fig5.csv").read_text().splitlines()
+    snakemake(built, "results/synthetic/tables/gslm_fig5.csv")
+    lines = (built / "results/synthetic/tables/gslm_fig5.csv").read_text().splitlines()
     assert lines[0] == "gslm,stage,seed_miou,m_under,m_over"
     assert [row.split(",")[:2] for row in lines[1:]] == [
         ["gslm", "1"], ["gslm", "2"], ["gslm", "3"],
@@ -198,17 +199,17 @@ def test_gslm_stages_build_in_order_and_k_reruns_only_slm_stages(built: Path) ->
     assert json.loads((stage3 / "train/eval.json").read_text())["provenance"]["checkpoint"] == \
         "results/synthetic/resnet_small/gslm/stage3/classifier.pt"
     # k is an SLM setting: every SLM stage of both configurations reruns, nothing upstream
-    jobs = planned_jobs(snakemake(built, "-n", "results/tables/gslm_fig5.csv", config={
+    jobs = planned_jobs(snakemake(built, "-n", "results/synthetic/tables/gslm_fig5.csv", config={
         "gslm": {"gslm": {"slm": {"k": 4}}, "gslm_nocrf": {"slm": {"k": 4}}}}))
     assert jobs == {"train_slm": 4, "make_stage_cams": 6, "coarse_generation": 2,
                     "eval_cams": 4, "table": 1}
 
 
 def test_gslm_fig8_sweeps_and_the_gslm_figures(built: Path) -> None:
-    figures = ["results/tables/gslm_fig8.png", "results/tables/gslm_fig5.png",
+    figures = ["results/synthetic/tables/gslm_fig8.png", "results/synthetic/tables/gslm_fig5.png",
                "results/synthetic/resnet_small/gslm/stages.png"]
-    snakemake(built, "results/tables/gslm_fig8.csv", *figures)
-    lines = (built / "results/tables/gslm_fig8.csv").read_text().splitlines()
+    snakemake(built, "results/synthetic/tables/gslm_fig8.csv", *figures)
+    lines = (built / "results/synthetic/tables/gslm_fig8.csv").read_text().splitlines()
     assert lines[0] == "parameter,value,gslm,stage,seed_miou,best_threshold,m_under,m_over"
     assert [row.split(",")[:4] for row in lines[1:]] == [
         ["theta_bg/theta_fg", "0.05/0.3", "gslm", "2"],
@@ -231,26 +232,27 @@ def test_gslm_fig8_sweeps_and_the_gslm_figures(built: Path) -> None:
     log = built / "results/logs/synthetic/resnet_small/gslm_k3/stage2/train_slm.log"
     assert "gslm/stage1/train_aug/confidence.h5" in log.read_text()
     # a new sweep value adds that point's jobs only
-    jobs = planned_jobs(snakemake(built, "-n", "results/tables/gslm_fig8.csv", config={
+    jobs = planned_jobs(snakemake(built, "-n", "results/synthetic/tables/gslm_fig8.csv", config={
         "tables": {"gslm_fig8": {"k": [6, 3, 4]}}}))
     assert jobs == {"train_slm": 1, "make_stage_cams": 1, "eval_cams": 1, "table": 1}
-    bad = snakemake(built, "-n", "results/tables/gslm_fig8.csv", check=False, config={
+    bad = snakemake(built, "-n", "results/synthetic/tables/gslm_fig8.csv", check=False, config={
         "tables": {"gslm_fig8": {"iterations": [0, 5]}}})
     assert bad.returncode != 0
     assert "tables.gslm_fig8.iterations" in bad.stdout + bad.stderr
 
 
 def test_gslm_tables_1_4_and_5_build(built: Path) -> None:
-    snakemake(built, "results/tables/gslm_table1.csv", "results/tables/gslm_table4.csv",
-              "results/tables/gslm_table5.csv")
-    t4 = (built / "results/tables/gslm_table4.csv").read_text().splitlines()
+    snakemake(built, "results/synthetic/tables/gslm_table1.csv",
+              "results/synthetic/tables/gslm_table4.csv",
+              "results/synthetic/tables/gslm_table5.csv")
+    t4 = (built / "results/synthetic/tables/gslm_table4.csv").read_text().splitlines()
     assert t4[0] == "source,gslm,stages,seed,gslm_seed,gain"
     assert [row.split(",")[:3] for row in t4[1:]] == [["cam", "gslm", "3"],
                                                        ["gradcam", "gslm_gradcam", "2"]]
     for row in t4[1:]:
         seed, after, gain = map(float, row.split(",")[3:])
         assert abs(after - seed - gain) < 0.02
-    t1 = (built / "results/tables/gslm_table1.csv").read_text().splitlines()
+    t1 = (built / "results/synthetic/tables/gslm_table1.csv").read_text().splitlines()
     assert t1[0] == "method,stages,seed,crf,mask,m_under,m_over"
     assert [row.split(",")[:2] for row in t1[1:]] == [
         ["CAM", "1"], ["IRN (irn_small)", "1"], ["gslm", "3"], ["gslm_plus", "2"]]
@@ -262,7 +264,7 @@ def test_gslm_tables_1_4_and_5_build(built: Path) -> None:
     from camflow.cache import LabelCache
     assert LabelCache(conf).provenance["cams"].endswith("cam/irn_small/train_aug/scores.h5")
     assert (base / "gslm/stage3/irn_small/train/eval.json").is_file()
-    t5 = (built / "results/tables/gslm_table5.csv").read_text().splitlines()
+    t5 = (built / "results/synthetic/tables/gslm_table5.csv").read_text().splitlines()
     assert [row.split(",")[:5] for row in t5[1:]] == [
         ["CAM (baseline)", "-", "-", "-", "0"], ["gslm_no_cg", "", "x", "x", "1"],
         ["gslm_no_sr", "x", "", "x", "1"], ["gslm_no_cls", "x", "x", "", "1"],

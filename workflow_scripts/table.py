@@ -1,4 +1,4 @@
-"""Rule `table`: build results/tables/{table}.csv and .md from the evaluations it names."""
+"""Rule `table`: results/{dataset}/tables/{table}.csv and .md from the evaluations it names."""
 
 import sys
 from pathlib import Path
@@ -10,6 +10,6 @@ from camflow.runtime import run_logged  # noqa: E402
 from camflow.stages import run_table  # noqa: E402
 
 run_logged(snakemake.log[0], run_table,
-           snakemake.wildcards.table, list(snakemake.input),
-           snakemake.params.spec, snakemake.params.dataset, snakemake.output.csv,
+           snakemake.wildcards.table, dict(snakemake.params.inputs),
+           snakemake.params.spec, snakemake.wildcards.dataset, snakemake.output.csv,
            snakemake.output.md)

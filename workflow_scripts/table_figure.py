@@ -1,4 +1,4 @@
-"""Rule `table_figure`: results/tables/{table}.png from the evaluations its table reads."""
+"""Rule `table_figure`: results/{dataset}/tables/{table}.png from its table's evaluations."""
 
 import sys
 from pathlib import Path
@@ -10,5 +10,5 @@ from camflow.runtime import run_logged  # noqa: E402
 from camflow.stages import run_table_figure  # noqa: E402
 
 run_logged(snakemake.log[0], run_table_figure,
-           snakemake.wildcards.table, list(snakemake.input),
-           snakemake.params.spec, snakemake.params.dataset, snakemake.output.png)
+           snakemake.wildcards.table, dict(snakemake.params.inputs),
+           snakemake.params.spec, snakemake.wildcards.dataset, snakemake.output.png)

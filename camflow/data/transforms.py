@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -43,6 +45,41 @@ def random_crop(x: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarra
     return out
 
 
+def pil_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A uint8 1×H×W label map resized (PIL nearest) to ``size`` = (height, width)."""
+    return np.asarray(Image.fromarray(labels[0]).resize(size[::-1], Image.NEAREST))[None]
+
+
+def torch_nearest(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Float C×H×W maps resized (torch nearest) to ``size`` = (height, width)."""
+    return F.interpolate(torch.from_numpy(maps)[None], size, mode="nearest")[0].numpy()
+
+
+def joint_augment(image: np.ndarray, augment: dict[str, Any], rng: np.random.Generator,
+                  maps: np.ndarray | None = None, fill: float = 0.0,
+                  resize_maps: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """IRN's training augmentation of an image and, optionally, per-pixel maps (C×H×W)
+    aligned with it: random long-side resize in ``augment.resize_long`` (image bilinear,
+    maps with ``resize_maps``), horizontal flip, colour normalisation, random
+    ``augment.crop`` square (zero-padded image, maps padded with ``fill``).  Every random
+    draw comes from ``rng`` in that order, so a sample is a pure function of its seed.
+    Returns float32 3×crop×crop and C×crop×crop (or None)."""
+    lo, hi = augment["resize_long"]
+    image = resize_long_side(image, int(rng.integers(lo, hi + 1)))
+    if maps is not None:
+        maps = resize_maps(maps, image.shape[:2])
+    if augment["flip"] and rng.random() < 0.5:
+        image = image[:, ::-1]
+        maps = None if maps is None else maps[:, :, ::-1]
+    crop = int(augment["crop"])
+    if maps is None:
+        return random_crop(normalize(image), crop, rng), None
+    stacked = random_crop(np.concatenate([normalize(image), maps.astype(np.float32) - fill]),
+                          crop, rng)
+    return np.ascontiguousarray(stacked[:3]), np.ascontiguousarray(stacked[3:] + fill)
+
+
 class ClassificationDataset(Dataset):
     """Images with multi-hot targets and IRN augmentation (random long-side resize, flip, crop).
 
@@ -65,12 +102,7 @@ class ClassificationDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image_id = self.ids[index]
-        image = self.dataset.load_image(image_id)
-        lo, hi = self.augment["resize_long"]
-        image = resize_long_side(image, int(rng.integers(lo, hi + 1)))
-        if self.augment["flip"] and rng.random() < 0.5:
-            image = image[:, ::-1]
-        x = random_crop(normalize(image), int(self.augment["crop"]), rng)
+        x, _ = joint_augment(self.dataset.load_image(image_id), self.augment, rng)
         target = self.dataset.multi_hot(self.labels[image_id])
         return torch.from_numpy(x), torch.from_numpy(target), index
 
@@ -95,9 +127,8 @@ class AffinityLabelDataset(Dataset):
     """Images with their affinity labels (a label cache), IRN/PSA augmentation, and the labels
     reduced to the network's pair grid (every ``label_stride``-th pixel, nearest).
 
-    Augmentation: random long-side resize (image bilinear, labels nearest), flip, random crop
-    (image padded with zeros after normalisation, labels with 255).  Seeded by
-    ``(seed, epoch, index)`` like :class:`ClassificationDataset`.
+    Augmentation: :func:`joint_augment` (labels resized PIL-nearest, padded with 255),
+    seeded by ``(seed, epoch, index)`` like :class:`ClassificationDataset`.
     """
 
     def __init__(self, dataset: SegmentationDataset, labels: Any, augment: dict[str, Any],
@@ -122,14 +153,8 @@ class AffinityLabelDataset(Dataset):
             raise CamflowInputError(
                 f"image {image_id!r}: affinity labels in {self.labels.path} are "
                 f"{label.shape[1]}x{label.shape[0]}, the image {image.shape[1]}x{image.shape[0]}")
-        lo, hi = self.augment["resize_long"]
-        long_side = int(rng.integers(lo, hi + 1))
-        image = resize_long_side(image, long_side)
-        label = np.asarray(Image.fromarray(label).resize(image.shape[1::-1], Image.NEAREST))
-        if self.augment["flip"] and rng.random() < 0.5:
-            image, label = image[:, ::-1], label[:, ::-1]
-        stacked = np.concatenate([normalize(image), label[None].astype(np.float32) - 255.0])
-        crop = random_crop(stacked, int(self.augment["crop"]), rng)
+        x, label = joint_augment(image, self.augment, rng, label[None], fill=255.0,
+                                 resize_maps=pil_nearest)
         s = self.label_stride
-        reduced = (crop[3, s // 2::s, s // 2::s] + 255.0).astype(np.int64)
-        return torch.from_numpy(np.ascontiguousarray(crop[:3])), torch.from_numpy(reduced)
+        reduced = label[0, s // 2::s, s // 2::s].astype(np.int64)
+        return torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(reduced))

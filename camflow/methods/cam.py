@@ -1,10 +1,12 @@
-"""The ``cam`` CAM source: multi-scale + flip inference of a trained CAM classifier.
+"""The CAM method and the multi-scale + flip inference that writes every CAM source's cache.
 
-Implements IRN's inference (``../shared/conventions.md``, CAM classifier / Inference) and
-seed 000 Eq. 2: per scale the CAM is ReLU(f(x)); the image and its horizontal flip are
-summed (the flip flipped back); scales are resized bilinearly to a common size and summed;
-only the image's ground-truth classes are kept; each class map is divided by its own
-maximum (+1e-5). Two sizes are produced: stride 4 (for the random walk) and full resolution.
+:class:`CAM` is the plain CAM classifier as a training method.  :func:`make_cams` implements
+IRN's inference (``docs/fidelity.md``, conventions of the base pipeline: CAM classifier,
+inference) and GSLM (Mai et al.) Eq. 2 for any source: per scale the CAM is ReLU(f(x)); the
+image and its horizontal flip are summed (the flip flipped back); scales are resized
+bilinearly to a common size and summed; only the image's ground-truth classes are kept; each
+class map is divided by its own maximum (+1e-5). Two sizes are produced: stride 4 (for the
+random walk) and full resolution.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def fuse_tta(cam_fn: CamFn, images: torch.Tensor, scales: Sequence[float], flip:
 
 
 def max_normalize(cams: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Divide each class map by its own maximum (+eps), seed 000 Eq. 2."""
+    """Divide each class map by its own maximum (+eps), GSLM (Mai et al.) Eq. 2."""
     return cams / (cams.amax(dim=(-2, -1), keepdim=True) + eps)
 
 

@@ -1,7 +1,8 @@
-"""Training-free, gradient-based CAM sources: Fully-CAM, Grad-CAM and Grad-CAM++ (seed 001).
+"""Training-free, gradient-based CAM sources: Fully-CAM, Grad-CAM and Grad-CAM++ (Song et
+al., "Rethinking CAM in Weakly-Supervised Semantic Segmentation").
 
 All three work on any classifier camflow trains: the class score y_c is the logit of class c
-(GAP of the CAM head; seed 001 Eq. 1 — or FC after GAP, Eq. 2, which gives the same
+(GAP of the CAM head; Fully-CAM (Song et al.) Eq. 1 — or FC after GAP, Eq. 2, which gives the same
 gradients up to the head). Each returns a :data:`camflow.methods.cam.ClassCamFn`, so the
 multi-scale + flip fusion of Eq. 12 and the cache are shared with the ``cam`` source.
 """
@@ -22,7 +23,7 @@ EPS = 1e-5
 
 
 def select_layers(model: nn.Module, layers: Any) -> list[str]:
-    """Names of the hooked conv layers (seed 001 Table 2).
+    """Names of the hooked conv layers (Fully-CAM, Song et al., Table 2).
 
     ``layers`` is ``"all"`` (every ``nn.Conv2d`` of the backbone), ``{"stages": [4, 3]}``
     (the last conv of each listed backbone stage, 1-based: stage 4 is the paper's "stage 5",
@@ -54,7 +55,7 @@ def select_layers(model: nn.Module, layers: Any) -> list[str]:
 
 
 class _Recorder:
-    """Forward hooks keeping the output A^n of each named module (seed 001 Sec. III-B)."""
+    """Forward hooks keeping the output A^n of each named module (Fully-CAM, Sec. III-B)."""
 
     def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
         modules = dict(model.named_modules())
@@ -73,7 +74,7 @@ class _Recorder:
 
 
 def _scores(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Class scores y^pred (logits), seed 001 Eq. 4."""
+    """Class scores y^pred (logits), Fully-CAM (Song et al.) Eq. 4."""
     return model(images)
 
 
@@ -85,7 +86,7 @@ def fullcam_layer_map(feature: torch.Tensor, grad: torch.Tensor) -> torch.Tensor
 
 
 def fullcam(model: nn.Module, layers: Any, chunk: int = 1) -> ClassCamFn:
-    """Fully-CAM (seed 001 Sec. III-B/C): all hooked layers, one backward per class.
+    """Fully-CAM (Song et al., Sec. III-B/C): all hooked layers, one backward per class.
 
     CGM (Eq. 5–7): for each requested class c one backward of Σ_b y_c reaches every hooked
     layer. FLM: a tensor hook turns each layer's gradient into its map (Eq. 8–9), resized to

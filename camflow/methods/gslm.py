@@ -1,4 +1,4 @@
-"""GSLM: General and Specific Learning Modules (Mai et al., seed 000, Sec. 4).
+"""GSLM: General and Specific Learning Modules (Mai et al., "Exploit CAM by itself", Sec. 4).
 
 * Stage 1, the **General Learning Module**, is the CAM classifier (Eq. 1–2).  Its CAMs pass
   through **Coarse Generation** (Eq. 3): g maps a CAM to 1 (≥ θ_fg), 0 (< θ_bg) or −1
@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from camflow.cache import CamCache, LabelCache, open_cache
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
-from camflow.data.transforms import normalize, random_crop, resize_long_side
+from camflow.data.transforms import joint_augment, torch_nearest
 from camflow.io import CamflowInputError
 from camflow.methods.base import TrainingMethod, load_method, method_class, register_method
 from camflow.models.classifier import CAMClassifier, multilabel_loss
@@ -84,8 +84,8 @@ class ConfidenceDataset(Dataset):
 
     ``confidence`` is a label cache (Coarse Generation) or, for the ablation without Coarse
     Generation, a CAM cache whose maps are used as N directly.  The classifier's
-    augmentation (random long-side resize, flip, crop; N resized nearest, padded with −1) is
-    seeded by ``(seed, epoch, index)``.
+    augmentation (:func:`camflow.data.transforms.joint_augment`; N resized torch-nearest,
+    padded with −1) is seeded by ``(seed, epoch, index)``.
     """
 
     def __init__(self, dataset: SegmentationDataset, confidence: LabelCache | CamCache,
@@ -119,17 +119,10 @@ class ConfidenceDataset(Dataset):
             raise CamflowInputError(
                 f"image {image_id!r}: confidence CAM in {self.confidence.path} is "
                 f"{n.shape[2]}x{n.shape[1]}, the image {image.shape[1]}x{image.shape[0]}")
-        lo, hi = self.augment["resize_long"]
-        image = resize_long_side(image, int(rng.integers(lo, hi + 1)))
-        n = F.interpolate(torch.from_numpy(n)[None], image.shape[:2], mode="nearest")[0].numpy()
-        if self.augment["flip"] and rng.random() < 0.5:
-            image, n = image[:, ::-1], n[:, :, ::-1]
-        crop = random_crop(np.concatenate([normalize(image), n + 1.0]),
-                           int(self.augment["crop"]), rng)
+        x, n = joint_augment(image, self.augment, rng, n, fill=-1.0,
+                             resize_maps=torch_nearest)
         target = self.dataset.multi_hot(tuple(int(c) for c in keys))
-        return (torch.from_numpy(np.ascontiguousarray(crop[:3])),
-                torch.from_numpy(np.ascontiguousarray(crop[3:] - 1.0)),
-                torch.from_numpy(target))
+        return torch.from_numpy(x), torch.from_numpy(n), torch.from_numpy(target)
 
 
 SLM_SCHEMA: dict[str, Any] = {

@@ -1,7 +1,7 @@
 """IRN: inter-pixel relation network (Ahn, Cho & Kwak, CVPR 2019).
 
 A class-boundary branch and a displacement-field branch on the multi-level features of a
-frozen backbone (IRN Sec. 3.2, ``../shared/conventions.md`` "IR labels and IRN"), trained from
+frozen backbone (IRN Sec. 3.2, ``docs/fidelity.md``, conventions: "IR labels and IRN"), trained from
 IR labels (:mod:`camflow.refine.affinity_labels`) with pixel pairs within radius 10 on the
 stride-4 grid:
 

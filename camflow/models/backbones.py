@@ -4,7 +4,7 @@ Every backbone has ``stages`` (an ``nn.ModuleList`` of four blocks: stem+layer1,
 layer3, layer4 for ResNets), ``out_channels`` and ``stage_channels`` (the channels of each
 stage's output). Strides follow IRN's convention ``(conv1, layer2, layer3, layer4)``; the
 max-pool after conv1 always halves, so IRN's ``(2, 2, 2, 1)`` gives output stride 16
-(``../shared/conventions.md``, CAM classifier).
+(``docs/fidelity.md``, conventions: CAM classifier).
 
 ResNets also take an optional ``dilation`` (three booleans for layer2, layer3, layer4): a
 dilated layer keeps stride 1 and dilates its 3×3 convolutions instead (torchvision's

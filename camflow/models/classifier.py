@@ -1,6 +1,6 @@
 """The CAM classifier: backbone → 1×1 conv head (no bias) → global average pooling.
 
-Follows IRN's CAM network (``../shared/conventions.md``, CAM classifier) and seed 000
+Follows IRN's CAM network (``docs/fidelity.md``, conventions: CAM classifier) and GSLM
 Section 3: scores ŷ = σ(GAP(f(x))) trained with the multi-label BCE of Eq. 1, and the CAM
 of class c is ReLU(f(x)_c) (Eq. 2 before max-normalisation).
 """
@@ -59,7 +59,7 @@ class CAMClassifier(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class scores (logits) = GAP of the head's output (seed 000 Section 3)."""
+        """Class scores (logits) = GAP of the head's output (GSLM (Mai et al.) Sec. 3)."""
         return self.head(self.features(x)).mean(dim=(2, 3))
 
     def cam(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,5 +89,6 @@ def build_classifier(cfg: dict[str, Any], num_classes: int) -> CAMClassifier:
 
 
 def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Multi-label soft-margin / BCE loss, seed 000 Eq. 1 (mean over classes and images)."""
+    """Multi-label soft-margin / BCE loss, GSLM (Mai et al.) Eq. 1 (mean over classes and
+    images)."""
     return F.multilabel_soft_margin_loss(logits, targets)

@@ -12,7 +12,7 @@
   stride-4 low-level features (stage 1), refines with two 3×3 convs and predicts the logits.
 
 Both return logits at the input resolution (bilinear upsampling, the paper's final step), as
-used by seed 003 Section 6.3 (segmentation on pseudo masks).
+used by P-NOC (David et al.) Sec. 6.3 (segmentation on pseudo masks).
 """
 
 from __future__ import annotations

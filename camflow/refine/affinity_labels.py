@@ -1,13 +1,13 @@
 """Affinity (inter-pixel relation) labels from CAMs: confident foreground, confident
 background, and the uncertain rest ignored (255).
 
-Two published recipes (``../shared/conventions.md``, "IR labels and IRN", "PSA /
+Two published recipes (``docs/fidelity.md``, conventions: "IR labels and IRN", "PSA /
 AffinityNet"); both read the full-resolution maps of any CAM cache:
 
 * :func:`irn_labels` (Ahn et al. 2019, Sec. 3.1): seeds with background scores 0.30 and 0.05,
   each refined by IRN's label CRF; foreground where the 0.30 seed (after CRF) says
   foreground, background where both say background, 255 where they disagree.  GSLM's Coarse
-  Generation (seed 000 Eq. 3, θ_fg 0.30, θ_bg 0.05, R = dense CRF) is the same map: its
+  Generation (GSLM, Mai et al., Eq. 3, θ_fg 0.30, θ_bg 0.05, R = dense CRF) is the same map: its
   confidence CAM of class c is 1 where the label is c, −1 where it is 255, else 0.
 * :func:`psa_labels` (Ahn & Kwak 2018, Sec. 3.2): background score (1 − max CAM)^α with
   α = 4 ("low", more background) and α = 32 ("high"); each score stack is refined by PSA's
@@ -45,7 +45,7 @@ def irn_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, fg_thresho
 
     ``cams`` are the image's max-normalised class maps (n_keys×H×W) of classes ``keys``.
     ``crf``: overrides of the label CRF's defaults, or ``False`` for the seeds unrefined (the
-    ablation of GSLM's boundary constraint, seed 000 Fig. 5).
+    ablation of GSLM's boundary constraint, GSLM (Mai et al.) Fig. 5).
     """
     keys = np.asarray(keys, dtype=np.int64)
     if keys.size == 0:

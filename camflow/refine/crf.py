@@ -69,7 +69,7 @@ def crf_label_marginals(
     ``labels`` holds indices ``0..n_labels-1`` (e.g. a seed's channel indices: 0 background,
     i the i-th class map).  The unary is ``unary_from_labels(..., gt_prob, zero_unsure=False)``:
     every pixel, label 0 included, is a confident observation with probability ``gt_prob``.
-    Defaults are IRN's (conventions.md, "Dense CRF").
+    Defaults are IRN's (docs/fidelity.md, conventions: "Dense CRF").
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
@@ -106,7 +106,7 @@ def crf_scores(
 
     The unary is ``-log(probs)`` (``unary_from_softmax``, probabilities clipped at 1e-5).
     Returns the CRF marginals, float32 C×H×W, summing to 1 at every pixel.  Defaults are
-    PSA's (conventions.md, "Dense CRF").
+    PSA's (docs/fidelity.md, conventions: "Dense CRF").
     """
     probs = np.asarray(probs, dtype=np.float32)
     if probs.ndim != 3 or probs.shape[0] < 1:

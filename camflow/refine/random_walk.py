@@ -13,7 +13,7 @@ symmetric, (x · T^(2^t))ᵀ = (D⁻¹A)^(2^t) · xᵀ: the same result comes fr
 peaks under 0.5 GB in all (``benchmarks/random_walk.py``) where one dense matrix needs 15.6 GB.
 
 :func:`irn_propagate` and :func:`psa_propagate` are the two papers' post-processing around
-the walk (``../shared/conventions.md``, "IR labels and IRN" and "PSA / AffinityNet").
+the walk (``docs/fidelity.md``, conventions: "IR labels and IRN" and "PSA / AffinityNet").
 """
 
 from __future__ import annotations

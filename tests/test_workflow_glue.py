@@ -1,0 +1,95 @@
+"""camflow.workflow without Snakemake: config accessors, schema defaults, the resources check,
+GSLM stage planning and the paths the rules are given."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from camflow.io import CamflowInputError
+from camflow.workflow import Workflow
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def workflow(**changes) -> Workflow:
+    config = copy.deepcopy(CONFIG)
+    for key, value in changes.items():
+        config[key] = {**config[key], **value}
+    wf = Workflow(config)
+    wf.check()
+    return wf
+
+
+def wc(**kw) -> SimpleNamespace:
+    return SimpleNamespace(dataset="synthetic", classifier="resnet_small", **kw)
+
+
+def test_schema_defaults_are_filled_in() -> None:
+    small = {k: v for k, v in CONFIG["classifiers"]["resnet_small"].items()
+             if k not in ("seed", "freeze_bn_stats", "trainable_from_stage")}
+    cfg = workflow(classifiers={"bare": small}).classifier_config("bare")
+    assert cfg["method"] == "cam" and cfg["seed"] == 0
+    assert cfg["freeze_bn_stats"] is False and cfg["trainable_from_stage"] == 1
+    slm = workflow().slm_config("gslm")
+    assert slm["method"] == "slm" and slm["seed_reactivation"] is True
+
+
+@pytest.mark.parametrize(("changes", "key"), [
+    ({"classifiers": {"resnet_small": {**CONFIG["classifiers"]["resnet_small"],
+                                       "method": "puzle"}}}, "classifiers.resnet_small.method"),
+    ({"classifiers": {"resnet_small": {**CONFIG["classifiers"]["resnet_small"],
+                                       "epochz": 3}}}, "classifiers.resnet_small"),
+    ({"resources": {"train_clasifier": {"gpu": 1, "mem_mb": 1, "runtime": 1}}},
+     "resources.train_clasifier"),
+    ({"refiners": {"irn": {**CONFIG["refiners"]["irn"], "method": "irm"}}},
+     "refiners.irn.method"),
+])
+def test_a_typo_fails_when_the_workflow_is_read_and_names_the_key(changes, key) -> None:
+    with pytest.raises(CamflowInputError, match=key.replace(".", r"\.")):
+        workflow(**changes)
+
+
+def test_gslm_stage_chain_and_sweep_points() -> None:
+    wf = workflow()
+    stage3 = wf.slm_training_inputs(wc(gslm="gslm", n="3"))
+    prefix = "results/synthetic/resnet_small/gslm"
+    assert stage3["previous"] == f"{prefix}/stage2/classifier.pt"
+    assert stage3["confidence"] == f"{prefix}/stage2/train_aug/confidence.h5"
+    stage2 = wf.slm_training_inputs(wc(gslm="gslm_no_sr", n="2"))  # stage 1 shared with gslm
+    assert stage2["previous"] == "results/synthetic/resnet_small/classifier.pt"
+    assert stage2["confidence"] == f"{prefix}/stage1/train_aug/confidence.h5"
+    with pytest.raises(CamflowInputError, match="gslm.gslm_no_sr.stages"):
+        wf.slm_training_inputs(wc(gslm="gslm_no_sr", n="3"))
+    # GSLM+ starts from IRN's refined scores; Fig. 8's points are registered configurations
+    assert wf.gslm_eval_path("resnet_small", "gslm_plus", 1, "synthetic") == \
+        "results/synthetic/resnet_small/cam/irn_small/train/eval.json"
+    assert wf.config["gslm"]["gslm_k24"]["slm"]["k"] == 24
+    assert wf.config["affinity_labels"]["gslm_bg0p15_fg0p3"]["bg_threshold"] == 0.15
+
+
+def test_refiner_paths() -> None:
+    wf = workflow()
+    crf = wf.refine_inputs(wc(source="cam", refiner="crf", split="train"))
+    assert "model" not in crf
+    assert crf["seed_eval"] == "results/synthetic/resnet_small/cam/train/eval.json"
+    irn = wf.refine_inputs(wc(source="cam", refiner="irn_small", split="val"))
+    assert irn["model"] == "results/synthetic/resnet_small/cam/irn_small/model.pt"
+    assert irn["cache"] == "results/synthetic/resnet_small/cam/val/cams.h5"
+    assert wf.refiner_inference_config("crf")["settings"]["threshold"] == "best"
+    assert "random_walk" not in wf.refiner_training_config("irn_small")
+    with pytest.raises(CamflowInputError, match="refiners.crf.method"):
+        wf.refiner_training_config("crf")
+
+
+def test_resources_come_from_one_place() -> None:
+    wf = workflow(resources={"refine": {"gpu": 0, "mem_mb": 123, "runtime": 7}})
+    assert wf.stage_resources("refine") == {"gpu": 0, "mem_mb": 123, "runtime": 7}
+    del wf.config["resources"]["refine"]
+    with pytest.raises(CamflowInputError, match="resources.refine"):
+        wf.stage_resources("refine")
