@@ -5,8 +5,8 @@ initialised; batch 10, crop 321, 10,000 iterations, lr 2.5e-4) or DeepLab-v3+ on
 pseudo masks with their original procedures unchanged; docs/fidelity.md, conventions
 ("Segmentation"): the reported numbers use multi-scale + flip inference and a dense CRF.
 DeepLab-v2 Section 4: SGD with momentum 0.9, weight decay 5e-4, "poly" learning rate (power
-0.9), ×10 lr for the new layers; augmentation by random scaling and flipping, then a random crop (image padded with
-the mean, label with the ignore value 255).
+0.9), ×10 lr for the new layers; augmentation by random scaling and flipping, then a random
+crop (image padded with the mean, label with the ignore value 255).
 
 Training is iteration-based (:class:`camflow.trainer.Trainer`) and resumable: the ``b``-th
 sample of iteration ``t`` is a pure function of ``(seed, t, b)`` (a seeded permutation per
