@@ -47,10 +47,18 @@ class Workflow:
         self._validated: dict[str, dict[str, Any]] = {}
 
     def check(self) -> None:
-        """Register Fig. 8's sweep points, then validate what the static schema cannot: every
-        classifier and SLM against its method's schema, every refiner's method, and the
-        names under ``resources``.  Called once when the Snakefile is parsed."""
+        """Register Fig. 8's sweep points, then validate what the static schema cannot: the
+        registered names (datasets, CAM sources, refiners), every classifier and SLM against
+        its method's schema, and the names under ``resources``.  Called once when the
+        Snakefile is parsed."""
+        from camflow.data import DATASETS
+        from camflow.methods.sources import SOURCES
+
         self.add_gslm_sweeps()
+        for name in self.config["datasets"]:
+            DATASETS.get(name, f"datasets.{name}")
+        for name, source in self.config["sources"].items():
+            SOURCES.get(source["method"], f"sources.{name}.method")
         for name in self.config["classifiers"]:
             self.classifier_config(name)
         for name in self.config["gslm"]:

@@ -235,9 +235,10 @@ def test_evaluation_miou_matches_a_hand_computed_confusion_matrix(dataset, tmp_p
     tp = np.diag(conf)
     union = conf.sum(0) + conf.sum(1) - tp
     assert result["miou"] == pytest.approx(np.mean(tp[union > 0] / union[union > 0]))
-    assert result["metrics"]["miou"] == result["miou"]
-    assert [c["tp"] for c in result["metrics"]["per_class"]] == tp.tolist()
-    assert result["n_images"] == 2 and result["crf"] is None and result["scales"] == [1.0]
+    assert result["kind"] == "segmentation" and result["threshold"] is None
+    assert [c["tp"] for c in result["per_class"]] == tp.tolist()
+    assert result["n_images"] == 2 and result["crf"] is None
+    assert result["provenance"]["scales"] == [1.0]
 
     with_crf = evaluate_segmentation(ckpt, dataset, "train", [1.0, 0.5], True,
                                      {"iters": 2}, CPU, workers=2, progress=False)

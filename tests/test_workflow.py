@@ -64,9 +64,9 @@ def test_dag_builds_the_cam_seeds_table(built: Path) -> None:
     seed, crf = float(row[1]), float(row[2])
     assert 0 < seed <= 100 and 0 < crf <= 100
     ev = json.loads((built / "results/synthetic/resnet_small/cam/train/eval.json").read_text())
-    assert abs(100 * ev["best"]["miou"] - seed) < 0.01
-    assert ev["best_threshold"] in ev["thresholds"]
-    assert max(ev["miou_curve"]) == ev["best"]["miou"]
+    assert abs(100 * ev["miou"] - seed) < 0.01 and ev["kind"] == "seeds"
+    assert ev["threshold"] in ev["sweep"]["thresholds"]
+    assert max(ev["sweep"]["miou"]) == ev["miou"]
     assert (built / "results/logs/synthetic/resnet_small/train_classifier.log").stat().st_size
 
 
@@ -172,6 +172,24 @@ def test_base_pipeline_table_builds_end_to_end(built: Path) -> None:
                     "train_segmentation": 1, "eval_segmentation": 1, "table": 1}
 
 
+def test_crf_refiner_masks_score_as_the_seed_evaluations_crf(built: Path) -> None:
+    """The `crf` refiner writes the "+CRF" seeds that the seed evaluation scores (at the
+    source's best threshold), so its masks' mIoU is exactly the evaluation's CRF mIoU; it
+    trains nothing. The classifier's metrics.csv and training curve are there too."""
+    base = "results/synthetic/resnet_small/cam"
+    dry = planned_jobs(snakemake(built, "-n", f"{base}/crf/train/eval.json"))
+    assert dry == {"refine": 1, "eval_masks": 1}
+    snakemake(built, f"{base}/crf/train/eval.json")
+    masks = json.loads((built / base / "crf/train/eval.json").read_text())
+    seeds = json.loads((built / base / "train/eval.json").read_text())
+    assert masks["kind"] == "masks" and masks["miou"] == pytest.approx(seeds["crf"]["miou"])
+    assert masks["per_class"] == seeds["crf"]["per_class"]
+    run = built / "results/synthetic/resnet_small"
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0].split(",")[:4] == ["step", "epoch", "lr", "loss"] and len(rows) > 2
+    assert (run / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_gslm_stages_build_in_order_and_k_reruns_only_slm_stages(built: Path) -> None:
     dry = snakemake(built, "-n", "results/synthetic/tables/gslm_fig5.csv")
     text = dry.stdout + dry.stderr
@@ -194,7 +212,7 @@ def test_gslm_stages_build_in_order_and_k_reruns_only_slm_stages(built: Path) ->
         ["gslm_nocrf", "1"], ["gslm_nocrf", "2"], ["gslm_nocrf", "3"]]
     stage1 = json.loads((built / "results/synthetic/resnet_small/cam/train/eval.json")
                         .read_text())
-    assert abs(float(lines[1].split(",")[2]) - 100 * stage1["best"]["miou"]) < 0.01
+    assert abs(float(lines[1].split(",")[2]) - 100 * stage1["miou"]) < 0.01
     stage3 = built / "results/synthetic/resnet_small/gslm/stage3"
     assert json.loads((stage3 / "train/eval.json").read_text())["provenance"]["checkpoint"] == \
         "results/synthetic/resnet_small/gslm/stage3/classifier.pt"

@@ -16,10 +16,19 @@ from pathlib import Path
 import numpy as np
 
 from camflow.io import CamflowInputError
+from camflow.registry import Registry
 
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = 255
+
+DATASETS: Registry[type[SegmentationDataset]] = Registry("dataset", ("camflow.data",))
+
+
+def register_dataset(name: str):
+    """Class decorator: register a :class:`SegmentationDataset` under ``name`` (the key of
+    its ``datasets.<name>`` config entry)."""
+    return DATASETS.register(name)
 
 
 class SegmentationDataset(abc.ABC):

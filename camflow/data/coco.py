@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from camflow.data.base import IGNORE_INDEX, SegmentationDataset
+from camflow.data.base import IGNORE_INDEX, SegmentationDataset, register_dataset
 from camflow.data.voc import Labels, image_size, read_labels_cache, write_labels_cache
 from camflow.io import CamflowInputError, read_image, write_json
 
@@ -53,6 +53,7 @@ _DOWNLOAD_HINT = (
 )
 
 
+@register_dataset("coco14")
 class COCO14Dataset(SegmentationDataset):
     """MS COCO 2014 instance annotations turned into semantic masks (splits ``train``, ``val``)."""
 

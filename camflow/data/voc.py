@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from camflow.data.base import SegmentationDataset, labels_from_mask
+from camflow.data.base import SegmentationDataset, labels_from_mask, register_dataset
 from camflow.io import CamflowInputError, read_image, read_label_png, write_json
 
 log = logging.getLogger(__name__)
@@ -228,6 +228,7 @@ class VOCLayoutDataset(SegmentationDataset):
         return {i: labels_from_mask(self.load_mask(i, split), self.num_classes) for i in ids}
 
 
+@register_dataset("voc12")
 class VOC12Dataset(VOCLayoutDataset):
     """PASCAL VOC 2012; ``root`` is the ``VOCdevkit/VOC2012`` directory.
 
@@ -267,6 +268,7 @@ class VOC12Dataset(VOCLayoutDataset):
         )
 
 
+@register_dataset("synthetic")
 class SyntheticDataset(VOCLayoutDataset):
     """The generated synthetic benchmark (VOC layout + ``meta.json`` + ``cls_labels.json``).
 

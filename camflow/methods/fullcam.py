@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from camflow.io import CamflowInputError
+from camflow.methods.base import TrainingMethod
 from camflow.methods.cam import ClassCamFn
+from camflow.methods.sources import register_source
 
 EPS = 1e-5
 
@@ -187,3 +189,21 @@ def gradient_cam(model: nn.Module, layer: str, variant: str) -> ClassCamFn:
         return torch.stack(cams, dim=1)
 
     return maps
+
+
+@register_source("fullcam")
+def fullcam_source(trained: TrainingMethod, spec: dict[str, Any]) -> ClassCamFn:
+    """``sources.<name>``: ``method: fullcam`` with ``layers`` (and ``chunk``)."""
+    return fullcam(trained.classifier, spec["layers"], chunk=int(spec.get("chunk", 1)))
+
+
+@register_source("gradcam")
+def gradcam_source(trained: TrainingMethod, spec: dict[str, Any]) -> ClassCamFn:
+    """``sources.<name>``: ``method: gradcam`` on module ``layer``."""
+    return gradient_cam(trained.classifier, spec["layer"], "gradcam")
+
+
+@register_source("gradcampp")
+def gradcampp_source(trained: TrainingMethod, spec: dict[str, Any]) -> ClassCamFn:
+    """``sources.<name>``: ``method: gradcampp`` on module ``layer``."""
+    return gradient_cam(trained.classifier, spec["layer"], "gradcampp")

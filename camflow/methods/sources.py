@@ -1,27 +1,35 @@
-"""The registry of CAM sources: a ``sources.<name>`` config entry → a :data:`ClassCamFn`."""
+"""The registry of CAM sources: a ``sources.<name>`` entry → a :data:`ClassCamFn`.
+
+A source is a function ``(trained method, spec) → ClassCamFn`` registered with
+:func:`register_source` under the ``method`` its ``sources.<name>`` entries name; ``make_cams``
+fuses it over the test-time transformations and writes the cache.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from camflow.io import CamflowInputError
 from camflow.methods.base import TrainingMethod
 from camflow.methods.cam import ClassCamFn
-from camflow.methods.fullcam import fullcam, gradient_cam
+from camflow.registry import Registry
 
-METHODS = ("cam", "fullcam", "gradcam", "gradcampp")
+SourceBuilder = Callable[[TrainingMethod, dict[str, Any]], ClassCamFn]
+SOURCES: Registry[SourceBuilder] = Registry("CAM source", ("camflow.methods",))
+
+
+def register_source(name: str) -> Callable[[SourceBuilder], SourceBuilder]:
+    """Decorator: register a source builder under ``name``."""
+    return SOURCES.register(name)
+
+
+@register_source("cam")
+def method_cams(trained: TrainingMethod, spec: dict[str, Any]) -> ClassCamFn:
+    """The ``cam`` source: the trained method's own inference map."""
+    return trained.cam
 
 
 def build_source(trained: TrainingMethod, spec: dict[str, Any]) -> ClassCamFn:
-    """Build the CAM function of a source spec (``method`` plus its own keys) on a trained
-    method: ``cam`` is the method's own inference map; the gradient-based sources work on
-    its CAM network (``classifier``)."""
-    method = spec.get("method")
-    if method == "cam":
-        return trained.cam
-    if method == "fullcam":
-        return fullcam(trained.classifier, spec["layers"], chunk=int(spec.get("chunk", 1)))
-    if method in ("gradcam", "gradcampp"):
-        return gradient_cam(trained.classifier, spec["layer"], method)
-    raise CamflowInputError(f"unknown CAM source method {method!r} (config key "
-                            f"sources.<name>.method); known: {', '.join(METHODS)}")
+    """The CAM function of a source spec (``method`` plus its own keys) on a trained
+    method; gradient-based sources work on its CAM network (``trained.classifier``)."""
+    return SOURCES.get(spec.get("method"), "sources.<name>.method")(trained, spec)
