@@ -30,9 +30,8 @@ from camflow.data import build_dataset
 from camflow.data.transforms import normalize
 from camflow.evaluate import ConfusionMatrix, cam_to_seed, segmentation_metrics
 from camflow.io import write_json
-from camflow.methods.base import load_classifier
+from camflow.methods.base import load_method
 from camflow.methods.cam import (
-    classifier_cams,
     fuse_tta,
     make_cams,
     max_normalize,
@@ -44,7 +43,7 @@ def write_both_stores(model, dataset, split: str, ids: list[str], cams_cfg: dict
                       h5_path: Path, npy_dir: Path, device: torch.device) -> int:
     """Compute float32 TTA CAMs once; write them as IRN-style .npy dicts and as the HDF5
     cache. Returns the bytes of the .npy store."""
-    source = classifier_cams(model)
+    source = model.cam
     total = 0
     with CamCacheWriter(h5_path, dataset.class_names, {"benchmark": True}) as writer, \
             torch.no_grad():
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     thresholds = config["evaluation"]["thresholds"]
     result: dict = {"dataset": name, "classifier": args.classifier, "images": len(ids)}
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_classifier(run_dir / "classifier.pt", device)
+    model = load_method(run_dir / "classifier.pt", device)
     cams_cfg = config["cams"]
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for bs in args.batch_sizes:
             start = time.perf_counter()
-            make_cams(classifier_cams(model), _Subset(dataset, split, ids), split,
+            make_cams(model.cam, _Subset(dataset, split, ids), split,
                       Path(tmp) / f"b{bs}.h5",
                       scales=cams_cfg["scales"], flip=cams_cfg["flip"], batch_size=bs,
                       device=device, progress=False)

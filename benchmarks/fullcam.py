@@ -28,10 +28,9 @@ import yaml
 
 from camflow.data import build_dataset
 from camflow.io import write_json
-from camflow.methods.base import load_classifier
-from camflow.methods.cam import fuse_tta, make_cams, strided_size
+from camflow.methods.base import load_method
+from camflow.methods.cam import CAM, fuse_tta, make_cams, strided_size
 from camflow.methods.sources import build_source
-from camflow.models import build_classifier
 
 SCALES = [1.0, 0.5, 1.5, 2.0]
 
@@ -41,7 +40,7 @@ def throughput(config: dict, classifier: str, images: int, device: torch.device)
     ds_cfg = config["datasets"][name]
     split = ds_cfg["eval_split"]
     dataset = build_dataset(name, ds_cfg["root"], cache_dir=f"results/{name}/labels")
-    model = load_classifier(Path("results") / name / classifier / "classifier.pt", device)
+    model = load_method(Path("results") / name / classifier / "classifier.pt", device)
     ids = dataset.ids(split)[:images]
 
     class Subset:
@@ -60,7 +59,7 @@ def throughput(config: dict, classifier: str, images: int, device: torch.device)
     tta = config["cams"]
     with tempfile.TemporaryDirectory() as tmp:
         for source in ("cam", "fullcam"):
-            spec = {**tta, **config["sources"][source]}
+            spec = {"chunk": 1, **tta, **config["sources"][source]}
             start = time.perf_counter()
             make_cams(build_source(model, spec), Subset(), split, Path(tmp) / f"{source}.h5",
                       scales=spec["scales"], flip=spec["flip"], batch_size=spec["batch_size"],
@@ -73,12 +72,12 @@ def throughput(config: dict, classifier: str, images: int, device: torch.device)
 def memory_child(method: str, size: int, device: str) -> None:
     """One configuration in this process; prints its peak memory in MiB as JSON."""
     dev = torch.device(device)
-    model = build_classifier({"backbone": {"arch": "resnet50", "strides": [2, 2, 2, 1],
-                                           "weights": "none"},
-                              "freeze_bn_stats": True, "trainable_from_stage": 3}, 20)
-    model = model.to(dev).eval()
-    spec = {"method": method, "layers": "all"}
-    source = build_source(model, spec)
+    trained = CAM({"backbone": {"arch": "resnet50", "strides": [2, 2, 2, 1],
+                                "weights": "none"},
+                   "freeze_bn_stats": True, "trainable_from_stage": 3}, 20).to(dev)
+    model = trained.classifier.eval()
+    spec = {"method": method, "layers": "all", "chunk": 1}
+    source = build_source(trained, spec)
     image = torch.randn(1, 3, size, size, device=dev)
     classes = torch.tensor([0, 1], device=dev)
     n_layers = sum(isinstance(m, torch.nn.Conv2d) for m in model.backbone.modules())

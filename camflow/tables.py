@@ -94,6 +94,7 @@ class PaperTable:
     paper: ClassVar[str]
     title: ClassVar[str]
     figure: ClassVar[str | None] = None   # a key of camflow.figures.TABLE_FIGURES
+    schema: ClassVar[dict[str, Any]] = {}  # its config block's schema, if not in the static one
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec

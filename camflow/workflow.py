@@ -52,13 +52,12 @@ class Workflow:
         its method's schema, and the names under ``resources``.  Called once when the
         Snakefile is parsed."""
         from camflow.data import DATASETS
-        from camflow.methods.sources import SOURCES
 
         self.add_gslm_sweeps()
         for name in self.config["datasets"]:
             DATASETS.get(name, f"datasets.{name}")
-        for name, source in self.config["sources"].items():
-            SOURCES.get(source["method"], f"sources.{name}.method")
+        for name in self.config["sources"]:
+            self.source_config(name)
         for name in self.config["classifiers"]:
             self.classifier_config(name)
         for name in self.config["gslm"]:
@@ -78,8 +77,9 @@ class Workflow:
         ``cam``), defaults filled in."""
         from camflow.methods.base import method_config
 
-        if name in self._validated:
-            return self._validated[name]
+        key = f"classifiers.{name}"
+        if key in self._validated:
+            return self._validated[key]
         if name not in self.config["classifiers"]:
             config_error(f"classifiers.{name}", f"no classifier named {name!r}")
         defs = self.schema["$defs"]
@@ -100,11 +100,22 @@ class Workflow:
             defs,
         )
 
-    def source_config(self, name):
-        """A CAM source's settings: its `sources.<name>` entry over the default TTA of `cams`."""
+    def source_config(self, name: str) -> dict[str, Any]:
+        """A CAM source's settings: its ``sources.<name>`` entry over the default TTA of
+        ``cams``, validated against the source schema and its method's own."""
+        from camflow.methods.sources import source_schema
+        from camflow.schema import extend, validate_block
+
+        key = f"sources.{name}"
+        if key in self._validated:
+            return self._validated[key]
         if name not in self.config["sources"]:
-            config_error(f"sources.{name}", f"no CAM source named {name!r}")
-        return {**self.config["cams"], **self.config["sources"][name]}
+            config_error(key, f"no CAM source named {name!r}")
+        cfg = {**self.config["cams"], **self.config["sources"][name]}
+        defs = self.schema["$defs"]
+        own = source_schema(cfg.get("method"), f"{key}.method")
+        self._validated[key] = validate_block(cfg, key, extend(defs["source"], own), defs)
+        return self._validated[key]
 
     def dataset_params(self, name, split_key):
         """What a stage needs to open a dataset; passed to it through `params:`."""
@@ -126,14 +137,24 @@ class Workflow:
         return self.config["affinity_labels"][style]
 
     def refiner_config(self, name: str) -> dict[str, Any]:
-        """A ``refiners.<name>`` block (its ``method`` a registered refiner)."""
+        """A ``refiners.<name>`` block (its ``method`` a registered refiner) validated against
+        the refiner schema (+ the learned one's) and the refiner's own, defaults filled in."""
         from camflow.refine.refiners import refiner_class
+        from camflow.schema import extend, validate_block
 
+        key = f"refiners.{name}"
+        if key in self._validated:
+            return self._validated[key]
         if name not in self.config["refiners"]:
-            config_error(f"refiners.{name}", f"no refiner named {name!r}")
+            config_error(key, f"no refiner named {name!r}")
         cfg = self.config["refiners"][name]
-        refiner_class(cfg["method"], f"refiners.{name}.method")
-        return cfg
+        cls = refiner_class(cfg.get("method"), f"{key}.method")
+        defs = self.schema["$defs"]
+        schema = defs["refiner"]
+        if cls.learned:
+            schema = extend(schema, defs["learned_refiner"])
+        self._validated[key] = validate_block(cfg, key, extend(schema, cls.schema), defs)
+        return self._validated[key]
 
     def refiner_training_config(self, name: str) -> dict[str, Any]:
         """What training uses: the refiner's block without its inference settings."""
@@ -431,12 +452,17 @@ class Workflow:
 
     def table(self, name: str) -> PaperTable:
         """The table ``name`` (a registered table with a ``tables.<name>`` block), resolved."""
+        from camflow.schema import extend, validate_block
         from camflow.tables import table_class
 
         cls = table_class(name)
         if name not in self.config["tables"]:
             config_error(f"tables.{name}", f"table {name!r} is not configured")
-        return cls(cls.resolve(self, self.config["tables"][name]))
+        spec = self.config["tables"][name]
+        if cls.schema:
+            spec = validate_block(spec, f"tables.{name}", extend({"type": "object"}, cls.schema),
+                                  self.schema["$defs"])
+        return cls(cls.resolve(self, spec))
 
     def table_spec(self, name: str) -> dict[str, Any]:
         """What the table's builder needs (its resolved config block)."""

@@ -49,6 +49,11 @@ def test_schema_defaults_are_filled_in() -> None:
      "resources.train_clasifier"),
     ({"refiners": {"irn": {**CONFIG["refiners"]["irn"], "method": "irm"}}},
      "refiners.irn.method"),
+    ({"refiners": {"crf": {**CONFIG["refiners"]["crf"], "threshhold": 0.2}}}, "refiners.crf"),
+    ({"sources": {"gradcam": {"method": "gradcam", "layr": "backbone.stages.3"}}},
+     "sources.gradcam"),
+    ({"sources": {"x": {"method": "fulcam", "layers": "all"}}}, "sources.x.method"),
+    ({"datasets": {"voc2012": CONFIG["datasets"]["voc12"]}}, "datasets.voc2012"),
 ])
 def test_a_typo_fails_when_the_workflow_is_read_and_names_the_key(changes, key) -> None:
     with pytest.raises(CamflowInputError, match=key.replace(".", r"\.")):

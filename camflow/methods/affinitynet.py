@@ -159,6 +159,13 @@ class AffinityNetRefiner(Refiner):
     feature affinities (:func:`camflow.refine.random_walk.psa_propagate`)."""
 
     learned = True
+    schema = {"required": ["random_walk", "freeze_bn_stats"],
+              "properties": {
+                  "random_walk": {"allOf": [{"$ref": "#/$defs/random_walk"},
+                                            {"required": ["alpha"]}]},
+                  "freeze_bn_stats": {"type": "boolean"},
+                  "optimizer": {"allOf": [{"$ref": "#/$defs/sgd"},
+                                          {"required": ["head_lr_mult"]}]}}}
 
     def __init__(self, params: dict[str, Any], model_path: str | None,
                  device: torch.device) -> None:

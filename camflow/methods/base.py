@@ -19,11 +19,9 @@ method's network.  The checkpoint records the method and its config, and
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, ClassVar
 
-import jsonschema
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -34,6 +32,7 @@ from camflow.models.backbones import Backbone, build_backbone
 from camflow.models.classifier import CAMClassifier
 from camflow.registry import Registry
 from camflow.runtime import load_checkpoint
+from camflow.schema import extend, validate_block
 from camflow.trainer import OptimizerSpec, Progress, Trainer, Update
 
 METHODS: Registry[type[TrainingMethod]] = Registry("training method", ("camflow.methods",))
@@ -52,43 +51,17 @@ def method_class(name: str, key: str = "method") -> type[TrainingMethod]:
     return METHODS.get(name, key)
 
 
-def _with_defaults(validator_class: type) -> type:
-    """A jsonschema validator that fills in each property's ``default`` before validating."""
-    validate_properties = validator_class.VALIDATORS["properties"]
-
-    def fill(validator: Any, properties: dict, instance: Any, schema: dict) -> Any:
-        if isinstance(instance, dict):
-            for prop, sub in properties.items():
-                if "default" in sub:
-                    instance.setdefault(prop, copy.deepcopy(sub["default"]))
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": fill})
-
-
-_Validator = _with_defaults(jsonschema.Draft202012Validator)
-
-
 def method_config(cfg: dict[str, Any], key: str, common: dict[str, Any],
                   defs: dict[str, Any] | None = None) -> dict[str, Any]:
     """``cfg`` (a config block selecting a method, default ``cam``) validated against the
     ``common`` schema extended by the method's own ``schema``, with defaults filled in;
     ``defs`` resolves ``#/$defs/...`` references.  Errors name ``key`` and the offending
     key."""
-    cfg = copy.deepcopy(dict(cfg))
-    cfg.setdefault("method", "cam")
+    cfg = {"method": "cam", **cfg}
     cls = method_class(cfg["method"], f"{key}.method")
-    schema = {**common, "properties": {**common.get("properties", {}),
-                                       **cls.schema.get("properties", {}),
-                                       "method": {"type": "string"}},
-              "required": [*common.get("required", []), *cls.schema.get("required", [])],
-              "additionalProperties": False, "$defs": defs or {}}
-    error = jsonschema.exceptions.best_match(_Validator(schema).iter_errors(cfg))
-    if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path)
-        raise CamflowInputError(f"config key {key}{'.' + where if where else ''}: "
-                                f"{error.message}")
-    return cfg
+    own = {**cls.schema, "properties": {**cls.schema.get("properties", {}),
+                                        "method": {"type": "string"}}}
+    return validate_block(cfg, key, extend(common, own), defs)
 
 
 def no_pretrained_weights(cfg: dict[str, Any]) -> dict[str, Any]:

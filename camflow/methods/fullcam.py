@@ -191,19 +191,35 @@ def gradient_cam(model: nn.Module, layer: str, variant: str) -> ClassCamFn:
     return maps
 
 
-@register_source("fullcam")
+LAYERS = {
+    "description": "all | {stages: [1-4, ...]} | {names: [module, ...]}",
+    "oneOf": [{"const": "all"},
+              {"type": "object", "additionalProperties": False, "required": ["stages"],
+               "properties": {"stages": {"type": "array", "minItems": 1, "items": {
+                   "type": "integer", "minimum": 1, "maximum": 4}}}},
+              {"type": "object", "additionalProperties": False, "required": ["names"],
+               "properties": {"names": {"type": "array", "minItems": 1,
+                                        "items": {"type": "string"}}}}]}
+CHUNK = {"type": "integer", "minimum": 1, "default": 1,
+         "description": "images (flips included) per backward graph; 1 bounds memory"}
+LAYER = {"required": ["layer"], "properties": {"layer": {"type": "string",
+                                                         "description": "a module name"}}}
+
+
+@register_source("fullcam", {"required": ["layers"],
+                             "properties": {"layers": LAYERS, "chunk": CHUNK}})
 def fullcam_source(trained: TrainingMethod, spec: dict[str, Any]) -> ClassCamFn:
     """``sources.<name>``: ``method: fullcam`` with ``layers`` (and ``chunk``)."""
-    return fullcam(trained.classifier, spec["layers"], chunk=int(spec.get("chunk", 1)))
+    return fullcam(trained.classifier, spec["layers"], chunk=int(spec["chunk"]))
 
 
-@register_source("gradcam")
+@register_source("gradcam", LAYER)
 def gradcam_source(trained: TrainingMethod, spec: dict[str, Any]) -> ClassCamFn:
     """``sources.<name>``: ``method: gradcam`` on module ``layer``."""
     return gradient_cam(trained.classifier, spec["layer"], "gradcam")
 
 
-@register_source("gradcampp")
+@register_source("gradcampp", LAYER)
 def gradcampp_source(trained: TrainingMethod, spec: dict[str, Any]) -> ClassCamFn:
     """``sources.<name>``: ``method: gradcampp`` on module ``layer``."""
     return gradient_cam(trained.classifier, spec["layer"], "gradcampp")

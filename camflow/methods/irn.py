@@ -182,6 +182,9 @@ class IRNRefiner(Refiner):
 
     learned = True
     resolution = "stride4"
+    schema = {"required": ["random_walk"],
+              "properties": {"random_walk": {"allOf": [
+                  {"$ref": "#/$defs/random_walk"}, {"required": ["bg_threshold", "flip"]}]}}}
 
     def __init__(self, params: dict[str, Any], model_path: str | None,
                  device: torch.device) -> None:

@@ -18,9 +18,19 @@ SourceBuilder = Callable[[TrainingMethod, dict[str, Any]], ClassCamFn]
 SOURCES: Registry[SourceBuilder] = Registry("CAM source", ("camflow.methods",))
 
 
-def register_source(name: str) -> Callable[[SourceBuilder], SourceBuilder]:
-    """Decorator: register a source builder under ``name``."""
-    return SOURCES.register(name)
+def register_source(name: str, schema: dict[str, Any] | None = None
+                    ) -> Callable[[SourceBuilder], SourceBuilder]:
+    """Decorator: register a source builder under ``name``, with the JSON schema of its own
+    config keys (``schema``, validated with :func:`source_schema`)."""
+    def register(builder: SourceBuilder) -> SourceBuilder:
+        builder.schema = schema or {}
+        return SOURCES.register(name)(builder)
+    return register
+
+
+def source_schema(method: str, key: str) -> dict[str, Any]:
+    """The own keys of CAM source ``method`` (unknown names fail naming ``key``)."""
+    return SOURCES.get(method, key).schema
 
 
 @register_source("cam")

@@ -23,6 +23,12 @@ class CRFRefiner(Refiner):
     (IRN's label-CRF settings)."""
 
     settings_keys = ("threshold", "crf")
+    schema = {"required": ["threshold", "crf"],
+              "properties": {
+                  "threshold": {"description": "a number, or best: the source's best",
+                                "oneOf": [{"const": "best"},
+                                          {"type": "number", "minimum": 0, "maximum": 1}]},
+                  "crf": {"$ref": "#/$defs/crf_params"}}}
 
     @classmethod
     def settings(cls, cfg: dict[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,7 @@ class Refiner:
     learned: ClassVar[bool] = False
     resolution: ClassVar[str] = "full"   # the CAM resolution it reads: full | stride4
     settings_keys: ClassVar[tuple[str, ...]] = ("random_walk",)  # inference, not training
+    schema: ClassVar[dict[str, Any]] = {}   # its own config keys (JSON schema)
 
     @classmethod
     def settings(cls, cfg: dict[str, Any]) -> dict[str, Any]:
