@@ -141,6 +141,10 @@ def test_fullcam_tables_build(built: Path) -> None:
     t5 = (built / "results/synthetic/tables/fullcam_table5.csv").read_text().splitlines()
     assert t5[0] == "classifier,backbone,cam_1x,fullcam_1x"
     assert [row.split(",")[0] for row in t5[1:]] == ["resnet_small", "resnet_small_os8"]
+    # one classifier's training config reruns that network and its CAMs, not the other's
+    jobs = planned_jobs(snakemake(built, "-n", targets[-1], config={
+        "classifiers": {"resnet_small_os8": {"epochs": 2}}}))
+    assert jobs == {"train_classifier": 1, "make_cams": 2, "eval_cams": 2, "table": 1}
 
 
 def test_base_pipeline_table_builds_end_to_end(built: Path) -> None:
