@@ -7,6 +7,7 @@ its methods for their ``input:`` and ``params:``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -66,7 +67,7 @@ class Workflow:
             self.refiner_config(name)
         self.check_resources(STAGES)
 
-    def dataset_config(self, name):
+    def dataset_config(self, name: str) -> dict[str, Any]:
         """The `datasets.<name>` block, with a clear error for an unconfigured name."""
         if name not in self.config["datasets"]:
             config_error(f"datasets.{name}", f"dataset {name!r} is not configured")
@@ -117,7 +118,7 @@ class Workflow:
         self._validated[key] = validate_block(cfg, key, extend(defs["source"], own), defs)
         return self._validated[key]
 
-    def dataset_params(self, name, split_key):
+    def dataset_params(self, name: str, split_key: str) -> dict[str, Any]:
         """What a stage needs to open a dataset; passed to it through `params:`."""
         ds = self.dataset_config(name)
         return {
@@ -127,11 +128,11 @@ class Workflow:
             "cache_dir": f"results/{name}/labels",
         }
 
-    def split_params(self, dataset, split):
+    def split_params(self, dataset: str, split: str) -> dict[str, Any]:
         """Dataset params for a stage that works on the split named by its wildcard."""
         return {**self.dataset_params(dataset, "eval_split"), "split": split}
 
-    def affinity_label_config(self, style):
+    def affinity_label_config(self, style: str) -> dict[str, Any]:
         if style not in self.config["affinity_labels"]:
             config_error(f"affinity_labels.{style}", f"no affinity-label style {style!r}")
         return self.config["affinity_labels"][style]
@@ -202,12 +203,12 @@ class Workflow:
             inputs["seed_eval"] = f"{prefix}/{wildcards.split}/eval.json"
         return inputs
 
-    def segmenter_config(self, name):
+    def segmenter_config(self, name: str) -> dict[str, Any]:
         if name not in self.config["segmenters"]:
             config_error(f"segmenters.{name}", f"no segmenter named {name!r}")
         return self.config["segmenters"][name]
 
-    def segmentation_training_inputs(self, wildcards):
+    def segmentation_training_inputs(self, wildcards: Any) -> dict[str, Any]:
         """Pseudo masks of the dataset's train split, or nothing for the ground truth (gt)."""
         self.segmenter_config(wildcards.segmenter)
         inputs = {"marker": self.dataset_marker(wildcards)}
@@ -216,12 +217,12 @@ class Workflow:
             inputs["masks"] = f"results/{wildcards.dataset}/{wildcards.masks}/{split}/masks"
         return inputs
 
-    def gslm_config(self, name):
+    def gslm_config(self, name: str) -> dict[str, Any]:
         if name not in self.config["gslm"]:
             config_error(f"gslm.{name}", f"no GSLM configuration named {name!r}")
         return self.config["gslm"][name]
 
-    def gslm_stage(self, wildcards, minimum=1):
+    def gslm_stage(self, wildcards: Any, minimum: int = 1) -> int:
         """The stage number n of a GSLM path, checked against `gslm.<name>.stages`."""
         n, last = int(wildcards.n), self.gslm_config(wildcards.gslm)["stages"]
         if not minimum <= n <= last:
@@ -231,7 +232,8 @@ class Workflow:
             )
         return n
 
-    def first_source_path(self, dataset, classifier, first, split, name="cams.h5"):
+    def first_source_path(self, dataset: str, classifier: str, first: str, split: str,
+                          name: str = "cams.h5") -> str:
         """Stage 1's CAM cache: a CAM source (`cam`), or a refiner's scores (`cam/irn_small`)."""
         if "/" in first:
             source, refiner = first.split("/", 1)
@@ -241,7 +243,8 @@ class Workflow:
         self.source_config(first)
         return f"results/{dataset}/{classifier}/{first}/{split}/{name}"
 
-    def stage_cache_path(self, dataset, classifier, name, n, split):
+    def stage_cache_path(self, dataset: str, classifier: str, name: str, n: int,
+                         split: str) -> str:
         """The CAM cache of stage n of GSLM configuration `name` (stage 1: its first source)."""
         if n == 1:
             return self.first_source_path(
@@ -249,7 +252,7 @@ class Workflow:
             )
         return f"results/{dataset}/{classifier}/{name}/stage{n}/{split}/cams.h5"
 
-    def gslm_stage_files(self, wildcards, name):
+    def gslm_stage_files(self, wildcards: Any, name: str) -> list[str]:
         """`cams.h5` or `eval.json` of every stage of a GSLM configuration on the eval split."""
         dataset, classifier = wildcards.dataset, wildcards.classifier
         split = self.dataset_config(dataset)["eval_split"]
@@ -264,7 +267,7 @@ class Workflow:
             for n in range(1, last + 1)
         ]
 
-    def gslm_stage_cache(self, wildcards):
+    def gslm_stage_cache(self, wildcards: Any) -> str:
         """The CAM cache whose Coarse Generation gives stage n's confidence CAM."""
         return self.stage_cache_path(
             wildcards.dataset,
@@ -274,7 +277,7 @@ class Workflow:
             wildcards.split,
         )
 
-    def stage1_owner(self, name):
+    def stage1_owner(self, name: str) -> str:
         """The configuration whose stage-1 confidence CAM `name` trains on: the first configured
         one with the same first source and Coarse Generation, the only things stage 1 depends
         on. Ablations and sweep points thus share the base's CRF work instead of redoing it."""
@@ -286,7 +289,7 @@ class Workflow:
             if (c["first_source"], c["coarse_generation"]) == key
         )
 
-    def slm_training_inputs(self, wildcards):
+    def slm_training_inputs(self, wildcards: Any) -> dict[str, Any]:
         """Stage n >= 2 starts from stage n-1's weights (stage 1: the classifier) and learns from
         stage n-1's confidence CAM on the training split."""
         n = self.gslm_stage(wildcards, minimum=2)
@@ -309,11 +312,11 @@ class Workflow:
             "confidence": confidence,
         }
 
-    def _sweep_name(self, value):
+    def _sweep_name(self, value: float) -> str:
         """A number as it appears in a sweep point's name: 0.05 -> 0p05 (paths take no dots)."""
         return f"{value:g}".replace(".", "p")
 
-    def gslm_sweep_points(self, spec):
+    def gslm_sweep_points(self, spec: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
         """The (θ_bg, θ_fg) and k points of `tables.gslm_fig8` (GSLM, Mai et al., Fig. 8), each as
         (sweep, value label, configuration name, its config, its new `affinity_labels` entry or
         None). A point equal to the base configuration is the base itself; the others are
@@ -351,7 +354,7 @@ class Workflow:
                     None,
                 )
 
-    def add_gslm_sweeps(self):
+    def add_gslm_sweeps(self) -> None:
         """Register the derived sweep points of `tables.gslm_fig8` in `self.config["gslm"]` (and
         their Coarse Generation in `affinity_labels`), so that each is an ordinary `{gslm}` with
         its own params. Called in the Snakefile before the wildcard constraints."""
@@ -369,7 +372,7 @@ class Workflow:
             config_error(f"gslm.{clash[0]}", "this name is reserved for a gslm_fig8 sweep point")
         self.config["gslm"].update(derived)
 
-    def gslm_fig8_variants(self, spec):
+    def gslm_fig8_variants(self, spec: dict[str, Any]) -> dict[str, list[list[Any]]]:
         """Per sweep of `tables.gslm_fig8`: [value label, gslm configuration, stage] per point;
         the iterations are stages of the base."""
         base, stage = spec["base"], spec["sweep_stage"]
@@ -391,7 +394,7 @@ class Workflow:
         variants["iterations"] = [[str(it), base, it + 1] for it in spec["iterations"]]
         return variants
 
-    def gslm_modules(self, name):
+    def gslm_modules(self, name: str) -> dict[str, bool]:
         """Which of GSLM's parts a configuration uses (GSLM (Mai et al.) Table 5's columns)."""
         cfg = self.gslm_config(name)
         return {
@@ -400,7 +403,8 @@ class Workflow:
             "L_cls": cfg["slm"].get("classification_loss", True),
         }
 
-    def gslm_eval_path(self, classifier, name, n, dataset=None):
+    def gslm_eval_path(self, classifier: str, name: str, n: int,
+                       dataset: str | None = None) -> str:
         """Evaluation of stage n of GSLM configuration `name` (stage 1: its first source)."""
         dataset = dataset or self.config["dataset"]
         split = self.dataset_config(dataset)["eval_split"]
@@ -411,13 +415,13 @@ class Workflow:
             )
         return f"results/{dataset}/{classifier}/{name}/stage{n}/{split}/eval.json"
 
-    def train_data_params(self, dataset, classifier):
+    def train_data_params(self, dataset: str, classifier: str) -> dict[str, Any]:
         """Training data of a classifier: the dataset's train split unless it names one."""
         data = self.dataset_params(dataset, "train_split")
         split = self.classifier_config(classifier).get("train_split")
         return {**data, "split": split} if split else data
 
-    def dataset_marker(self, wildcards):
+    def dataset_marker(self, wildcards: Any) -> str | list[str]:
         """The synthetic benchmark is built by a rule; real datasets are read where they lie."""
         if wildcards.dataset == "synthetic":
             return f"{self.dataset_config('synthetic')['root']}/meta.json"
@@ -438,13 +442,14 @@ class Workflow:
                     f"no stage named {name!r}; stages: {', '.join(sorted(stages))}",
                 )
 
-    def runtime_params(self):
+    def runtime_params(self) -> dict[str, Any]:
         """Settings that change numbers (device and AMP); worker counts do not and stay out."""
         return {"device": self.config["runtime"]["device"], "amp": self.config["runtime"]["amp"]}
 
     # Tables: a new table registers the function listing its inputs here.
 
-    def eval_path(self, classifier, source, dataset=None, split=None):
+    def eval_path(self, classifier: str, source: str, dataset: str | None = None,
+                  split: str | None = None) -> str:
         dataset = dataset or self.config["dataset"]
         split = split or self.dataset_config(dataset)["eval_split"]
         self.classifier_config(classifier)
