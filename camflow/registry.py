@@ -27,10 +27,11 @@ class Registry(Generic[T]):
         self._discovered = False
 
     def register(self, name: str) -> Callable[[T], T]:
-        """Decorator registering its argument under ``name``."""
+        """Decorator registering its argument under ``name`` (also set as its ``name``)."""
         def register(entry: T) -> T:
             if self.entries.get(name, entry) is not entry:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            entry.name = name
             self.entries[name] = entry
             return entry
         return register

@@ -57,8 +57,6 @@ _DOWNLOAD_HINT = (
 class COCO14Dataset(SegmentationDataset):
     """MS COCO 2014 instance annotations turned into semantic masks (splits ``train``, ``val``)."""
 
-    name = "coco14"
-
     def __init__(self, root: str | Path, cache_dir: str | Path | None = None) -> None:
         super().__init__(root)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None

@@ -236,7 +236,6 @@ class VOC12Dataset(VOCLayoutDataset):
     uses ``SegmentationClassAug/`` and ``ImageSets/Segmentation/train_aug.txt`` (from SBD).
     """
 
-    name = "voc12"
     MASK_DIRS: dict[str, str] = {
         "train": "SegmentationClass",
         "val": "SegmentationClass",
@@ -276,8 +275,6 @@ class SyntheticDataset(VOCLayoutDataset):
     file already is a cache, so ``cache_dir`` is accepted for a uniform signature but not used
     (a copy would go stale when the benchmark is regenerated).
     """
-
-    name = "synthetic"
 
     def __init__(self, root: str | Path, cache_dir: str | Path | None = None) -> None:
         meta = Path(root) / "meta.json"

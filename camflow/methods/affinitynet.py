@@ -31,7 +31,7 @@ from camflow.methods.base import pretrained_backbone
 from camflow.models.backbones import Backbone, batch_norms
 from camflow.refine.pairs import grid_pairs, pair_labels, region_pairs
 from camflow.refine.random_walk import psa_propagate
-from camflow.refine.refiners import Refiner, register_refiner
+from camflow.refine.refiners import LearnedRefiner, register_refiner
 from camflow.runtime import load_checkpoint, seed_everything
 from camflow.trainer import OptimizerSpec, Progress, Update
 
@@ -154,11 +154,10 @@ def pair_affinity(model: AffinityNet, image: torch.Tensor, radius: int) -> torch
 
 
 @register_refiner("affinitynet")
-class AffinityNetRefiner(Refiner):
+class AffinityNetRefiner(LearnedRefiner):
     """PSA's random walk (PSA Sec. 3.3): the full-resolution CAMs walked over AffinityNet's
     feature affinities (:func:`camflow.refine.random_walk.psa_propagate`)."""
 
-    learned = True
     schema = {"required": ["random_walk", "freeze_bn_stats"],
               "properties": {
                   "random_walk": {"allOf": [{"$ref": "#/$defs/random_walk"},
@@ -167,15 +166,8 @@ class AffinityNetRefiner(Refiner):
                   "optimizer": {"allOf": [{"$ref": "#/$defs/sgd"},
                                           {"required": ["head_lr_mult"]}]}}}
 
-    def __init__(self, params: dict[str, Any], model_path: str | None,
-                 device: torch.device) -> None:
-        super().__init__(params, model_path, device)
-        self.model = load_affinitynet(model_path, device)
-
-    @classmethod
-    def training(cls, cfg: dict[str, Any], dataset: SegmentationDataset, labels: LabelCache,
-                 classifier: str | Path, device: torch.device) -> AffinityNetTraining:
-        return AffinityNetTraining(cfg, dataset, labels, classifier, device)
+    task = AffinityNetTraining
+    load = staticmethod(load_affinitynet)
 
     def refine(self, image: np.ndarray, keys: np.ndarray,
                cams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -38,12 +38,7 @@ from camflow.trainer import OptimizerSpec, Progress, Trainer, Update
 METHODS: Registry[type[TrainingMethod]] = Registry("training method", ("camflow.methods",))
 
 
-def register_method(name: str):
-    """Class decorator: register a :class:`TrainingMethod` under ``name``."""
-    def register(cls: type[TrainingMethod]) -> type[TrainingMethod]:
-        cls.name = name
-        return METHODS.register(name)(cls)
-    return register
+register_method = METHODS.register  # class decorator: @register_method("name")
 
 
 def method_class(name: str, key: str = "method") -> type[TrainingMethod]:

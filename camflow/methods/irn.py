@@ -34,7 +34,7 @@ from camflow.methods.cam import strided_size
 from camflow.models.backbones import Backbone
 from camflow.refine.pairs import neighbour_offsets, pair_labels, path_max, region_pairs
 from camflow.refine.random_walk import irn_propagate
-from camflow.refine.refiners import Refiner, register_refiner
+from camflow.refine.refiners import LearnedRefiner, register_refiner
 from camflow.runtime import load_checkpoint, seed_everything
 from camflow.trainer import OptimizerSpec, Progress, Update
 
@@ -176,25 +176,17 @@ def boundary_map(model: IRNet, image: torch.Tensor, flip: bool) -> torch.Tensor:
 
 
 @register_refiner("irn")
-class IRNRefiner(Refiner):
+class IRNRefiner(LearnedRefiner):
     """IRN's semantic pseudo labels (IRN Sec. 4): the stride-4 CAMs walked over the
     affinities of the boundary map (:func:`camflow.refine.random_walk.irn_propagate`)."""
 
-    learned = True
     resolution = "stride4"
     schema = {"required": ["random_walk"],
               "properties": {"random_walk": {"allOf": [
                   {"$ref": "#/$defs/random_walk"}, {"required": ["bg_threshold", "flip"]}]}}}
 
-    def __init__(self, params: dict[str, Any], model_path: str | None,
-                 device: torch.device) -> None:
-        super().__init__(params, model_path, device)
-        self.model = load_irn(model_path, device)
-
-    @classmethod
-    def training(cls, cfg: dict[str, Any], dataset: SegmentationDataset, labels: LabelCache,
-                 classifier: str | Path, device: torch.device) -> IRNTraining:
-        return IRNTraining(cfg, dataset, labels, classifier, device)
+    task = IRNTraining
+    load = staticmethod(load_irn)
 
     def cam_size(self, size: tuple[int, int]) -> tuple[int, int]:
         return strided_size(size, 4)

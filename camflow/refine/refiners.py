@@ -9,11 +9,13 @@ Either way one rule (``refine``) writes its masks and scores with :func:`make_ps
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from camflow.cache import LabelCache
 from camflow.data.base import SegmentationDataset
@@ -23,12 +25,7 @@ from camflow.trainer import TrainingTask
 REFINERS: Registry[type[Refiner]] = Registry("refiner", ("camflow.methods", "camflow.refine"))
 
 
-def register_refiner(name: str):
-    """Class decorator: register a :class:`Refiner` under ``name``."""
-    def register(cls: type[Refiner]) -> type[Refiner]:
-        cls.name = name
-        return REFINERS.register(name)(cls)
-    return register
+register_refiner = REFINERS.register  # class decorator: @register_refiner("name")
 
 
 def refiner_class(name: str, key: str = "method") -> type[Refiner]:
@@ -76,3 +73,22 @@ class Refiner:
         ``keys``: channels H×W (0 background, i the class ``keys[i-1]``) and class scores
         len(keys)×H×W."""
         raise NotImplementedError
+
+
+class LearnedRefiner(Refiner):
+    """A refiner with a trained network: ``task`` builds its training task (the arguments of
+    :meth:`Refiner.training`), ``load`` reads the trained network back."""
+
+    learned = True
+    task: ClassVar[Callable[..., TrainingTask]]
+    load: ClassVar[Callable[[str, torch.device], nn.Module]]
+
+    def __init__(self, params: dict[str, Any], model_path: str | None,
+                 device: torch.device) -> None:
+        super().__init__(params, model_path, device)
+        self.model = type(self).load(model_path, device)
+
+    @classmethod
+    def training(cls, cfg: dict[str, Any], dataset: SegmentationDataset, labels: LabelCache,
+                 classifier: str | Path, device: torch.device) -> TrainingTask:
+        return cls.task(cfg, dataset, labels, classifier, device)
