@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from camflow.cache import CamCache
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
 from camflow.io import CamflowInputError, read_label_png, write_json, write_text
 from camflow.refine.crf import crf_label_marginals
-from camflow.runtime import parallel_map
+from camflow.runtime import parallel_map, progress_bar
 
 
 class ConfusionMatrix:
@@ -257,7 +256,7 @@ def _run(
     chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
     total = np.zeros((), dtype=np.int64)
     job_func = functools.partial(func, job)
-    with tqdm(total=len(ids), desc=desc, unit="img", disable=not progress) as bar:
+    with progress_bar(progress, total=len(ids), desc=desc, unit="img") as bar:
         for count, part in parallel_map(job_func, chunks, workers, progress=False, chunksize=1):
             total = total + part
             bar.update(count)

@@ -110,6 +110,12 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
+def progress_bar(progress: bool = True, **options: Any) -> tqdm:
+    """A tqdm bar shown on a terminal only: a job's log (stderr redirected, as under SLURM)
+    never fills with carriage-return frames; long stages log readable lines instead."""
+    return tqdm(disable=None if progress else True, dynamic_ncols=True, **options)
+
+
 def parallel_map(func: Callable[[_T], _R], items: Iterable[_T], workers: int,
                  progress: bool = True, desc: str = "", *, total: int | None = None,
                  max_pending: int | None = None,
@@ -138,8 +144,7 @@ def parallel_map(func: Callable[[_T], _R], items: Iterable[_T], workers: int,
             raise ValueError(f"{name} must be at least 1, got {value}")
     n = total if total is not None else len(items) if isinstance(items, Sized) else None
     with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(tqdm(total=n, desc=desc, unit="img", disable=not progress,
-                                       dynamic_ncols=True))
+        bar = stack.enter_context(progress_bar(progress, total=n, desc=desc, unit="img"))
         results: Iterator[_R]
         if workers > 1 and (n is None or n > 1):
             if chunksize is None:

@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
 from camflow.data.transforms import normalize
@@ -37,7 +36,13 @@ from camflow.evaluate import ConfusionMatrix, evaluation_record, segmentation_me
 from camflow.io import CamflowInputError, read_label_png, some_ids
 from camflow.models.deeplab import build_segmenter
 from camflow.refine.crf import crf_scores
-from camflow.runtime import config_hash, load_checkpoint, parallel_map, seed_everything
+from camflow.runtime import (
+    config_hash,
+    load_checkpoint,
+    parallel_map,
+    progress_bar,
+    seed_everything,
+)
 from camflow.trainer import OptimizerSpec, Progress, Trainer, Update
 
 log = logging.getLogger(__name__)
@@ -388,7 +393,8 @@ def evaluate_segmentation(checkpoint: str | Path, dataset: SegmentationDataset, 
 
     desc = f"segment {split}"
     if params is None:
-        for _ in tqdm(predictions(), total=len(ids), desc=desc, unit="img", disable=not progress):
+        for _ in progress_bar(progress, iterable=predictions(), total=len(ids), desc=desc,
+                              unit="img"):
             pass
     else:
         crf_parts = parallel_map(functools.partial(_crf_confusion, params), predictions(),

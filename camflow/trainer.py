@@ -30,7 +30,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +39,15 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from camflow.io import CamflowInputError, write_text
-from camflow.runtime import config_hash, load_checkpoint, save_checkpoint, seed_everything
+from camflow.runtime import (
+    config_hash,
+    load_checkpoint,
+    progress_bar,
+    save_checkpoint,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +269,7 @@ class Trainer:
                 loss.backward()
             opt.step()
 
-        interactive = self.progress and sys.stderr.isatty()
-        bar = tqdm(total=total, initial=start, desc=self.out_path.name, disable=not interactive,
-                   dynamic_ncols=True)
+        bar = progress_bar(self.progress, total=total, initial=start, desc=self.out_path.name)
         step = start
         for step, epoch, batch in self._batches(self.data, start, end):
             progress = Progress(step, total, epoch)

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from camflow.cache import CamCacheWriter
 from camflow.data.base import SegmentationDataset
 from camflow.data.transforms import ClassificationDataset, InferenceDataset, normalize
 from camflow.methods.base import TrainingMethod, register_method
 from camflow.models.classifier import build_classifier, multilabel_loss
+from camflow.runtime import progress_bar
 from camflow.trainer import Progress, Update
 
 log = logging.getLogger(__name__)
@@ -106,8 +106,7 @@ def make_cams(source: ClassCamFn, dataset: SegmentationDataset, split: str,
     meta = {"split": split, "scales": list(scales), "flip": flip,
             **(provenance or {})}
     with CamCacheWriter(out_path, dataset.class_names, meta) as writer, torch.no_grad():
-        bar = tqdm(total=len(data), desc=f"CAMs {split}", disable=not progress,
-                   dynamic_ncols=True)
+        bar = progress_bar(progress, total=len(data), desc=f"CAMs {split}")
         for batch in _same_size_batches(iter(loader), batch_size):
             h, w = batch[0][1].shape[:2]
             images = torch.from_numpy(np.stack([normalize(item[1]) for item in batch]))
