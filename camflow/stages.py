@@ -42,6 +42,8 @@ def run_train_classifier(checkpoint: str, classifier: dict[str, Any], data: dict
     device = select_device(runtime["device"])
     log.info("training %s (method %s) on %s/%s (%s)", checkpoint, classifier["method"],
              data["name"], data["split"], device)
+    for name, path in (inputs or {}).items():
+        log.info("  %s: %s", name, path)
     train_method(classifier, open_dataset(data), data["split"], checkpoint, device,
                  inputs=inputs, workers=workers, amp=runtime["amp"])
     training_curve(metrics_path(checkpoint))

@@ -247,7 +247,9 @@ def test_gslm_fig8_sweeps_and_the_gslm_figures(built: Path) -> None:
     base = built / "results/synthetic/resnet_small"
     conf = LabelCache(base / "gslm_bg0p1_fg0p3/stage1/train_aug/confidence.h5")
     assert (conf.provenance["bg_threshold"], conf.provenance["fg_threshold"]) == (0.1, 0.3)
-    assert load_checkpoint(base / "gslm_k3/stage2/classifier.pt")["slm"]["k"] == 3
+    stage2 = load_checkpoint(base / "gslm_k3/stage2/classifier.pt")
+    assert stage2["method"] == "slm" and stage2["config"]["k"] == 3
+    assert stage2["config"]["network"]["method"] == "cam"   # what stage 1 was
     assert not (base / "gslm_k3/stage3").exists()
     # a k point trains on the base's stage-1 confidence CAM instead of recomputing it
     assert not (base / "gslm_k3/stage1").exists()

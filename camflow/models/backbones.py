@@ -16,20 +16,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torchvision import models
 
 from camflow.io import CamflowInputError
 
+if TYPE_CHECKING:
+    from torchvision import models
+
 log = logging.getLogger(__name__)
 
-TORCHVISION_RESNETS = {
-    "resnet50": (models.resnet50, models.ResNet50_Weights.IMAGENET1K_V1),
-    "resnet101": (models.resnet101, models.ResNet101_Weights.IMAGENET1K_V1),
-}
+# torchvision (builder, ImageNet weights enum) by name; torchvision is imported when a network
+# is built, not when the workflow is parsed (it costs seconds per snakemake call)
+TORCHVISION_RESNETS = {"resnet50": ("resnet50", "ResNet50_Weights"),
+                       "resnet101": ("resnet101", "ResNet101_Weights")}
 ARCHS = ("resnet50", "resnet101", "vgg16", "resnet_small")
 
 
@@ -86,11 +88,13 @@ def _set_resnet_strides(net: models.ResNet, strides: list[int]) -> None:
     A layer built dilated (``replace_stride_with_dilation``) must keep stride 1; the caller
     checks that with :func:`_check_dilation`.
     """
+    from torchvision.models.resnet import Bottleneck
+
     conv1, s2, s3, s4 = strides
     net.conv1.stride = (conv1, conv1)
     for layer, stride in ((net.layer2, s2), (net.layer3, s3), (net.layer4, s4)):
         block = layer[0]
-        if isinstance(block, models.resnet.Bottleneck):
+        if isinstance(block, Bottleneck):
             block.conv2.stride = (stride, stride)
         else:
             block.conv1.stride = (stride, stride)
@@ -108,10 +112,12 @@ def _check_dilation(arch: str, strides: list[int], dilation: list[bool]) -> None
 
 
 def _resnet(arch: str, strides: list[int], weights: str, dilation: list[bool]) -> Backbone:
+    from torchvision import models
+
     build, imagenet = TORCHVISION_RESNETS[arch]
-    net = build(weights=None, replace_stride_with_dilation=dilation)
+    net = getattr(models, build)(weights=None, replace_stride_with_dilation=dilation)
     if weights == "imagenet":
-        net.load_state_dict(_imagenet_state(imagenet, arch))
+        net.load_state_dict(_imagenet_state(getattr(models, imagenet).IMAGENET1K_V1, arch))
     elif weights != "none":
         missing, _ = net.load_state_dict(_load_local_state(weights, arch), strict=False)
         if missing:
@@ -124,6 +130,8 @@ def _resnet(arch: str, strides: list[int], weights: str, dilation: list[bool]) -
 
 def _vgg16(weights: str) -> Backbone:
     """VGG-16 (with BN) cut into four stages; pool5 dropped, output stride 16."""
+    from torchvision import models
+
     net = models.vgg16_bn(weights=None)
     if weights == "imagenet":
         net.load_state_dict(
