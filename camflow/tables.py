@@ -145,6 +145,13 @@ class CamSeeds(PaperTable):
                 "m_over"], rows
 
 
+def check_sources(wf: Workflow, spec: dict[str, Any], key: str) -> dict[str, Any]:
+    """``spec`` after checking that every name of ``spec[key]`` is a configured CAM source."""
+    for name in spec[key]:
+        wf.source_config(name)
+    return spec
+
+
 def _source_columns(ev: Record) -> list[Any]:
     """What distinguishes a source in a table: method, layers, scales, flip (from provenance)."""
     prov = ev.get("provenance") or {}
@@ -163,9 +170,7 @@ class SourceTable(PaperTable):
 
     @classmethod
     def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
-        for name in spec["rows"]:
-            wf.source_config(name)
-        return spec
+        return check_sources(wf, spec, "rows")
 
     def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
         return {name: wf.eval_path(self.spec["classifier"], name, dataset)
@@ -206,9 +211,7 @@ class FullCamTable5(PaperTable):
 
     @classmethod
     def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
-        for name in spec["sources"]:
-            wf.source_config(name)
-        return spec
+        return check_sources(wf, spec, "sources")
 
     def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
         return {f"{c}/{s}": wf.eval_path(c, s, dataset)
