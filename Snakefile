@@ -1,7 +1,8 @@
 """camflow: weakly supervised semantic segmentation from CAM seeds.
 
-`snakemake results/synthetic/tables/cam_seeds.csv` rebuilds the CAM-seed table for the configured
-dataset. docs/architecture.md maps every artifact to its rule.
+`snakemake results/synthetic/tables/cam_seeds.csv` rebuilds the CAM-seed table of the synthetic
+benchmark (results/{dataset}/tables/ for any configured dataset). docs/architecture.md maps every
+artifact to its rule.
 """
 
 import os
