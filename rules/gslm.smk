@@ -1,8 +1,9 @@
 # GSLM (Mai et al., "Exploit CAM by itself"): stage 1 is the CAM classifier (GLM) with its
 # `first_source` CAMs; stage n >= 2 is a Specific Learning Module (training method `slm`)
-# trained from stage n-1's network on the confidence CAM (Coarse Generation) of stage n-1. Every stage writes a CAM cache at
-# results/{dataset}/{classifier}/{gslm}/stage{n}/{split}/cams.h5, so `{gslm}/stage{n}` is a
-# CAM source for the evaluator and the refiners like any other.
+# trained from stage n-1's network on the confidence CAM (Coarse Generation) of stage n-1.
+# Every stage writes a CAM cache at results/{dataset}/{classifier}/{gslm}/stage{n}/{split}/
+# cams.h5, so `{gslm}/stage{n}` is a CAM source for the evaluator and the refiners like any
+# other.
 
 
 ruleorder: make_stage_cams > make_cams
