@@ -402,8 +402,7 @@ def write_eval(
     row per class then a ``mean`` row (mIoU, and the mean precision/recall over the classes
     where they are defined).  Undefined values are empty cells.
     """
-    best = result
-    names = [row["class"] for row in best["per_class"]]
+    names = [row["class"] for row in result["per_class"]]
     if names != list(class_names):
         raise CamflowInputError(f"evaluation result has classes {names}, expected {class_names}")
     crf = result.get("crf")
@@ -414,16 +413,16 @@ def write_eval(
         return float(np.mean(defined)) if defined else None
 
     rows = []
-    for c, row in enumerate(best["per_class"]):
+    for c, row in enumerate(result["per_class"]):
         out = [row["class"], row["iou"], row["precision"], row["recall"]]
         if crf:
             out.append(crf["per_class"][c]["iou"])
         rows.append(out)
     mean_row = [
         "mean",
-        best["miou"],
-        mean(r["precision"] for r in best["per_class"]),
-        mean(r["recall"] for r in best["per_class"]),
+        result["miou"],
+        mean(r["precision"] for r in result["per_class"]),
+        mean(r["recall"] for r in result["per_class"]),
     ]
     if crf:
         mean_row.append(crf["miou"])

@@ -169,7 +169,12 @@ def train_method(cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
 
 def load_method(path: str | Path, device: torch.device) -> TrainingMethod:
     """Rebuild the trained method saved at ``path`` (networks in eval mode)."""
-    ckpt = load_checkpoint(path)
+    return method_from_checkpoint(load_checkpoint(path), path, device)
+
+
+def method_from_checkpoint(ckpt: dict[str, Any], path: str | Path,
+                           device: torch.device) -> TrainingMethod:
+    """Rebuild the trained method of a loaded checkpoint (read from ``path``)."""
     if "method" not in ckpt or "networks" not in ckpt:
         raise CamflowInputError(f"checkpoint {path} is not a CAM-method checkpoint "
                                 "(no 'method' / 'networks'); retrain it with this camflow")

@@ -25,7 +25,12 @@ from camflow.cache import CamCache, LabelCache, open_cache
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
 from camflow.data.transforms import joint_augment, torch_nearest
 from camflow.io import CamflowInputError
-from camflow.methods.base import TrainingMethod, load_method, method_class, register_method
+from camflow.methods.base import (
+    TrainingMethod,
+    method_class,
+    method_from_checkpoint,
+    register_method,
+)
 from camflow.models.classifier import CAMClassifier, multilabel_loss
 from camflow.runtime import load_checkpoint
 from camflow.trainer import Progress, Update
@@ -153,8 +158,8 @@ class SLM(TrainingMethod):
             base = method_class(network["method"]).from_checkpoint(network["config"],
                                                                    num_classes)
         else:                 # trained from the previous stage's checkpoint
-            base = load_method(self.inputs["previous"], torch.device("cpu"))
             ckpt = load_checkpoint(self.inputs["previous"])
+            base = method_from_checkpoint(ckpt, self.inputs["previous"], torch.device("cpu"))
             network = {"method": ckpt["method"], "config": ckpt["config"]}
         self.network = network
         self.networks = {"classifier": base.classifier}
