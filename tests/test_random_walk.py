@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from camflow.refine.pairs import line_offsets, neighbour_offsets, pair_labels
+from camflow.refine.pairs import neighbour_offsets, pair_labels, path_offsets
 from camflow.refine.random_walk import (
     boundary_affinity,
     irn_propagate,
@@ -49,9 +49,20 @@ def test_offsets_are_the_half_disc() -> None:
     assert all(0 < dy * dy + dx * dx < 25 for dy, dx in offs)
     assert all(dy > 0 or (dy == 0 and dx > 0) for dy, dx in offs)
     assert len(neighbour_offsets(10)) == 152
-    assert line_offsets(0, 3) == ((0, 0), (0, 1), (0, 2), (0, 3))
-    assert line_offsets(2, -4) == ((0, 0), (1, -1), (1, -2), (2, -3), (2, -4))
-    assert line_offsets(3, 1) == ((0, 0), (1, 0), (2, 1), (3, 1))
+
+
+def test_path_is_irns_band() -> None:
+    """IRN's PathIndex: the points of the pair's bounding box at distance < 1 from the line,
+    worked out by hand from (dy·x − dx·y)² < dy² + dx²."""
+    assert set(path_offsets(0, 3)) == {(0, 0), (0, 1), (0, 2), (0, 3)}
+    # (1, -4): |x + 4y| < √17 keeps both full rows of the 2×5 box: 10 points (a line has 5)
+    assert set(path_offsets(1, -4)) == {(y, x) for y in (0, 1) for x in range(-4, 1)}
+    # (2, -4): |x + 2y| ≤ 2 → 3 + 5 + 3 points
+    assert set(path_offsets(2, -4)) == {(0, -2), (0, -1), (0, 0),
+                                        (1, -4), (1, -3), (1, -2), (1, -1), (1, 0),
+                                        (2, -4), (2, -3), (2, -2)}
+    # (3, 1): |3x − y| ≤ 3 everywhere in the 4×2 box
+    assert set(path_offsets(3, 1)) == {(y, x) for y in range(4) for x in (0, 1)}
 
 
 @pytest.mark.parametrize("radius,beta,n_sq", [(3, 10, 3), (5, 8, 8), (4, 1, 5)])
@@ -93,6 +104,18 @@ def test_boundary_affinity_is_one_minus_the_max_on_the_line() -> None:
     assert aff[right, 2, 6] == 0.0             # partner (2, 8) is outside the map
     down = offs.index((1, 0))
     assert aff[down, 5, 0] == 0.0              # partner below the last row
+
+
+def test_diagonal_boundary_does_not_let_a_pair_slip_through() -> None:
+    """A staircase boundary (pixels (y, 3 − y)) separates (1, 1) from (2, 2): a one-pixel
+    line (1, 1) → (2, 2) passes between its pixels, IRN's band does not."""
+    b = torch.zeros(6, 6)
+    for y in range(4):
+        b[y, 3 - y] = 1.0
+    aff = boundary_affinity(b, 3)
+    diag = neighbour_offsets(3).index((1, 1))
+    assert aff[diag, 1, 1] == 0.0
+    assert aff[diag, 4, 0] == 1.0              # (4, 0) → (5, 1): no boundary near
 
 
 def test_pair_labels_hand_made() -> None:

@@ -5,13 +5,13 @@ A pair is a pixel i and i + d for an offset d = (dy, dx) of the half-plane set o
 pair once, as in PSA's ``get_indices_of_pairs`` and IRN's ``PathIndex``).  Training uses the
 *interior region* of a map, the source pixels whose every partner lies inside it
 (:func:`region_pairs`); the random walk uses every pixel, pairs leaving the map having
-affinity 0 (:func:`grid_pairs`).
+affinity 0 (:func:`grid_pairs`).  The path of a pair, whose largest boundary value
+sets IRN's affinity, is IRN's band of pixels (:func:`path_offsets`).
 """
 
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import torch
@@ -33,13 +33,16 @@ def neighbour_offsets(radius: int) -> tuple[tuple[int, int], ...]:
 
 
 @functools.cache
-def line_offsets(dy: int, dx: int) -> tuple[tuple[int, int], ...]:
-    """Grid points on the segment from (0, 0) to (dy, dx), both ends included, one per step
-    of the longer axis (rounded half up); IRN's path between the two pixels of a pair."""
-    steps = max(abs(dy), abs(dx))
-    points = [(math.floor(dy * t / steps + 0.5), math.floor(dx * t / steps + 0.5))
-              for t in range(steps + 1)]
-    return tuple(dict.fromkeys(points))
+def path_offsets(dy: int, dx: int) -> tuple[tuple[int, int], ...]:
+    """IRN's path between the two pixels of the pair (0, 0)–(dy, dx) (IRN Eq. 3; code
+    ``misc/indexing.py``, ``PathIndex.get_search_paths_dst``): every grid point of the
+    bounding box of the two pixels whose distance to the line through them is below 1 — a band
+    about two pixels wide, not one pixel per step (offset (1, −4): 10 points, not 5)."""
+    length_sq = dy * dy + dx * dx
+    return tuple((y, x)
+                 for y in range(min(0, dy), max(0, dy) + 1)
+                 for x in range(min(0, dx), max(0, dx) + 1)
+                 if (dy * x - dx * y) ** 2 < length_sq)
 
 
 def _region(h: int, w: int, radius: int) -> tuple[int, int]:
@@ -69,10 +72,11 @@ def region_pairs(x: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def path_max(boundary: torch.Tensor, radius: int) -> torch.Tensor:
-    """Max of ``boundary`` (…×h×w) on the line of each pair of the interior region:
-    …×n_offsets×rh×rw.  IRN's affinity is 1 minus this (Ahn et al. 2019, Eq. 3)."""
+    """Max of ``boundary`` (…×h×w) on the path (:func:`path_offsets`) of each pair of the
+    interior region: …×n_offsets×rh×rw.  IRN's affinity is 1 minus this (Ahn et al. 2019,
+    Eq. 3)."""
     return torch.stack([
-        torch.stack([shifted(boundary, radius, py, px) for py, px in line_offsets(dy, dx)])
+        torch.stack([shifted(boundary, radius, py, px) for py, px in path_offsets(dy, dx)])
         .amax(dim=0)
         for dy, dx in neighbour_offsets(radius)], dim=-3)
 
