@@ -27,7 +27,6 @@ import yaml
 
 from camflow.cache import CamCache, CamCacheWriter
 from camflow.data import build_dataset
-from camflow.data.transforms import normalize
 from camflow.evaluate import ConfusionMatrix, cam_to_seed, segmentation_metrics
 from camflow.io import write_json
 from camflow.methods.base import load_method
@@ -52,9 +51,10 @@ def write_both_stores(model, dataset, split: str, ids: list[str], cams_cfg: dict
             keys = np.asarray(dataset.image_labels(split)[image_id], dtype=np.int64)
             classes = torch.as_tensor(keys - 1)
             h, w = image.shape[:2]
-            x = torch.from_numpy(normalize(image))[None].to(device)
-            full, small = fuse_tta(lambda t, c=classes: source(t, c), x, cams_cfg["scales"],
-                                   cams_cfg["flip"], [(h, w), strided_size((h, w), 4)])
+            full, small = fuse_tta(lambda t, c=classes: source(t, c), [image],
+                                   cams_cfg["scales"], cams_cfg["flip"],
+                                   [((h, w), cams_cfg["grid"]), (strided_size((h, w), 4), 1)],
+                                   device)
             full = max_normalize(full[0]).cpu().numpy()
             small = max_normalize(small[0]).cpu().numpy()
             writer.add(image_id, keys, stride4=small, full=full)
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
             make_cams(model.cam, _Subset(dataset, split, ids), split,
                       Path(tmp) / f"b{bs}.h5",
                       scales=cams_cfg["scales"], flip=cams_cfg["flip"], batch_size=bs,
-                      device=device, progress=False)
+                      grid=cams_cfg["grid"], device=device, progress=False)
             throughput[str(bs)] = len(ids) / (time.perf_counter() - start)
     result["cam_images_per_s"] = {"device": str(device), "scales": cams_cfg["scales"],
                                   "flip": cams_cfg["flip"], "by_batch_size": throughput}

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -63,7 +64,7 @@ def throughput(config: dict, classifier: str, images: int, device: torch.device)
             start = time.perf_counter()
             make_cams(build_source(model, spec), Subset(), split, Path(tmp) / f"{source}.h5",
                       scales=spec["scales"], flip=spec["flip"], batch_size=spec["batch_size"],
-                      device=device, progress=False)
+                      grid=spec["grid"], device=device, progress=False)
             out[source] = len(ids) / (time.perf_counter() - start)
     return {"images": len(ids), "scales": tta["scales"], "flip": tta["flip"],
             "images_per_s": out, "ratio_cam_over_fullcam": out["cam"] / out["fullcam"]}
@@ -78,13 +79,13 @@ def memory_child(method: str, size: int, device: str) -> None:
     model = trained.classifier.eval()
     spec = {"method": method, "layers": "all", "chunk": 1}
     source = build_source(trained, spec)
-    image = torch.randn(1, 3, size, size, device=dev)
+    image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     classes = torch.tensor([0, 1], device=dev)
     n_layers = sum(isinstance(m, torch.nn.Conv2d) for m in model.backbone.modules())
     start = time.perf_counter()
     with torch.no_grad():
-        fuse_tta(lambda x: source(x, classes), image, SCALES, True,
-                 [(size, size), strided_size((size, size), 4)])
+        fuse_tta(lambda x: source(x, classes), [image], SCALES, True,
+                 [((size, size), 16), (strided_size((size, size), 4), 1)], dev)
     seconds = time.perf_counter() - start
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) / 2**20

@@ -11,6 +11,7 @@ Layout (``format_version`` 1)::
                       present classes, in the order of the maps below
         stride4       float16 (n_keys, h4, w4): CAMs at output stride 4 (random walk)
         full          float16 (n_keys, H, W):  CAMs at image resolution (evaluation)
+                      (float32 for both where the writer was asked for it)
     /index            variable-length UTF-8 strings: the image ids, in insertion order,
                       written when the writer closes successfully
 
@@ -26,6 +27,10 @@ the same root attributes, index and atomic writing, and per image::
         keys          int16 (n_keys,): the image's foreground classes (as in the CAM cache)
         labels        uint8 (H, W): class indices 0..K (0 background) and 255 (ignore),
                       e.g. the affinity labels of IRN / PSA (camflow/refine/affinity_labels.py)
+        scores        optional float16 (C, H, W): the score maps the labels were taken from,
+                      where a consumer needs them (PSA: the two CRF score stacks, which
+                      AffinityNet's training reduces to stride 8 itself), gzip + shuffle,
+                      one chunk per map
 
 A root attribute ``kind`` ("cams" or "labels"; absent means "cams") keeps one from being
 opened as the other.
@@ -179,7 +184,18 @@ class CamCacheWriter(_H5Writer):
 
     >>> with CamCacheWriter("cams.h5", class_names, {"method": "irn"}) as writer:
     ...     writer.add("2007_000032", keys, cams_stride4, cams_full)
+
+    ``dtype`` is the stored precision: float16 (default; max-normalised maps in [0, 1] lose at
+    most 2⁻¹² ≈ 2.4e-4) or float32 (bit for bit what was computed, twice the size).
     """
+
+    def __init__(self, path: str | os.PathLike, class_names: list[str] | tuple[str, ...],
+                 provenance: dict[str, Any] | None = None, dtype: str = "float16") -> None:
+        if dtype not in ("float16", "float32"):
+            raise CamflowInputError(f"CAM cache {path}: dtype must be float16 or float32, "
+                                    f"got {dtype!r}")
+        super().__init__(path, class_names, provenance)
+        self.dtype = np.dtype(dtype)
 
     def add(self, image_id: str, keys: np.ndarray, stride4: np.ndarray, full: np.ndarray) -> None:
         """Store the CAMs of ``image_id``.
@@ -215,7 +231,7 @@ class CamCacheWriter(_H5Writer):
                     "compression_opts": 4,
                     "shuffle": True,
                 }
-            group.create_dataset(name, data=arr.astype(np.float16), **compression)
+            group.create_dataset(name, data=arr.astype(self.dtype), **compression)
 
 
 class LabelCacheWriter(_H5Writer):
@@ -224,13 +240,22 @@ class LabelCacheWriter(_H5Writer):
     kind = "labels"
     label = "label cache"
 
-    def add(self, image_id: str, keys: np.ndarray, labels: np.ndarray) -> None:
-        """Store the label map (H×W: 0..K, 255 = ignore) of ``image_id`` and its ``keys``."""
+    def add(self, image_id: str, keys: np.ndarray, labels: np.ndarray,
+            scores: np.ndarray | None = None) -> None:
+        """Store the label map (H×W: 0..K, 255 = ignore) of ``image_id``, its ``keys`` and,
+        optionally, the score maps (C×H×W, finite, within float16) behind the labels."""
         who, keys_arr = self._check_keys(image_id, keys)
         labels = np.asarray(labels)
         if labels.ndim != 2 or 0 in labels.shape:
             raise CamflowInputError(f"{who}: labels must be a non-empty H×W map, got "
                                     f"shape {labels.shape}")
+        if scores is not None:
+            scores = np.asarray(scores)
+            if scores.ndim != 3 or scores.shape[1:] != labels.shape or not scores.shape[0]:
+                raise CamflowInputError(f"{who}: scores have shape {scores.shape}; expected "
+                                        f"(C, {labels.shape[0]}, {labels.shape[1]}), C > 0")
+            if not np.isfinite(scores).all() or np.abs(scores).max() > _FLOAT16_MAX:
+                raise CamflowInputError(f"{who}: scores must be finite and within float16")
         n_fg = len(self.class_names) - 1
         values = np.unique(labels)
         bad = values[((values < 0) | (values > n_fg)) & (values != IGNORE_INDEX)]
@@ -240,6 +265,10 @@ class LabelCacheWriter(_H5Writer):
         group = self._new_group(image_id, keys_arr)
         group.create_dataset("labels", data=labels.astype(np.uint8), compression="gzip",
                              compression_opts=4)
+        if scores is not None:
+            group.create_dataset("scores", data=scores.astype(np.float16),
+                                 chunks=(1, *scores.shape[1:]), compression="gzip",
+                                 compression_opts=4, shuffle=True)
 
 
 class _H5Reader:
@@ -399,6 +428,13 @@ class LabelCache(_H5Reader):
                 f"{self.label} {self.path}: image {image_id!r} is listed but unreadable "
                 f"(corrupt file?): {exc}"
             ) from exc
+
+    def read_scores(self, image_id: str) -> np.ndarray | None:
+        """The float32 C×H×W score maps stored with ``image_id``'s labels, or None."""
+        if image_id not in self:
+            raise MissingImageError(f"image {image_id!r} is not in {self.label} {self.path}")
+        group = self._file()["images"][_group_name(image_id)]
+        return group["scores"][()].astype(np.float32) if "scores" in group else None
 
 
 def open_cache(path: str | os.PathLike) -> CamCache | LabelCache:

@@ -60,7 +60,8 @@ def run_make_cams(cache: str, checkpoint: str, source: dict[str, Any], data: dic
     trained = load_method(checkpoint, device)
     make_cams(build_source(trained, source), open_dataset(data), data["split"], cache,
               scales=source["scales"], flip=source["flip"], batch_size=source["batch_size"],
-              device=device, workers=workers, amp=runtime["amp"],
+              grid=source["grid"], dtype=source["dtype"], device=device, workers=workers,
+              amp=runtime["amp"],
               provenance={**source, "checkpoint": str(checkpoint),
                           "arch": trained.classifier.arch, "training": trained.name})
 

@@ -50,6 +50,24 @@ def test_round_trip(tmp_path: Path) -> None:
                 np.testing.assert_allclose(cams, expected, atol=1e-3)
 
 
+def test_precision_float16_error_and_float32_bit_exact(tmp_path: Path) -> None:
+    """float16 keeps maps in [0, 1] within 2⁻¹² (docs/fidelity.md); float32 is exact."""
+    cams = np.random.default_rng(1).random((2, 64, 64), dtype=np.float32)
+    for dtype in ("float16", "float32"):
+        path = tmp_path / f"{dtype}.h5"
+        with CamCacheWriter(path, CLASSES, {}, dtype=dtype) as writer:
+            writer.add("a", np.array([1, 2]), cams[:, ::4, ::4], cams)
+        with CamCache(path) as cache:
+            _, got = cache.read("a")
+        error = np.abs(got - cams).max()
+        if dtype == "float32":
+            assert error == 0
+        else:
+            assert 1e-4 < error <= 2.0 ** -12
+    with pytest.raises(CamflowInputError, match="float16 or float32"):
+        CamCacheWriter(tmp_path / "x.h5", CLASSES, {}, dtype="float64")
+
+
 def test_layout(tmp_path: Path) -> None:
     path = tmp_path / "cams.h5"
     _write_two(path)

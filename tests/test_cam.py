@@ -1,9 +1,12 @@
 """The `cam` CAM source: TTA fusion and normalisation against hand-computed cases."""
 
 import numpy as np
+import pytest
 import torch
+from PIL import Image
 
 from camflow.cache import CamCache
+from camflow.data.transforms import normalize
 from camflow.data.voc import SyntheticDataset
 from camflow.methods.cam import (
     fuse_tta,
@@ -22,19 +25,48 @@ def position_weighted(x: torch.Tensor) -> torch.Tensor:
 
 def test_flip_is_flipped_back_before_summing() -> None:
     # cam(x) + flip(cam(flip(x))) = x * (w + flip(w)) = x * (W + 1) for w = 1..W.
-    x = torch.rand(1, 3, 2, 4)
-    (fused,) = fuse_tta(position_weighted, x, scales=[1.0], flip=True, out_sizes=[(2, 4)])
-    assert torch.allclose(fused, x[:, :1] * 5)
+    image = np.random.default_rng(0).integers(0, 256, (2, 4, 3), dtype=np.uint8)
+    x = torch.from_numpy(normalize(image))[None]
+    (fused,) = fuse_tta(position_weighted, [image], scales=[1.0], flip=True,
+                        outputs=[((2, 4), 1)])
+    assert torch.allclose(fused, x[:, :1].clamp(min=0) * 5)
 
 
 def test_scales_are_resized_to_common_size_and_summed() -> None:
-    x = torch.full((1, 3, 8, 8), 0.5)
+    image = np.full((8, 8, 3), 128, dtype=np.uint8)
+    c = torch.from_numpy(normalize(image))[:2, 0, 0]
     ident = lambda t: t[:, :2]  # noqa: E731
-    fused, small = fuse_tta(ident, x, scales=[1.0, 0.5, 2.0], flip=True,
-                            out_sizes=[(8, 8), (2, 2)])
-    # constant image: each of 3 scales gives 0.5 + 0.5 = 1 everywhere, at any output size
-    assert torch.allclose(fused, torch.full((1, 2, 8, 8), 3.0))
-    assert torch.allclose(small, torch.full((1, 2, 2, 2), 3.0))
+    fused, small = fuse_tta(ident, [image], scales=[1.0, 0.5, 2.0], flip=True,
+                            outputs=[((8, 8), 1), ((2, 2), 1)])
+    # constant image: each of 3 scales gives 2c everywhere, at any output size
+    assert torch.allclose(fused, (6 * c)[None, :, None, None].expand(1, 2, 8, 8))
+    assert torch.allclose(small, (6 * c)[None, :, None, None].expand(1, 2, 2, 2))
+
+
+def test_scales_resize_the_uint8_image_with_pil_bicubic() -> None:
+    """IRN's VOC12ClassificationDatasetMSF: pil_rescale(img, s, order=3), then normalise."""
+    image = np.random.default_rng(1).integers(0, 256, (10, 14, 3), dtype=np.uint8)
+    seen = []
+    fuse_tta(lambda t: seen.append(t) or t[:, :1], [image], scales=[0.5, 1.5], flip=False,
+             outputs=[((10, 14), 1)])
+    for x, scale, size in zip(seen, (0.5, 1.5), ((7, 5), (21, 15)), strict=True):
+        expected = normalize(np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC)))
+        assert np.array_equal(x[0].numpy(), expected), scale
+
+
+def test_full_resolution_map_is_rounded_up_to_the_grid_and_cropped() -> None:
+    """IRN (make_cam.py): a 20×20 image's 2×2 stride-16 map is resized to 32×32 and cropped,
+    so column j reads the map at (j + 0.5) / 16 − 0.5; resized straight to 20 it would read
+    (j + 0.5) / 10 − 0.5."""
+    image = np.zeros((20, 20, 3), dtype=np.uint8)
+    step = lambda t: torch.tensor([[0.0, 1.0], [0.0, 1.0]]).expand(len(t), 1, 2, 2)  # noqa: E731
+    (irn,) = fuse_tta(step, [image], [1.0], False, [((20, 20), 16)])
+    (straight,) = fuse_tta(step, [image], [1.0], False, [((20, 20), 1)])
+    assert irn.shape == (1, 1, 20, 20)
+    assert irn[0, 0, 0, 9].item() == pytest.approx(0.09375)
+    assert irn[0, 0, 0, 15].item() == pytest.approx(0.46875)
+    assert straight[0, 0, 0, 9].item() == pytest.approx(0.45)
+    assert straight[0, 0, 0, 15].item() == 1.0
 
 
 def test_max_normalize_divides_each_class_by_its_own_max() -> None:
@@ -62,7 +94,7 @@ def test_make_cams_keeps_only_present_classes_normalised(tmp_path) -> None:
     out = tmp_path / "cams.h5"
     source = lambda images, classes: FakeModel().cam(images)[:, classes]  # noqa: E731
     make_cams(source, dataset, "train", out, scales=[1.0, 0.5], flip=True,
-              batch_size=2, device=torch.device("cpu"), progress=False)
+              batch_size=2, grid=16, device=torch.device("cpu"), progress=False)
     labels = dataset.image_labels("train")
     with CamCache(out) as cache:
         assert sorted(cache.ids) == sorted(dataset.ids("train"))

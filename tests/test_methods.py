@@ -35,8 +35,8 @@ OPTIMIZER = {"lr": 0.05, "head_lr_mult": 10, "momentum": 0.9, "weight_decay": 1e
              "poly_power": 0.9}
 CFG = {"method": "two_nets", "backbone": BACKBONE, "freeze_bn_stats": False,
        "trainable_from_stage": 1, "optimizer": OPTIMIZER, "batch_size": 2, "epochs": 3,
-       "augment": {"resize_long": [20, 28], "flip": True, "crop": 24}, "seed": 3,
-       "critic_every": 2, "max_weight": 1.0}
+       "augment": {"resize_long": [20, 28], "resample": "bicubic", "flip": True, "crop": 24},
+       "seed": 3, "critic_every": 2, "max_weight": 1.0}
 CPU = torch.device("cpu")
 
 
@@ -119,7 +119,8 @@ def test_a_method_with_two_networks_trains_resumes_and_its_cams_are_evaluated(
     for source in ({"method": "cam"}, {"method": "gradcam", "layer": "backbone.stages.3"}):
         cache = tmp_path / source["method"] / "cams.h5"
         run_make_cams(str(cache), str(full), {**source, "scales": [1.0], "flip": True,
-                                              "batch_size": 2}, data, runtime, 0)
+                                              "batch_size": 2, "grid": 16, "dtype": "float32"},
+                      data, runtime, 0)
         out = cache.with_name("eval.json")
         run_eval_cams(str(cache), str(out), str(cache.with_name("eval.csv")),
                       {"thresholds": [0.1, 0.3], "crf": {"enabled": False}}, data, 0)

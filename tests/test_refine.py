@@ -79,10 +79,11 @@ def test_irn_loss_hand_computed() -> None:
     disp[0, :, 0, 1] = torch.tensor([1.0, 2.0])          # D at the source
     disp[0, :, 0, 2] = torch.tensor([0.5, 1.0])          # D at its right neighbour (same class)
     out = irn_loss(_logit(boundary)[None, None], disp, labels, 2)
-    # affinities: 1 - max boundary on the line: (0,2): 0.7, (1,0): 0.6, (1,1): 0.5, (1,2): 0.4
-    # each mean divides by (number of pairs + 1e-5), as the published code
+    # affinities: 1 - max boundary on IRN's band path: (0,2): 0.7; (1,0): the diagonal
+    # band covers the whole 2x2 box, 1 - 0.5 (a one-pixel line would give 1 - 0.4);
+    # (1,1): 0.5; (1,2): 0.4. Each mean divides by (number of pairs + 1e-5), as the code
     fg = -math.log(0.7 + 1e-5) / (1 + 1e-5)
-    neg = (-math.log(1 + 1e-5 - 0.6) - math.log(1 + 1e-5 - 0.5)) / (2 + 1e-5)
+    neg = 2 * -math.log(1 + 1e-5 - 0.5) / (2 + 1e-5)
     assert out["bg_pos"].item() == pytest.approx(0.0, abs=1e-6)
     assert out["fg_pos"].item() == pytest.approx(fg, rel=1e-5)
     assert out["neg"].item() == pytest.approx(neg, rel=1e-5)

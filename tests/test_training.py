@@ -21,7 +21,7 @@ CFG = {
                   "poly_power": 0.9},
     "batch_size": 1,
     "epochs": 3,
-    "augment": {"resize_long": [20, 28], "flip": True, "crop": 24},
+    "augment": {"resize_long": [20, 28], "resample": "bicubic", "flip": True, "crop": 24},
     "seed": 3,
 }
 CPU = torch.device("cpu")

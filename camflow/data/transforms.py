@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageEnhance
 from torch.utils.data import Dataset
 
 from camflow.data.base import SegmentationDataset
@@ -24,12 +24,66 @@ def normalize(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
-    """Resize (bilinear) so that the longer side equals ``long_side``."""
+RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
+
+
+def pil_rescale(image: np.ndarray, scale: float, resample: str) -> np.ndarray:
+    """A uint8 H×W×3 image rescaled with PIL to (round(H·scale), round(W·scale)), as IRN's
+    ``misc/imutils.py`` ``pil_rescale`` (``resample`` a key of :data:`RESAMPLE`; IRN: bicubic).
+    An unchanged size returns the image itself."""
     h, w = image.shape[:2]
-    scale = long_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    if size == (w, h):
+        return image
+    return np.asarray(Image.fromarray(image).resize(size, RESAMPLE[resample]))
+
+
+def random_rescale(image: np.ndarray, augment: dict[str, Any],
+                   rng: np.random.Generator) -> np.ndarray:
+    """IRN's random training resize: ``resize_long: [lo, hi]`` draws the long side (an integer
+    in [lo, hi], ``random_resize_long``: CAM training), ``rescale: [lo, hi]`` a factor uniform
+    in [lo, hi) (``random_scale``: IRN training); resampled with ``augment.resample``."""
+    if "resize_long" in augment:
+        lo, hi = augment["resize_long"]
+        scale = int(rng.integers(lo, hi + 1)) / max(image.shape[:2])
+    else:
+        lo, hi = (float(v) for v in augment["rescale"])
+        scale = lo + rng.random() * (hi - lo)
+    return pil_rescale(image, scale, augment["resample"])
+
+
+def _shift_hue(image: Image.Image, shift: float) -> Image.Image:
+    """torchvision's ``adjust_hue`` of a PIL image: H of HSV plus shift·255 (truncated),
+    modulo 256."""
+    h, s, v = image.convert("HSV").split()
+    hue = (np.asarray(h, dtype=np.int64) + int(shift * 255)) % 256
+    return Image.merge("HSV", (Image.fromarray(hue.astype(np.uint8), "L"), s, v)).convert("RGB")
+
+
+JITTER = {"brightness": lambda im, f: ImageEnhance.Brightness(im).enhance(f),
+          "contrast": lambda im, f: ImageEnhance.Contrast(im).enhance(f),
+          "saturation": lambda im, f: ImageEnhance.Color(im).enhance(f),
+          "hue": _shift_hue}
+
+
+def color_jitter(image: np.ndarray, jitter: dict[str, float],
+                 rng: np.random.Generator) -> np.ndarray:
+    """PSA's colour jitter of a uint8 H×W×3 image (``train_aff.py``: torchvision 0.2's
+    ``ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.1)`` on the PIL image,
+    before the crop): brightness, contrast and saturation factors uniform in
+    [max(0, 1 − v), 1 + v] and a hue shift uniform in [−hue, hue], drawn from ``rng`` in that
+    order (a value of 0 skips its transform), then applied in a random order as torchvision's
+    ``adjust_*`` do on PIL images (``ImageEnhance`` Brightness, Contrast, Color; the hue
+    shift of :func:`_shift_hue`)."""
+    ops = [(name, rng.uniform(max(0.0, 1 - jitter[name]), 1 + jitter[name]))
+           for name in ("brightness", "contrast", "saturation") if jitter[name] > 0]
+    if jitter["hue"] > 0:
+        ops.append(("hue", rng.uniform(-jitter["hue"], jitter["hue"])))
+    out = Image.fromarray(image)
+    for i in rng.permutation(len(ops)):
+        name, factor = ops[i]
+        out = JITTER[name](out, factor)
+    return np.asarray(out)
 
 
 def random_crop(x: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
@@ -60,13 +114,15 @@ def joint_augment(image: np.ndarray, augment: dict[str, Any], rng: np.random.Gen
                   resize_maps: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None
                   ) -> tuple[np.ndarray, np.ndarray | None]:
     """IRN's training augmentation of an image and, optionally, per-pixel maps (C×H×W)
-    aligned with it: random long-side resize in ``augment.resize_long`` (image bilinear,
-    maps with ``resize_maps``), horizontal flip, colour normalisation, random
+    aligned with it: colour jitter of the image if ``augment`` has ``color_jitter`` (PSA,
+    :func:`color_jitter`), random resize (:func:`random_rescale`; maps with ``resize_maps``),
+    horizontal flip, colour normalisation, random
     ``augment.crop`` square (zero-padded image, maps padded with ``fill``).  Every random
     draw comes from ``rng`` in that order, so a sample is a pure function of its seed.
     Returns float32 3×crop×crop and C×crop×crop (or None)."""
-    lo, hi = augment["resize_long"]
-    image = resize_long_side(image, int(rng.integers(lo, hi + 1)))
+    if "color_jitter" in augment:
+        image = color_jitter(image, augment["color_jitter"], rng)
+    image = random_rescale(image, augment, rng)
     if maps is not None:
         maps = resize_maps(maps, image.shape[:2])
     if augment["flip"] and rng.random() < 0.5:
@@ -124,8 +180,9 @@ class InferenceDataset(Dataset):
 
 
 class AffinityLabelDataset(Dataset):
-    """Images with their affinity labels (a label cache), IRN/PSA augmentation, and the labels
-    reduced to the network's pair grid (every ``label_stride``-th pixel, nearest).
+    """Images with their affinity labels (a label cache), IRN's augmentation, and the labels
+    reduced to the network's pair grid (every ``label_stride``-th pixel, nearest).  AffinityNet
+    reduces PSA's scores instead (:class:`camflow.methods.affinitynet.PsaScoreDataset`).
 
     Augmentation: :func:`joint_augment` (labels resized PIL-nearest, padded with 255),
     seeded by ``(seed, epoch, index)`` like :class:`ClassificationDataset`.

@@ -6,8 +6,9 @@ stride-8 grid (PSA Sec. 3.2).  The affinity of two pixels is
 
     a_ij = exp(−‖f_i − f_j‖₁ / C)        (PSA Eq. 3, the mean absolute difference)
 
-for pairs within radius 5, trained with the affinity labels of
-:func:`camflow.refine.affinity_labels.psa_labels`:
+for pairs within radius 5, trained with PSA's affinity labels on the stride-8 grid of each
+crop (:func:`camflow.refine.affinity_labels.psa_grid_labels` of the CRF scores, as PSA's
+``train_aff.py``; :class:`PsaScoreDataset`):
 
     L = ¼ L_bg⁺ + ¼ L_fg⁺ + ½ L⁻,   L⁺ = −mean log a_ij,   L⁻ = −mean log(1 − a_ij)   (Eq. 7–9).
 
@@ -26,9 +27,11 @@ from torch import nn
 
 from camflow.cache import LabelCache
 from camflow.data.base import SegmentationDataset
-from camflow.data.transforms import AffinityLabelDataset, normalize
+from camflow.data.transforms import AffinityLabelDataset, joint_augment, normalize
+from camflow.io import CamflowInputError
 from camflow.methods.base import pretrained_backbone
 from camflow.models.backbones import Backbone, batch_norms
+from camflow.refine.affinity_labels import psa_grid_labels
 from camflow.refine.pairs import grid_pairs, pair_labels, region_pairs
 from camflow.refine.random_walk import psa_propagate
 from camflow.refine.refiners import LearnedRefiner, register_refiner
@@ -103,6 +106,46 @@ def affinitynet_loss(features: torch.Tensor, labels: torch.Tensor,
     return {"bg_pos": bg, "fg_pos": fg, "neg": neg, "total": bg / 4 + fg / 4 + neg / 2}
 
 
+def _resize_scores(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Score maps C×H×W resized bilinearly to ``size`` (PSA never resizes them; only a profile
+    with a random rescale does)."""
+    if scores.shape[1:] == tuple(size):
+        return scores
+    return F.interpolate(torch.from_numpy(scores)[None], size, mode="bilinear",
+                         align_corners=False)[0].numpy()
+
+
+class PsaScoreDataset(AffinityLabelDataset):
+    """AffinityNet's training samples as PSA's ``train_aff.py`` builds them
+    (``voc12/data.py``, ``VOC12AffDataset``): the image and its two CRF score stacks (the
+    ``scores`` of a ``psa`` label cache) go through :func:`joint_augment` together — the crop
+    pads the scores with 0 — and the scores of the crop are reduced to the ``label_stride``
+    grid by :func:`~camflow.refine.affinity_labels.psa_grid_labels` (8×8 block means, then
+    PSA's label rule).  Returns the normalised crop and int64 labels 0..K, 255."""
+
+    def __init__(self, dataset: SegmentationDataset, labels: LabelCache, augment: dict[str, Any],
+                 seed: int, label_stride: int) -> None:
+        super().__init__(dataset, labels, augment, seed, label_stride)
+        if self.ids and labels.read_scores(self.ids[0]) is None:
+            raise CamflowInputError(
+                f"label cache {labels.path} holds no CRF scores: AffinityNet trains on PSA's "
+                f"labels (an affinity_labels style with method: psa)")
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image_id = self.ids[index]
+        image = self.dataset.load_image(image_id)
+        keys, _ = self.labels.read(image_id)
+        scores = self.labels.read_scores(image_id)
+        if scores is None or scores.shape[1:] != image.shape[:2]:
+            raise CamflowInputError(
+                f"image {image_id!r}: label cache {self.labels.path} has no CRF scores of "
+                f"its size {image.shape[1]}x{image.shape[0]}")
+        x, scores = joint_augment(image, self.augment, rng, scores, resize_maps=_resize_scores)
+        labels = psa_grid_labels(scores, keys, self.label_stride).astype(np.int64)
+        return torch.from_numpy(x), torch.from_numpy(labels)
+
+
 class AffinityNetTraining:
     """AffinityNet trained on affinity labels (a :class:`camflow.trainer.TrainingTask`);
     the backbone comes from ``cfg``'s ``backbone_init`` and is trained too."""
@@ -121,9 +164,9 @@ class AffinityNetTraining:
                                          float(opt["weight_decay"]))
         return {"affinitynet": OptimizerSpec(groups, opt)}
 
-    def training_data(self) -> AffinityLabelDataset:
-        return AffinityLabelDataset(self.dataset, self.labels, self.cfg["augment"],
-                                    int(self.cfg["seed"]), STRIDE)
+    def training_data(self) -> PsaScoreDataset:
+        return PsaScoreDataset(self.dataset, self.labels, self.cfg["augment"],
+                               int(self.cfg["seed"]), STRIDE)
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor], progress: Progress,
              update: Update) -> dict[str, torch.Tensor]:
@@ -143,7 +186,8 @@ def load_affinitynet(path: str | Path, device: torch.device) -> AffinityNet:
 
 def pair_affinity(model: AffinityNet, image: torch.Tensor, radius: int) -> torch.Tensor:
     """Affinities n_offsets×⌈H/8⌉×⌈W/8⌉ of every pixel pair of one normalised image 3×H×W on
-    the stride-8 grid of the zero-padded image (pairs leaving the grid: 0)."""
+    the stride-8 grid of the zero-padded image (pairs leaving the grid: 0); PSA's walk
+    (:func:`psa_propagate`) keeps the pairs of PSA's ``get_indices_of_pairs``."""
     h, w = image.shape[-2:]
     x = F.pad(image[None], (0, -w % 32, 0, -h % 32))
     feats = model(x)[0].float()[:, : -(-h // STRIDE), : -(-w // STRIDE)]

@@ -2,9 +2,10 @@
 
 :class:`CAM` is the plain CAM classifier as a training method.  :func:`make_cams` implements
 IRN's inference (``docs/fidelity.md``, conventions of the base pipeline: CAM classifier,
-inference) and GSLM (Mai et al.) Eq. 2 for any source: per scale the CAM is ReLU(f(x)); the
-image and its horizontal flip are summed (the flip flipped back); scales are resized
-bilinearly to a common size and summed; only the image's ground-truth classes are kept; each
+inference) and GSLM (Mai et al.) Eq. 2 for any source: per scale (PIL bicubic) the CAM is
+ReLU(f(x)); the image and its horizontal flip are summed (the flip flipped back); scales are
+resized bilinearly to a common size (the full-resolution one rounded up to IRN's grid, then
+cropped) and summed; only the image's ground-truth classes are kept; each
 class map is divided by its own maximum (+1e-5). Two sizes are produced: stride 4 (for the
 random walk) and full resolution.
 """
@@ -25,7 +26,12 @@ from torch.utils.data import DataLoader
 
 from camflow.cache import CamCacheWriter
 from camflow.data.base import SegmentationDataset
-from camflow.data.transforms import ClassificationDataset, InferenceDataset, normalize
+from camflow.data.transforms import (
+    ClassificationDataset,
+    InferenceDataset,
+    normalize,
+    pil_rescale,
+)
 from camflow.methods.base import TrainingMethod, register_method
 from camflow.models.classifier import build_classifier, multilabel_loss
 from camflow.runtime import progress_bar
@@ -44,26 +50,32 @@ def strided_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
     return math.ceil(size[0] / stride), math.ceil(size[1] / stride)
 
 
-def fuse_tta(cam_fn: CamFn, images: torch.Tensor, scales: Sequence[float], flip: bool,
-             out_sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
-    """Sum of CAMs over scales (and flips), resized bilinearly to each of ``out_sizes``.
+def fuse_tta(cam_fn: CamFn, images: Sequence[np.ndarray], scales: Sequence[float], flip: bool,
+             outputs: Sequence[tuple[tuple[int, int], int]],
+             device: torch.device | None = None) -> list[torch.Tensor]:
+    """Sum of CAMs over scales (and flips), as IRN's ``step/make_cam.py``.
 
-    ``images`` is a normalised B×3×H×W batch; ``cam_fn`` maps a batch to B×K×h×w
-    non-negative maps. Returns one B×K×h×w tensor per requested output size.
+    ``images`` are B uint8 H×W×3 images of one size.  At each scale they are rescaled with
+    PIL bicubic to (round(H·s), round(W·s)) and then normalised (IRN's
+    ``VOC12ClassificationDatasetMSF``); ``cam_fn`` maps the batch to B×K×h×w non-negative
+    maps; a flipped image's map is flipped back and added.  Each output ``(size, grid)`` is
+    every scale's map resized bilinearly to ``size`` rounded up to a multiple of ``grid`` and
+    cropped to ``size`` (IRN: grid 16 for the full-resolution map, ``get_strided_up_size``;
+    grid 1 for the stride-4 map), then summed over scales.  Returns one B×K×h×w tensor per
+    output.
     """
-    _, _, h, w = images.shape
-    fused = [images.new_zeros(0) for _ in out_sizes]
+    fused: list[torch.Tensor] = [torch.zeros(0) for _ in outputs]
     for scale in scales:
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        x = images if size == (h, w) else F.interpolate(images, size, mode="bilinear",
-                                                        align_corners=False)
+        x = torch.from_numpy(np.stack([normalize(pil_rescale(img, scale, "bicubic"))
+                                       for img in images])).to(device)
         if flip:
             cams = cam_fn(torch.cat([x, x.flip(-1)]))
             cams = cams[: len(x)] + cams[len(x):].flip(-1)
         else:
             cams = cam_fn(x)
-        for i, out_size in enumerate(out_sizes):
-            up = F.interpolate(cams, out_size, mode="bilinear", align_corners=False)
+        for i, ((h, w), grid) in enumerate(outputs):
+            up = F.interpolate(cams, (-(-h // grid) * grid, -(-w // grid) * grid),
+                               mode="bilinear", align_corners=False)[..., :h, :w]
             fused[i] = up if fused[i].numel() == 0 else fused[i] + up
     return fused
 
@@ -92,30 +104,34 @@ def _same_size_batches(loader: Iterator, batch_size: int) -> Iterator[list[tuple
 
 def make_cams(source: ClassCamFn, dataset: SegmentationDataset, split: str,
               out_path: str | Path, scales: Sequence[float], flip: bool, batch_size: int,
-              device: torch.device, workers: int = 0, amp: bool = True, progress: bool = True,
-              provenance: dict[str, Any] | None = None) -> Path:
+              grid: int, device: torch.device, workers: int = 0, amp: bool = True,
+              progress: bool = True, provenance: dict[str, Any] | None = None,
+              dtype: str = "float16") -> Path:
     """Compute TTA CAMs of ``source`` for every image of ``split``; write the cache ``out_path``.
 
     A batch's maps are computed for the union of its images' classes, then each image keeps
     its own classes. Gradient-based sources enable gradients themselves (``no_grad`` here).
+    ``grid``: the full-resolution map's rounding (:func:`fuse_tta`; IRN 16); ``dtype``: the
+    cache's precision (:class:`~camflow.cache.CamCacheWriter`).
     """
     data = InferenceDataset(dataset, split)
     loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=workers,
                         collate_fn=_as_is)
     use_amp = amp and device.type == "cuda"
-    meta = {"split": split, "scales": list(scales), "flip": flip,
+    meta = {"split": split, "scales": list(scales), "flip": flip, "grid": grid,
             **(provenance or {})}
-    with CamCacheWriter(out_path, dataset.class_names, meta) as writer, torch.no_grad():
+    with CamCacheWriter(out_path, dataset.class_names, meta, dtype) as writer, \
+            torch.no_grad():
         bar = progress_bar(progress, total=len(data), desc=f"CAMs {split}")
         for batch in _same_size_batches(iter(loader), batch_size):
             h, w = batch[0][1].shape[:2]
-            images = torch.from_numpy(np.stack([normalize(item[1]) for item in batch]))
             union = sorted({c for item in batch for c in item[2]})
             classes = torch.as_tensor([c - 1 for c in union], dtype=torch.long, device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 full, stride4 = fuse_tta(functools.partial(source, classes=classes),
-                                         images.to(device),
-                                         scales, flip, [(h, w), strided_size((h, w), 4)])
+                                         [item[1] for item in batch], scales, flip,
+                                         [((h, w), grid), (strided_size((h, w), 4), 1)],
+                                         device)
             full, stride4 = full.float(), stride4.float()
             for i, (image_id, _, labels) in enumerate(batch):
                 keys = np.asarray(labels, dtype=np.int64)

@@ -159,20 +159,34 @@ def load_irn(path: str | Path, device: torch.device) -> IRNet:
     return model.to(device).eval()
 
 
-def boundary_map(model: IRNet, image: torch.Tensor, flip: bool) -> torch.Tensor:
+def boundary_map(model: IRNet, image: torch.Tensor, flip: bool, pad_to: int = 32,
+                 flip_before_pad: bool = False) -> torch.Tensor:
     """Boundary probabilities (h×w, the stride-4 grid ⌈H/4⌉×⌈W/4⌉) of one normalised image
-    3×H×W; with ``flip`` averaged with the flipped image's (as IRN's inference)."""
+    3×H×W, as IRN's ``EdgeDisplacement.forward``: the image is zero-padded (bottom, right) to
+    a multiple of ``pad_to`` (IRN: its crop size 512); with ``flip`` the *logits* of the image
+    and of its mirror image are averaged before the sigmoid.
+
+    camflow mirrors the padded image, so the flipped-back logits lie exactly on the image's
+    grid.  ``flip_before_pad`` reproduces IRN's code instead: the unpadded image is mirrored,
+    both are padded and cropped to the stride-4 grid, and the cropped mirror map is flipped
+    back — off by 4⌈W/4⌉ − W pixels when W is not a multiple of 4, and with the padding on the
+    other side of the mirrored content (``docs/fidelity.md``)."""
     h, w = image.shape[-2:]
-    pad_h, pad_w = -h % 32, -w % 32
-    x = F.pad(image[None], (0, pad_w, 0, pad_h))
-    if flip:
-        x = torch.cat([x, x.flip(-1)])
-    edge = torch.sigmoid(model(x)[0][:, 0].float())
-    if flip:
-        edge = (edge[0] + edge[1].flip(-1)) / 2
+    gh, gw = -(-h // 4), -(-w // 4)
+
+    def padded(x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, (0, -w % pad_to, 0, -h % pad_to))
+
+    if not flip:
+        logits = model(padded(image[None]))[0][0, 0].float()
+    elif flip_before_pad:
+        edge = model(padded(torch.stack([image, image.flip(-1)])))[0][:, 0, :gh, :gw].float()
+        logits = edge[0] / 2 + edge[1].flip(-1) / 2
     else:
-        edge = edge[0]
-    return edge[: -(-h // 4), : -(-w // 4)]
+        x = padded(image[None])
+        edge = model(torch.cat([x, x.flip(-1)]))[0][:, 0].float()
+        logits = edge[0] / 2 + edge[1].flip(-1) / 2
+    return torch.sigmoid(logits[:gh, :gw])
 
 
 @register_refiner("irn")
@@ -183,7 +197,8 @@ class IRNRefiner(LearnedRefiner):
     resolution = "stride4"
     schema = {"required": ["random_walk"],
               "properties": {"random_walk": {"allOf": [
-                  {"$ref": "#/$defs/random_walk"}, {"required": ["bg_threshold", "flip"]}]}}}
+                  {"$ref": "#/$defs/random_walk"},
+                  {"required": ["bg_threshold", "flip", "pad_to", "flip_before_pad"]}]}}}
 
     task = IRNTraining
     load = staticmethod(load_irn)
@@ -195,7 +210,8 @@ class IRNRefiner(LearnedRefiner):
                cams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = self.params
         x = torch.from_numpy(normalize(image)).to(self.device)
-        boundary = boundary_map(self.model, x, bool(p["flip"])).cpu()
+        boundary = boundary_map(self.model, x, bool(p["flip"]), int(p["pad_to"]),
+                                bool(p["flip_before_pad"])).cpu()
         scores, channels = irn_propagate(torch.from_numpy(cams), boundary, image.shape[:2],
                                          int(p["radius"]), float(p["beta"]),
                                          int(p["n_squarings"]), float(p["bg_threshold"]))

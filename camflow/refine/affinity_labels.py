@@ -11,10 +11,15 @@ AffinityNet"); both read the full-resolution maps of any CAM cache:
   confidence CAM of class c is 1 where the label is c, −1 where it is 255, else 0.
 * :func:`psa_labels` (Ahn & Kwak 2018, Sec. 3.2): background score (1 − max CAM)^α with
   α = 4 ("low", more background) and α = 32 ("high"); each score stack is refined by PSA's
-  score CRF; foreground from the low one, background from the high one, the rest 255.
+  score CRF (:func:`psa_scores`); foreground from the low one, background from the high one,
+  the rest 255 (:func:`psa_label_rule`).
 
 The output is a label cache (:class:`camflow.cache.LabelCacheWriter`): per image its class
-keys and a uint8 map of class indices 0..K with 255 = ignore.
+keys and a uint8 map of class indices 0..K with 255 = ignore.  The ``psa`` style also stores
+the two CRF score stacks: PSA does not reduce the *labels* to AffinityNet's stride-8 grid but
+the scores, averaged over the 8×8 blocks of each training crop before the argmax
+(:func:`psa_grid_labels`), and the blocks move with the random crop, so the reduction can only
+happen at training time (:class:`camflow.methods.affinitynet.PsaScoreDataset`).
 """
 
 from __future__ import annotations
@@ -65,31 +70,73 @@ def irn_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, fg_thresho
     return out.astype(np.uint8)
 
 
-def psa_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, alpha_low: float = 4,
+def psa_scores(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, alpha_low: float = 4,
                alpha_high: float = 32, crf: dict[str, float] | None = None) -> np.ndarray:
-    """PSA's affinity labels (conventions "PSA / AffinityNet"): uint8 H×W, 0..K and 255.
+    """PSA's two CRF score stacks (code: ``infer_cls.py``, ``_crf_with_alpha`` for
+    ``--low_alpha`` 4 and ``--high_alpha`` 32): float32 2(1+n)×H×W, the α_low stack
+    [background, class maps] followed by the α_high one.
 
     The background score (1 − max_c CAM_c)^α is stacked in front of the class maps, the stack
     is normalised to a distribution per pixel and refined with PSA's score CRF
-    (:func:`crf_scores`); the label is the argmax.  Foreground comes from α_low, background
-    from α_high, the rest is ignored.
+    (:func:`crf_scores`).  An image without a class has the scores 1 (background) in both.
     """
     keys = np.asarray(keys, dtype=np.int64)
     if keys.size == 0:
-        return np.zeros(cams.shape[1:], dtype=np.uint8)
-    lut = channel_lut(keys)
+        return np.ones((2, *cams.shape[1:]), dtype=np.float32)
 
-    def crf_argmax(alpha: float) -> np.ndarray:
+    def refined(alpha: float) -> np.ndarray:
         bg = (1.0 - cams.max(axis=0, keepdims=True)) ** alpha
         stack = np.concatenate([bg, cams]).astype(np.float32)
         probs = stack / np.maximum(stack.sum(axis=0, keepdims=True), 1e-5)
-        return lut[np.argmax(crf_scores(image, probs, **(crf or {})), axis=0)]
+        return crf_scores(image, probs, **(crf or {}))
 
-    low, high = crf_argmax(alpha_low), crf_argmax(alpha_high)
-    out = low.copy()
+    return np.concatenate([refined(alpha_low), refined(alpha_high)])
+
+
+def psa_label_rule(scores: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """PSA's labels from its two score stacks (:func:`psa_scores`) on any grid (code:
+    ``voc12/data.py``, ``VOC12AffDataset.__getitem__``): uint8, 0..K and 255.
+
+    ``low`` and ``high`` are the argmax channels of the α_low and α_high halves; the label is
+    ``low``'s class, 255 where ``low`` is background, 0 where ``high`` is background (that
+    wins), and 255 where every score is below 1e-5 (no score: the zero padding of a crop).
+    """
+    scores = np.asarray(scores)
+    low_scores, high_scores = np.split(scores, 2)
+    low, high = low_scores.argmax(axis=0), high_scores.argmax(axis=0)
+    out = channel_lut(keys)[low]
     out[low == 0] = IGNORE_INDEX
     out[high == 0] = 0
+    out[scores.max(axis=0) < 1e-5] = IGNORE_INDEX
     return out.astype(np.uint8)
+
+
+def psa_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, alpha_low: float = 4,
+               alpha_high: float = 32, crf: dict[str, float] | None = None) -> np.ndarray:
+    """PSA's affinity labels at full resolution (conventions "PSA / AffinityNet"): uint8 H×W,
+    0..K and 255 — :func:`psa_label_rule` of :func:`psa_scores`.  AffinityNet trains on
+    :func:`psa_grid_labels` of the scores instead."""
+    return psa_label_rule(psa_scores(image, keys, cams, alpha_low, alpha_high, crf), keys)
+
+
+def psa_grid_labels(scores: np.ndarray, keys: np.ndarray, stride: int = 8) -> np.ndarray:
+    """PSA's affinity labels on the stride grid of a training crop: uint8
+    ⌈h/stride⌉×⌈w/stride⌉ from the crop's score stacks 2(1+n)×h×w (zero where the crop is
+    padding).
+
+    PSA (``train_aff.py``: the label transform ``imutils.AvgPool2d(8)``, i.e.
+    ``skimage.measure.block_reduce(·, (8, 8, 1), np.mean)`` after the random crop and flip)
+    averages every score map over the stride×stride blocks — a block cut by the crop's
+    right or bottom edge is padded with 0 and still divided by stride² — and then applies
+    :func:`psa_label_rule`: the label is the argmax of the block *means*, not the label of
+    any one pixel, and a block entirely in the crop's padding has no score (255).
+    """
+    c, h, w = scores.shape
+    gh, gw = -(-h // stride), -(-w // stride)
+    padded = np.zeros((c, gh * stride, gw * stride), dtype=np.float32)
+    padded[:, :h, :w] = scores
+    means = padded.reshape(c, gh, stride, gw, stride).mean(axis=(2, 4))
+    return psa_label_rule(means, keys)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +145,7 @@ class _LabelJob:
     dataset: SegmentationDataset
     params: dict[str, Any]
 
-    def __call__(self, image_id: str) -> tuple[str, np.ndarray, np.ndarray]:
+    def __call__(self, image_id: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None]:
         keys, cams = self.cache.read(image_id, "full")
         image = self.dataset.load_image(image_id)
         if image.shape[:2] != cams.shape[1:]:
@@ -107,11 +154,10 @@ class _LabelJob:
                 f"{self.cache.path} is {cams.shape[2]}x{cams.shape[1]}")
         p = self.params
         if p["method"] == "irn":
-            labels = irn_labels(image, keys, cams, p["fg_threshold"], p["bg_threshold"],
-                                p.get("crf"))
-        else:
-            labels = psa_labels(image, keys, cams, p["alpha_low"], p["alpha_high"], p.get("crf"))
-        return image_id, keys, labels
+            return image_id, keys, irn_labels(image, keys, cams, p["fg_threshold"],
+                                              p["bg_threshold"], p.get("crf")), None
+        scores = psa_scores(image, keys, cams, p["alpha_low"], p["alpha_high"], p.get("crf"))
+        return image_id, keys, psa_label_rule(scores, keys), scores
 
 
 def make_affinity_labels(cache: CamCache, dataset: SegmentationDataset, split: str,
@@ -121,7 +167,7 @@ def make_affinity_labels(cache: CamCache, dataset: SegmentationDataset, split: s
 
     ``params``: ``method`` (``irn`` or ``psa``), ``fg_threshold``/``bg_threshold`` (irn) or
     ``alpha_low``/``alpha_high`` (psa), and ``crf`` (overrides of the CRF's defaults; irn
-    also takes ``false``: no CRF).
+    also takes ``false``: no CRF).  ``psa`` also stores each image's :func:`psa_scores`.
     """
     style = params.get("method")
     if style not in STYLES:
@@ -132,9 +178,9 @@ def make_affinity_labels(cache: CamCache, dataset: SegmentationDataset, split: s
     provenance = {**params, "cams": str(cache.path), "split": split}
     ignored = total = 0
     with LabelCacheWriter(out_path, dataset.class_names, provenance) as writer:
-        for image_id, keys, labels in parallel_map(job, ids, workers, progress,
-                                                   f"{style} labels {split}"):
-            writer.add(image_id, keys, labels)
+        for image_id, keys, labels, scores in parallel_map(job, ids, workers, progress,
+                                                           f"{style} labels {split}"):
+            writer.add(image_id, keys, labels, scores)
             ignored += int((labels == IGNORE_INDEX).sum())
             total += labels.size
     log.info("wrote %s: %d images, %.1f%% of pixels ignored", out_path, len(ids),

@@ -4,8 +4,9 @@ A pair is a pixel i and i + d for an offset d = (dy, dx) of the half-plane set o
 :func:`neighbour_offsets` (dy > 0, or dy = 0 and dx > 0, with dy² + dx² < r²: each unordered
 pair once, as in PSA's ``get_indices_of_pairs`` and IRN's ``PathIndex``).  Training uses the
 *interior region* of a map, the source pixels whose every partner lies inside it
-(:func:`region_pairs`); the random walk uses every pixel, pairs leaving the map having
-affinity 0 (:func:`grid_pairs`).  The path of a pair, whose largest boundary value
+(:func:`region_pairs`); IRN's random walk uses every pixel, pairs leaving the map having
+affinity 0 (:func:`grid_pairs`), PSA's only the pairs that start in the interior region
+(:func:`psa_pair_sources`).  The path of a pair, whose largest boundary value
 sets IRN's affinity, is IRN's band of pixels (:func:`path_offsets`).
 """
 
@@ -122,3 +123,17 @@ def flat_pair_indices(h: int, w: int, radius: int) -> tuple[np.ndarray, np.ndarr
         src.append(ys * w + xs)
         dst.append(np.clip(ty, 0, h - 1) * w + np.clip(tx, 0, w - 1))
     return np.stack(src), np.stack(dst), np.stack(inside)
+
+
+def psa_pair_sources(h: int, w: int, radius: int) -> torch.Tensor:
+    """The pixels PSA's pairs start from, as a bool h×w mask (code: ``tool/pyutils.py``
+    ``get_indices_of_pairs``, which ``network/resnet38_aff.py`` ``Net.forward`` uses for the
+    affinity matrix of ``infer_aff.py``): the interior region of :func:`region_pairs`, rows
+    [0, h − r + 1) and columns [r − 1, w − r + 1) — no pair starts in the last r − 1 rows or
+    the first or last r − 1 columns.  Every partner of these lies inside the map; a pixel
+    outside the region only has the pairs that reach it from inside (a corner of the last row
+    has none).  A map with fewer than r rows or 2r − 1 columns has no source."""
+    mask = torch.zeros(h, w, dtype=torch.bool)
+    r = radius - 1
+    mask[:max(h - r, 0), r:max(w - r, r)] = True
+    return mask

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from camflow.io import CamflowInputError
-from camflow.refine.pairs import flat_pair_indices, grid_path_max
+from camflow.refine.pairs import flat_pair_indices, grid_path_max, psa_pair_sources
 
 
 def transition_matrix(affinity: torch.Tensor, radius: int, beta: float,
@@ -109,8 +109,13 @@ def psa_propagate(cams: torch.Tensor, affinity: torch.Tensor, radius: int = 5, b
 
     Background score (1 − max CAM)^α is stacked in front (PSA Sec. 3.3, α = 16), the stack is
     average-pooled to the affinity grid, propagated, upsampled (bilinear) and cropped; the
-    label is the argmax.  Returns ``(scores (K+1)×H×W normalised to sum 1 per pixel, channel
-    map H×W)`` with channel 0 background.
+    label is the argmax (PSA code: ``infer_aff.py``).  The walk's matrix is PSA's
+    (``network/resnet38_aff.py``, ``Net.forward(to_dense=True)``): only the pairs that start
+    at :func:`~camflow.refine.pairs.psa_pair_sources` (``get_indices_of_pairs``), each
+    entered at (i, j) and (j, i), and 1 on the diagonal; the affinities of every other
+    (pixel, offset) are not used.  The walk runs in float64 for float64 CAMs, else float32.
+    Returns ``(scores (K+1)×H×W normalised to sum 1 per pixel, channel map H×W)`` with
+    channel 0 background.
     """
     k, h, w = cams.shape
     bg = (1 - cams.max(dim=0, keepdim=True).values) ** alpha if k else cams.new_ones((1, h, w))
@@ -121,7 +126,9 @@ def psa_propagate(cams: torch.Tensor, affinity: torch.Tensor, radius: int = 5, b
         raise CamflowInputError(f"affinity grid {gh}x{gw} does not cover a {h}x{w} image at "
                                 f"stride {stride}")
     pooled = F.avg_pool2d(padded[None], stride)[0]
-    rw = random_walk(pooled, affinity, radius, beta, n_squarings)
+    affinity = affinity * psa_pair_sources(gh, gw, radius).to(affinity.device)
+    rw = random_walk(pooled, affinity, radius, beta, n_squarings,
+                     torch.promote_types(pooled.dtype, torch.float32))
     up = F.interpolate(rw[None], size=(gh * stride, gw * stride), mode="bilinear",
                        align_corners=False)[0, :, :h, :w]
     scores = up / up.sum(dim=0, keepdim=True).clamp(min=1e-12)
