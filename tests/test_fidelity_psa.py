@@ -16,6 +16,7 @@ from PIL import Image, ImageEnhance
 
 from camflow.cache import LabelCache, LabelCacheWriter
 from camflow.data.transforms import color_jitter, joint_augment, normalize
+from camflow.io import CamflowInputError
 from camflow.methods.affinitynet import AffinityNetTraining, pair_affinity
 from camflow.refine.affinity_labels import psa_grid_labels, psa_label_rule
 from camflow.refine.pairs import neighbour_offsets, pair_labels, psa_pair_sources
@@ -138,6 +139,21 @@ def test_affinitynet_trains_on_the_block_labels(tmp_path: Path) -> None:
     x, labels = AffinityNetTraining.training_data(task)[0]
     assert labels.tolist() == [[255]]
     assert torch.equal(x, torch.from_numpy(normalize(image)))
+
+
+def test_a_label_cache_without_scores_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """An ``irn`` label cache (or a ``psa`` one written before the scores were stored) has no
+    scores: AffinityNet's training stops naming the file and how to rebuild it."""
+    path = tmp_path / "old_psa.h5"
+    with LabelCacheWriter(path, ["bg", "a"], {"method": "psa"}) as writer:
+        writer.add("img", np.array([1]), np.zeros((8, 8), dtype=np.uint8))
+    task = SimpleNamespace(
+        dataset=SimpleNamespace(load_image=lambda _: np.zeros((8, 8, 3), np.uint8)),
+        labels=LabelCache(path),
+        cfg={"seed": 0, "augment": {"rescale": [1.0, 1.0], "resample": "bicubic",
+                                    "flip": False, "crop": 8}})
+    with pytest.raises(CamflowInputError, match=r"old_psa\.h5 holds no CRF scores.*-R affinity"):
+        AffinityNetTraining.training_data(task)
 
 
 # --- 2. the random walk's pairs (infer_aff.py, get_indices_of_pairs, resnet38_aff.py) ------

@@ -129,7 +129,9 @@ class PsaScoreDataset(AffinityLabelDataset):
         if self.ids and labels.read_scores(self.ids[0]) is None:
             raise CamflowInputError(
                 f"label cache {labels.path} holds no CRF scores: AffinityNet trains on PSA's "
-                f"labels (an affinity_labels style with method: psa)")
+                f"labels (an affinity_labels style with method: psa); a cache written before "
+                f"camflow stored them must be rebuilt: delete it, or rerun with "
+                f"`snakemake -R affinity_labels …`")
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
