@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,17 +33,41 @@ def some_ids(ids: list[str], shown: int = 5) -> str:
     return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(path: Path, suffix: str) -> None:
+    """Remove what an earlier writer of ``path`` that was killed (SIGKILL, an OOM kill: no
+    cleanup runs) left beside it: the hidden ``.{name}.XXXXXXXX{suffix}`` files or folders of
+    :func:`atomic_path` and :func:`atomic_dir`.  Snakemake runs one job per output, so no
+    live writer owns them."""
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}" + re.escape(suffix))
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        if pattern.fullmatch(stale.name):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched.  The file
+    gets the mode a plain ``open`` would give it (0666 less the umask), not ``mkstemp``'s
+    0600, and temporaries a killed earlier writer left are removed first.
     """
     path = Path(path)
+    suffix = suffix or ".tmp"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent
-    )
+    remove_stale_temporaries(path, suffix)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -49,6 +76,26 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """:func:`atomic_path` for a folder: yield an empty temporary folder beside ``path``
+    (mode 0777 less the umask) that replaces ``path`` on success and is removed on an
+    exception."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path, "")
+    tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp_path.chmod(0o777 & ~current_umask())
+    try:
+        yield tmp_path
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            shutil.rmtree(tmp_path)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

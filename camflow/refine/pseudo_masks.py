@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,7 @@ import torch.nn.functional as F
 from camflow.cache import CamCache, CamCacheWriter
 from camflow.data.base import SegmentationDataset
 from camflow.evaluate import channel_lut
-from camflow.io import CamflowInputError, write_label_png
+from camflow.io import CamflowInputError, atomic_dir, write_label_png
 from camflow.methods.cam import strided_size
 from camflow.refine.refiners import Refiner, refiner_class
 from camflow.runtime import parallel_map
@@ -81,26 +78,17 @@ def make_pseudo_masks(method: str, model_path: str | Path | None, cache: CamCach
     refiner_class(method, "refiners.<name>.method")
     ids = dataset.ids(split)
     cache.require(ids, f"{dataset.name}/{split}")
-    masks_dir = Path(masks_dir)
-    masks_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{masks_dir.name}.", dir=masks_dir.parent))
     model = None if model_path is None else str(model_path)
     job = _RefineJob(method, model, cache, dataset, params, str(device))
     procs = workers if device.type == "cpu" else 1
     provenance = {"refiner": method, **params, "model": str(model_path), "cams": str(cache.path)}
-    try:
-        with CamCacheWriter(scores_path, dataset.class_names, provenance) as writer:
-            for image_id, keys, labels, scores in parallel_map(job, ids, procs, progress,
-                                                               f"{method} masks {split}"):
-                write_label_png(tmp_dir / f"{image_id}.png", labels)
-                full = torch.from_numpy(scores)
-                s4 = F.interpolate(full[None], strided_size(labels.shape, 4), mode="bilinear",
-                                   align_corners=False)[0] if len(keys) else full[:, ::4, ::4]
-                writer.add(image_id, keys, s4.numpy(), scores)
-        if masks_dir.exists():
-            shutil.rmtree(masks_dir)
-        os.replace(tmp_dir, masks_dir)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir)
+    with atomic_dir(masks_dir) as tmp_dir, \
+            CamCacheWriter(scores_path, dataset.class_names, provenance) as writer:
+        for image_id, keys, labels, scores in parallel_map(job, ids, procs, progress,
+                                                           f"{method} masks {split}"):
+            write_label_png(tmp_dir / f"{image_id}.png", labels)
+            full = torch.from_numpy(scores)
+            s4 = F.interpolate(full[None], strided_size(labels.shape, 4), mode="bilinear",
+                               align_corners=False)[0] if len(keys) else full[:, ::4, ::4]
+            writer.add(image_id, keys, s4.numpy(), scores)
     log.info("wrote %d pseudo masks to %s and scores to %s", len(ids), masks_dir, scores_path)
