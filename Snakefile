@@ -8,16 +8,13 @@ artifact to its rule.
 import os
 import re
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 # Defaults ship beside the Snakefile; overlay your own with --configfile my.yaml.
 configfile: os.path.join(workflow.basedir, "config.yaml")
-
-
-validate(config, "schemas/config.schema.yaml")
 
 
 include: "rules/common.smk"  # also registers Fig. 8's sweep points as GSLM configurations

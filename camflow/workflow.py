@@ -48,12 +48,15 @@ class Workflow:
         self._validated: dict[str, dict[str, Any]] = {}
 
     def check(self) -> None:
-        """Register Fig. 8's sweep points, then validate what the static schema cannot: the
+        """Validate the config against the static schema (in place, defaults filled), register
+        Fig. 8's sweep points, then validate what the static schema cannot: the
         registered names (datasets, CAM sources, refiners), every classifier and SLM against
         its method's schema, and the names under ``resources``.  Called once when the
         Snakefile is parsed."""
         from camflow.data import DATASETS
+        from camflow.schema import validate_config
 
+        validate_config(self.config, self.schema)
         self.add_gslm_sweeps()
         for name in self.config["datasets"]:
             DATASETS.get(name, f"datasets.{name}")
@@ -426,6 +429,12 @@ class Workflow:
         if wildcards.dataset == "synthetic":
             return f"{self.dataset_config('synthetic')['root']}/meta.json"
         return []
+
+    @property
+    def threads(self) -> int:
+        """A job's ``threads:``: ``runtime.workers``, at least 1 — Snakemake exports it as
+        ``OMP_NUM_THREADS``, and libgomp warns about every job when that is 0."""
+        return max(1, int(self.config["runtime"]["workers"]))
 
     def stage_resources(self, stage: str) -> dict[str, Any]:
         """The cluster resources of a stage, from ``resources.<stage>``."""

@@ -12,7 +12,7 @@ rule make_cams:
         source=lambda wc: source_config(wc.source),
         data=lambda wc: {**dataset_params(wc.dataset, "eval_split"), "split": wc.split},
         runtime=runtime_params(),
-    threads: config["runtime"]["workers"]
+    threads: W.threads
     resources:
         **stage_resources("make_cams"),
     log:

@@ -13,7 +13,7 @@ rule train_classifier:
         classifier=lambda wc: classifier_config(wc.classifier),
         data=lambda wc: train_data_params(wc.dataset, wc.classifier),
         runtime=runtime_params(),
-    threads: config["runtime"]["workers"]
+    threads: W.threads
     resources:
         **stage_resources("train_classifier"),
     log:

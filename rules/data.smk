@@ -7,7 +7,7 @@ rule synthetic:
     params:
         root=lambda wc, output: os.path.dirname(output.meta),
         generate=dataset_config("synthetic")["generate"],
-    threads: config["runtime"]["workers"]
+    threads: W.threads
     log:
         "results/logs/synthetic/generate.log",
     conda:

@@ -11,7 +11,7 @@ rule eval_cams:
     params:
         evaluation=config["evaluation"],
         data=lambda wc: {**dataset_params(wc.dataset, "eval_split"), "split": wc.split},
-    threads: config["runtime"]["workers"]
+    threads: W.threads
     resources:
         **stage_resources("eval_cams"),
     log:

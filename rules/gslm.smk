@@ -18,7 +18,7 @@ rule coarse_generation:
     params:
         labels=lambda wc: affinity_label_config(gslm_config(wc.gslm)["coarse_generation"]),
         data=lambda wc: split_params(wc.dataset, wc.split),
-    threads: config["runtime"]["workers"]
+    threads: W.threads
     resources:
         **stage_resources("affinity_labels"),
     log:
@@ -40,7 +40,7 @@ rule train_slm:
         classifier=lambda wc: slm_config(wc.gslm),
         data=lambda wc: dataset_params(wc.dataset, "train_split"),
         runtime=runtime_params(),
-    threads: config["runtime"]["workers"]
+    threads: W.threads
     resources:
         **stage_resources("train_slm"),
     log:
@@ -61,7 +61,7 @@ rule make_stage_cams:
         source={**config["cams"], "method": "cam"},
         data=lambda wc: split_params(wc.dataset, wc.split),
         runtime=runtime_params(),
-    threads: config["runtime"]["workers"]
+    threads: W.threads
     resources:
         **stage_resources("make_cams"),
     log:

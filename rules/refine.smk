@@ -14,7 +14,7 @@ rule affinity_labels:
     params:
         labels=lambda wc: affinity_label_config(wc.style),
         data=lambda wc: split_params(wc.dataset, wc.split),
-    threads: config["runtime"]["workers"]
+    threads: W.threads
     resources:
         **stage_resources("affinity_labels"),
     log:
@@ -36,7 +36,7 @@ rule train_refiner:
         refiner=lambda wc: refiner_training_config(wc.refiner),
         data=lambda wc: dataset_params(wc.dataset, "train_split"),
         runtime=runtime_params(),
-    threads: config["runtime"]["workers"]
+    threads: W.threads
     resources:
         **stage_resources("train_refiner"),
     log:
@@ -57,7 +57,7 @@ rule refine:
         refiner=lambda wc: refiner_inference_config(wc.refiner),
         data=lambda wc: split_params(wc.dataset, wc.split),
         runtime=runtime_params(),
-    threads: config["runtime"]["workers"]
+    threads: W.threads
     resources:
         **stage_resources("refine"),
     log:
@@ -76,7 +76,7 @@ rule eval_masks:
         json="results/{dataset}/{classifier}/{source}/{refiner}/{split}/eval.json",
     params:
         data=lambda wc: split_params(wc.dataset, wc.split),
-    threads: config["runtime"]["workers"]
+    threads: W.threads
     log:
         "results/logs/{dataset}/{classifier}/{source}/{refiner}/{split}/eval_masks.log",
     conda:

@@ -13,7 +13,7 @@ rule train_segmentation:
         segmenter=lambda wc: segmenter_config(wc.segmenter),
         data=lambda wc: dataset_params(wc.dataset, "train_split"),
         runtime=runtime_params(),
-    threads: config["runtime"]["workers"]
+    threads: W.threads
     resources:
         **stage_resources("train_segmentation"),
     log:
@@ -34,7 +34,7 @@ rule eval_segmentation:
         evaluation=config["segmentation_eval"],
         data=lambda wc: split_params(wc.dataset, wc.split),
         runtime=runtime_params(),
-    threads: config["runtime"]["workers"]
+    threads: W.threads
     resources:
         **stage_resources("eval_segmentation"),
     log:

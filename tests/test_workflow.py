@@ -7,6 +7,7 @@ change of one config value reruns exactly the stages that use it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -47,6 +48,18 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
     block = text.split("Job stats:", 1)[1]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)
             if m[1] != "total"}
+
+
+def test_slurm_profile_dry_run_needs_no_conda(tmp_path: Path) -> None:
+    """The SLURM profile plans the DAG on a machine without conda (and without SLURM)."""
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
+    proc = subprocess.run(
+        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+         "--profile", str(REPO / "profiles" / "slurm"), "-n", f"--configfile={TINY}",
+         "results/synthetic/tables/cam_seeds.csv"],
+        capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert planned_jobs(proc)["train_classifier"] == 1
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ GSLM stage planning and the paths the rules are given."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from camflow.io import CamflowInputError
+from camflow.schema import validate_config
 from camflow.workflow import Workflow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,11 +55,46 @@ def test_schema_defaults_are_filled_in() -> None:
     ({"sources": {"gradcam": {"method": "gradcam", "layr": "backbone.stages.3"}}},
      "sources.gradcam"),
     ({"sources": {"x": {"method": "fulcam", "layers": "all"}}}, "sources.x.method"),
-    ({"datasets": {"voc2012": CONFIG["datasets"]["voc12"]}}, "datasets.voc2012"),
+    ({"datasets": {"voc2012": CONFIG["datasets"]["voc12"]}},
+     "datasets: unknown key 'voc2012' (did you mean 'voc12'?"),
 ])
 def test_a_typo_fails_when_the_workflow_is_read_and_names_the_key(changes, key) -> None:
-    with pytest.raises(CamflowInputError, match=key.replace(".", r"\.")):
+    with pytest.raises(CamflowInputError, match=re.escape(key)):
         workflow(**changes)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda c: c.update(evalutaion={}),
+     r"config key \(top level\): unknown key 'evalutaion' \(did you mean 'evaluation'\?\)"),
+    (lambda c: c["cams"].update(scaels=[1.0]),
+     r"config key cams: unknown key 'scaels' \(did you mean 'scales'\?\)"),
+    (lambda c: c["classifiers"]["resnet_small"]["optimizer"].update(lr="1e-3"),
+     r"optimizer\.lr: '1e-3' is a string, not a number: YAML 1\.1 .* write 0\.001 or 1\.0e-3"),
+])
+def test_config_errors_are_one_line_in_the_users_words(edit, message) -> None:
+    """The whole config is validated by camflow (not snakemake.utils.validate, whose message
+    is the schema dump: 1,415 lines for a top-level typo), one line naming the key."""
+    config = copy.deepcopy(CONFIG)
+    edit(config)
+    with pytest.raises(CamflowInputError, match=message) as err:
+        Workflow(config).check()
+    assert "\n" not in str(err.value)
+
+
+def test_the_static_schema_fills_defaults_in_place() -> None:
+    """As snakemake.utils.validate did: the rules read the very dict that was validated."""
+    config = {"a": {"x": 1}}
+    validate_config(config, {"type": "object", "properties": {"a": {
+        "type": "object", "properties": {"x": {}, "b": {"default": 3}}}}})
+    assert config == {"a": {"x": 1, "b": 3}}
+
+
+def test_workers_zero_still_gives_jobs_one_thread() -> None:
+    """threads: 0 would export OMP_NUM_THREADS=0, and libgomp warns in every job."""
+    assert workflow(runtime={"workers": 0}).threads == 1
+    assert workflow(runtime={"workers": 3}).threads == 3
+    rules = "".join(p.read_text() for p in (REPO / "rules").glob("*.smk"))
+    assert 'threads: config["runtime"]["workers"]' not in rules and "threads: W.threads" in rules
 
 
 def test_gslm_stage_chain_and_sweep_points() -> None:
