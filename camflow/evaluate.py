@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import inspect
 import io
+import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +29,8 @@ from camflow.data.base import IGNORE_INDEX, SegmentationDataset
 from camflow.io import CamflowInputError, read_label_png, write_json, write_text
 from camflow.refine.crf import crf_label_marginals
 from camflow.runtime import parallel_map, progress_bar
+
+log = logging.getLogger(__name__)
 
 
 class ConfusionMatrix:
@@ -284,6 +287,33 @@ def _mask_chunk(job: _MaskJob, ids: Sequence[str]) -> tuple[int, np.ndarray]:
     return len(ids), conf.matrix
 
 
+# A foreground class whose FN_c / TP_c or FP_c / TP_c exceeds this (TP_c under 1 % of its
+# pixels or of its predictions) dominates m_under / m_over (GSLM Eq. 7–8): flagged, kept.
+DEGENERATE_RATIO = 99.0
+
+
+def degenerate_metric_warnings(metrics: dict[str, Any], threshold: float | None = None,
+                               sweep: dict[str, list[Any]] | None = None) -> list[str]:
+    """What makes a record's numbers misleading, in words: foreground classes hit by almost
+    no true positive (their FN/TP or FP/TP ratios, above :data:`DEGENERATE_RATIO`, swamp the
+    means of m_under / m_over) and a best threshold at the edge of the sweep (the optimum may
+    lie outside it)."""
+    out = []
+    for row in metrics["per_class"][1:]:
+        tp, fn, fp = row["tp"], row["fn"], row["fp"]
+        if tp and max(fn, fp) > DEGENERATE_RATIO * tp:
+            out.append(f"class {row['class']!r} has {tp} true positive pixels against {fn} "
+                       f"false negatives and {fp} false positives: FN/TP {fn / tp:.0f}, "
+                       f"FP/TP {fp / tp:.0f} dominate m_under / m_over")
+    ts = (sweep or {}).get("thresholds") or []
+    if threshold is not None and len(ts) > 1 and threshold in (min(ts), max(ts)):
+        edge = "lowest" if threshold == min(ts) else "highest"
+        out.append(f"the best threshold {threshold:g} is the {edge} of the sweep "
+                   f"({min(ts):g}–{max(ts):g}): the optimum may lie outside it; extend "
+                   f"evaluation.thresholds")
+    return out
+
+
 def evaluation_record(kind: str, split: str, n_images: int, metrics: dict[str, Any],
                       provenance: dict[str, Any], crf: dict[str, Any] | None = None,
                       threshold: float | None = None,
@@ -295,10 +325,15 @@ def evaluation_record(kind: str, split: str, n_images: int, metrics: dict[str, A
     ``segmentation`` (a segmenter's predictions).  The headline metrics (``miou``,
     ``m_under``, ``m_over``, ``excluded_classes``, ``per_class``, from
     :func:`segmentation_metrics`) sit at the top level; ``crf`` holds the same for the
-    dense-CRF-refined result (with its ``params``), or None.
+    dense-CRF-refined result (with its ``params``), or None.  ``warnings`` lists
+    :func:`degenerate_metric_warnings` (each also logged).
     """
+    warnings = degenerate_metric_warnings(metrics, threshold, sweep)
+    for warning in warnings:
+        log.warning("%s evaluation on %s: %s", kind, split, warning)
     return {"kind": kind, "split": split, "n_images": n_images, "threshold": threshold,
-            **metrics, "crf": crf, "provenance": provenance, "sweep": sweep}
+            **metrics, "crf": crf, "provenance": provenance, "sweep": sweep,
+            "warnings": warnings}
 
 
 def evaluate_masks(masks_dir: str | os.PathLike, dataset: SegmentationDataset, split: str,

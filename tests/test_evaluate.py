@@ -15,6 +15,7 @@ from camflow.evaluate import (
     ConfusionMatrix,
     cam_to_seed,
     evaluate_cams,
+    evaluation_record,
     segmentation_metrics,
     write_eval,
 )
@@ -269,3 +270,26 @@ def test_write_eval(tmp_path: Path) -> None:
     assert float(rows[-1]["crf_iou"]) == pytest.approx(result["crf"]["miou"])
     assert float(rows[1]["iou"]) == pytest.approx(result["per_class"][1]["iou"])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["eval.csv", "eval.json"]
+
+
+def test_degenerate_ratios_and_an_edge_threshold_are_flagged(caplog) -> None:
+    """Class b has 1 true positive against 500 false negatives: its FN/TP of 500 swamps
+    m_under (the mean of 0.1 and 500), so the record says so; the best threshold at the
+    low end of the sweep is flagged too.  Class a, hit fairly, is not."""
+    conf = np.array([[1000, 5, 0],
+                     [10, 100, 0],
+                     [500, 0, 1]])
+    metrics = segmentation_metrics(conf, CLASSES)
+    assert metrics["m_under"] == pytest.approx((10 / 100 + 500 / 1) / 2)
+    sweep = {"thresholds": [0.05, 0.1, 0.15]}
+    with caplog.at_level("WARNING", logger="camflow.evaluate"):
+        record = evaluation_record("seeds", "train", 3, metrics, {}, threshold=0.05,
+                                   sweep=sweep)
+    assert len(record["warnings"]) == 2
+    assert "class 'b'" in record["warnings"][0] and "FN/TP 500" in record["warnings"][0]
+    assert "lowest of the sweep" in record["warnings"][1]
+    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]
+    fair = evaluation_record("seeds", "train", 3, segmentation_metrics(
+        np.array([[1000, 5, 0], [10, 100, 0], [5, 0, 50]]), CLASSES), {}, threshold=0.1,
+        sweep=sweep)
+    assert fair["warnings"] == []
