@@ -54,7 +54,7 @@ import h5py
 import numpy as np
 
 from camflow.data.base import IGNORE_INDEX
-from camflow.io import CamflowInputError, atomic_path, some_ids
+from camflow.io import CamflowInputError, atomic_path, rebuild_hint, some_ids
 
 FORMAT_VERSION = 1
 RESOLUTIONS = ("full", "stride4")
@@ -308,7 +308,7 @@ class _H5Reader:
         except OSError as exc:
             raise CamflowInputError(
                 f"{self.label} {self.path} is not a readable HDF5 file "
-                f"(corrupt or truncated): {exc}"
+                f"(corrupt or truncated): {exc}; {rebuild_hint(self.path)}"
             ) from exc
         version = h5.attrs.get("format_version")
         kind = str(h5.attrs.get("kind", "cams"))
@@ -323,7 +323,8 @@ class _H5Reader:
             problem = "is incomplete (no /index or /images; its writer did not finish)"
         if problem:
             h5.close()
-            raise CamflowInputError(f"{self.label} {self.path} {problem}")
+            raise CamflowInputError(f"{self.label} {self.path} {problem}; "
+                                    f"{rebuild_hint(self.path)}")
         self._h5, self._pid = h5, os.getpid()
         return h5
 
@@ -405,7 +406,7 @@ class CamCache(_H5Reader):
         except (KeyError, OSError) as exc:
             raise CamflowInputError(
                 f"{self.label} {self.path}: image {image_id!r} is listed but unreadable "
-                f"(corrupt file?): {exc}"
+                f"(corrupt file?): {exc}; {rebuild_hint(self.path)}"
             ) from exc
         return keys, cams
 
@@ -426,7 +427,7 @@ class LabelCache(_H5Reader):
         except (KeyError, OSError) as exc:
             raise CamflowInputError(
                 f"{self.label} {self.path}: image {image_id!r} is listed but unreadable "
-                f"(corrupt file?): {exc}"
+                f"(corrupt file?): {exc}; {rebuild_hint(self.path)}"
             ) from exc
 
     def read_scores(self, image_id: str) -> np.ndarray | None:

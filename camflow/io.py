@@ -33,6 +33,12 @@ def some_ids(ids: list[str], shown: int = 5) -> str:
     return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
+def rebuild_hint(path: str | os.PathLike) -> str:
+    """How to recover from a damaged output: the sentence that ends its error message."""
+    return (f"delete it (or run `snakemake --force {path}`) and Snakemake rebuilds it; after "
+            f"a hard kill, `snakemake --unlock` first if Snakemake reports a locked directory")
+
+
 def current_umask() -> int:
     """The process umask (read by setting and restoring it)."""
     mask = os.umask(0o022)

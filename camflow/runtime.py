@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from camflow.io import CamflowInputError, atomic_path
+from camflow.io import CamflowInputError, atomic_path, rebuild_hint
 
 
 def select_device(name: str) -> torch.device:
@@ -103,7 +103,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise CamflowInputError(f"checkpoint {path} is unreadable: {exc}") from exc
+        raise CamflowInputError(f"checkpoint {path} is unreadable: {exc}; "
+                                f"{rebuild_hint(path)}") from exc
 
 
 _T = TypeVar("_T")

@@ -148,13 +148,16 @@ def test_bad_files_name_the_file(tmp_path: Path) -> None:
         len(CamCache(tmp_path / "missing.h5"))
     corrupt = tmp_path / "corrupt.h5"
     corrupt.write_bytes(b"not an hdf5 file at all")
-    with pytest.raises(CamflowInputError, match="corrupt.h5 is not a readable HDF5"):
+    with pytest.raises(CamflowInputError, match="corrupt.h5 is not a readable HDF5") as err:
         len(CamCache(corrupt))
+    # the message says how to recover, naming the file
+    assert f"delete it (or run `snakemake --force {corrupt}`)" in str(err.value)
+    assert "snakemake --unlock" in str(err.value)
     incomplete = tmp_path / "incomplete.h5"
     with h5py.File(incomplete, "w") as f:
         f.attrs["format_version"] = 1
         f.create_group("images")
-    with pytest.raises(CamflowInputError, match="incomplete.h5 is incomplete"):
+    with pytest.raises(CamflowInputError, match=r"incomplete.h5 is incomplete.*--force"):
         len(CamCache(incomplete))
 
 
