@@ -408,6 +408,11 @@ class CamCache(_H5Reader):
                 f"{self.label} {self.path}: image {image_id!r} is listed but unreadable "
                 f"(corrupt file?): {exc}; {rebuild_hint(self.path)}"
             ) from exc
+        if not np.isfinite(cams).all():
+            raise CamflowInputError(
+                f"{self.label} {self.path}: image {image_id!r} has NaN or infinite values in "
+                f"its {resolution} maps (the writer refuses them: written by another program, "
+                f"or damaged); {rebuild_hint(self.path)}")
         return keys, cams
 
 

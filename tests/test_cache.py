@@ -118,6 +118,22 @@ def test_non_finite_rejected(tmp_path: Path) -> None:
             writer.add("img9", [2], np.zeros((1, 2, 2), np.float32), full)
 
 
+def test_non_finite_maps_are_refused_on_read(tmp_path: Path) -> None:
+    """A foreign writer (or damage) can put NaN in a cache; reading names the image."""
+    path = tmp_path / "cams.h5"
+    _write_two(path)
+    with h5py.File(path, "r+") as f:
+        full = f["images"]["2007_000032"]["full"]
+        values = full[()]
+        values[0, :5] = np.nan
+        full[...] = values
+    with CamCache(path) as cache:
+        cache.read("2007_000032", "stride4")                     # the other maps are fine
+        with pytest.raises(CamflowInputError,
+                           match=r"image '2007_000032' has NaN or infinite values in its full"):
+            cache.read("2007_000032", "full")
+
+
 def test_failed_write_keeps_previous_file(tmp_path: Path) -> None:
     path = tmp_path / "cams.h5"
     _write_two(path)
