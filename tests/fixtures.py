@@ -195,7 +195,7 @@ def make_coco_fixture(tmp_path: Path) -> Path:
 
     train: 9 = small dog (listed first) over a large person (polygons); 25 = car (compressed
     RLE), a crowd of people (uncompressed RLE, iscrowd=1) and a person inside the crowd;
-    30 = no annotation (dropped). val: 42 = a car made of two polygons.
+    30 = no annotation (left out of the split). val: 42 = a car made of two polygons.
     """
     root = Path(tmp_path) / "coco"
     train_anns = [

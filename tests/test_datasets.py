@@ -56,8 +56,8 @@ def test_voc12_ids_and_classes(voc_root: Path) -> None:
     assert ds.class_names[0] == "background" and ds.class_names[20] == "tvmonitor"
     assert ds.num_classes == 20
     assert ds.splits() == ("train", "val", "train_aug")
-    for split, ids in VOC_SPLITS.items():
-        assert ds.ids(split) == ids
+    for split, ids in VOC_SPLITS.items():   # 2008_000002 is background only: left out
+        assert ds.ids(split) == [i for i in ids if i != "2008_000002"]
     image = ds.load_image("2007_000032")
     assert image.shape == (30, 40, 3) and image.dtype == np.uint8
 
@@ -116,14 +116,17 @@ def test_voc12_in_memory_labels_without_cache_dir(voc_root: Path, tmp_path: Path
     assert not list(tmp_path.glob("**/*_labels.json"))
 
 
-def test_classification_ids_skip_background_only(
+def test_images_without_foreground_are_left_out_of_the_split(
     voc_root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """One policy for every dataset (COCO below): training, CAMs and evaluation never see a
+    background-only image, and the log names it."""
     ds = VOC12Dataset(voc_root)
     with caplog.at_level(logging.WARNING):
-        kept = ds.classification_ids("train_aug")
+        kept = ds.ids("train_aug")
     assert kept == ["2007_000032", "2007_000039"]
-    assert "skipping 1 image(s) with no foreground class" in caplog.text
+    assert "leaving out 1 image(s) with no foreground class: '2008_000002'" in caplog.text
+    assert set(ds.image_labels("train_aug")) == {*kept, "2008_000002"}
 
 
 def test_voc12_split_list_with_paths(voc_root: Path) -> None:
@@ -269,8 +272,8 @@ def test_coco_ids_classes_labels(coco_root: Path, caplog: pytest.LogCaptureFixtu
     assert ds.splits() == ("train", "val")
     with caplog.at_level(logging.WARNING):
         assert ds.ids("train") == [TRAIN9, TRAIN25]  # 30 has no annotation
-    assert "dropped 1 image(s)" in caplog.text
-    assert ds.image_labels("train") == {TRAIN9: (1, 3), TRAIN25: (1, 2)}
+    assert "leaving out 1 image(s) with no foreground class" in caplog.text
+    assert ds.image_labels("train") == {TRAIN9: (1, 3), TRAIN25: (1, 2), TRAIN30: ()}
     assert ds.image_labels("val") == {VAL42: (2,)}
     assert ds.load_image(VAL42).shape == (24, 32, 3)
 
@@ -301,14 +304,14 @@ def test_coco_cache_written_and_reused(coco_root: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     COCO14Dataset(coco_root, cache_dir=cache).image_labels("train")
     path = cache / "coco14_train_labels.json"
-    assert json.loads(path.read_text()) == {TRAIN9: [1, 3], TRAIN25: [1, 2]}
+    assert json.loads(path.read_text()) == {TRAIN9: [1, 3], TRAIN25: [1, 2], TRAIN30: []}
     assert (cache / "coco14_categories.json").is_file()
     # Without the annotation files, ids, labels and classes still come from the cache.
     shutil.rmtree(coco_root / "annotations")
     ds = COCO14Dataset(coco_root, cache_dir=cache)
     assert ds.class_names == ("background", "person", "car", "dog")
     assert ds.ids("train") == [TRAIN9, TRAIN25]
-    assert ds.image_labels("train") == {TRAIN9: (1, 3), TRAIN25: (1, 2)}
+    assert ds.image_labels("train") == {TRAIN9: (1, 3), TRAIN25: (1, 2), TRAIN30: ()}
 
 
 def test_coco_missing_files(coco_root: Path, tmp_path: Path) -> None:

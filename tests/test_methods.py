@@ -105,7 +105,7 @@ def test_a_method_with_two_networks_trains_resumes_and_its_cams_are_evaluated(
     # metrics.csv: one row per step, the ramp rises and the critic's term every 2nd step
     rows = list(csv.DictReader(metrics_path(full).open()))
     assert metrics_path(full).read_text() == metrics_path(part).read_text()
-    per_epoch = len(dataset.classification_ids("train")) // 2
+    per_epoch = len(dataset.ids("train")) // 2
     assert [int(r["step"]) for r in rows] == list(range(1, 3 * per_epoch + 1))
     assert {"lr_classifier", "lr_critic", "cls", "weight", "critic"} <= set(rows[0])
     weights = [float(r["weight"]) for r in rows]

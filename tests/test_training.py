@@ -47,7 +47,7 @@ def test_interrupted_training_resumes_to_the_same_weights(dataset, tmp_path) -> 
     part = tmp_path / "part" / "classifier.pt"
     train_method(CFG, dataset, "train", part, CPU, progress=False, stop_after_epochs=1)
     assert not part.exists() and resume_path(part).exists()
-    per_epoch = len(dataset.classification_ids("train"))  # batch 1
+    per_epoch = len(dataset.ids("train"))  # batch 1
     assert load_checkpoint(resume_path(part))["step"] == per_epoch
     train_method(CFG, dataset, "train", part, CPU, progress=False)
     assert part.exists() and not resume_path(part).exists()

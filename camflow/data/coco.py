@@ -13,8 +13,8 @@ Choices:
 * Classes are the annotation file's categories in increasing category-id order, mapped to
   indices 1..K (K = 80 for COCO, whose ids run 1..90 with gaps); index 0 is "background".
 * Image ids are the file stems, e.g. ``COCO_train2014_000000000009``.
-* Images without any annotation of a category are dropped from the split (the count is logged):
-  they have no image-level label.
+* Images without any annotation of a category have no image-level label: :meth:`ids` leaves
+  them out with a logged warning, as for every dataset.
 * Image-level labels are the categories of all annotations of the image, crowd ones included
   (a crowd region does contain its class).
 * Masks are rendered with pycocotools ``annToMask`` at the annotated height/width: crowd
@@ -176,23 +176,13 @@ class COCO14Dataset(SegmentationDataset):
         return self._labels[split]
 
     def _labels_from_annotations(self, split: str) -> Labels:
-        """Labels of every image with at least one annotation; the others are dropped."""
+        """Labels of every image of the annotation file (``()`` for one without annotations,
+        which :meth:`ids` leaves out with a warning, as for every dataset)."""
         api = self._api(split)
         index = self._cat_index()
-        labels: Labels = {}
-        dropped = 0
-        for img_id, info in api.imgs.items():
-            classes = {self._class_of(a, index, split) for a in api.imgToAnns.get(img_id, [])}
-            if classes:
-                labels[Path(info["file_name"]).stem] = tuple(sorted(classes))
-            else:
-                dropped += 1
-        if dropped:
-            log.warning(
-                "coco14/%s: dropped %d image(s) with no annotation of a target class",
-                split, dropped,
-            )
-        return labels
+        return {Path(info["file_name"]).stem: tuple(sorted(
+                    {self._class_of(a, index, split) for a in api.imgToAnns.get(img_id, [])}))
+                for img_id, info in api.imgs.items()}
 
     def _class_of(self, ann: dict[str, Any], index: dict[int, int], split: str) -> int:
         try:

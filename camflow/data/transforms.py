@@ -146,7 +146,7 @@ class ClassificationDataset(Dataset):
     def __init__(self, dataset: SegmentationDataset, split: str, augment: dict[str, Any],
                  seed: int) -> None:
         self.dataset = dataset
-        self.ids = dataset.classification_ids(split)
+        self.ids = dataset.ids(split)
         self.labels = dataset.image_labels(split)
         self.augment = augment
         self.seed = seed
