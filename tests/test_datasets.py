@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from camflow.data import build_dataset
 from camflow.data.coco import COCO14Dataset
@@ -89,10 +91,12 @@ def test_voc12_labels_cache_written_and_reused(
     cache = tmp_path / "cache"
     VOC12Dataset(voc_root, cache_dir=cache).image_labels("train")
     path = cache / "voc12_train_labels.json"
-    assert json.loads(path.read_text()) == {"2007_000032": [1, 15], "2007_000039": [20]}
+    doc = json.loads(path.read_text())
+    assert doc["labels"] == {"2007_000032": [1, 15], "2007_000039": [20]}
 
-    # A fresh dataset reads the cache instead of the masks.
-    path.write_text(json.dumps({"2007_000032": [2], "2007_000039": [3, 4]}))
+    # A fresh dataset reads the cache instead of the masks (same fingerprint).
+    doc["labels"] = {"2007_000032": [2], "2007_000039": [3, 4]}
+    path.write_text(json.dumps(doc))
 
     def no_masks(*args: object) -> None:
         raise AssertionError("masks read although the labels cache exists")
@@ -104,10 +108,30 @@ def test_voc12_labels_cache_written_and_reused(
 
 def test_voc12_stale_cache_recomputed(voc_root: Path, tmp_path: Path) -> None:
     path = tmp_path / "voc12_train_labels.json"
-    path.write_text(json.dumps({"other_id": [1]}))
+    path.write_text(json.dumps({"other_id": [1]}))           # the format before fingerprints
     labels = VOC12Dataset(voc_root, cache_dir=tmp_path).image_labels("train")
     assert labels == {"2007_000032": (1, 15), "2007_000039": (20,)}
-    assert json.loads(path.read_text())["2007_000039"] == [20]
+    assert json.loads(path.read_text())["labels"]["2007_000039"] == [20]
+
+
+def test_voc12_labels_follow_edited_masks_and_another_root(voc_root: Path,
+                                                          tmp_path: Path) -> None:
+    """The cache is keyed by the masks' content (stat fingerprint), not the dataset name:
+    relabelling a mask, or pointing at another root, recomputes the labels."""
+    cache = tmp_path / "cache"
+    assert VOC12Dataset(voc_root, cache_dir=cache).image_labels("train")["2007_000039"] == (20,)
+    mask_path = voc_root / "SegmentationClass" / "2007_000039.png"
+    mask = np.asarray(Image.open(mask_path))
+    relabelled = np.where(mask == 20, 1, mask).astype(np.uint8)      # tvmonitor → aeroplane
+    image = Image.fromarray(relabelled, mode="P")
+    image.putpalette(Image.open(mask_path).getpalette())
+    image.save(mask_path)
+    assert VOC12Dataset(voc_root, cache_dir=cache).image_labels("train")["2007_000039"] == (1,)
+    copy = tmp_path / "copy"
+    shutil.copytree(voc_root, copy)
+    (copy / "SegmentationClass" / "2007_000039.png").write_bytes(
+        (voc_root / "SegmentationClass" / "2007_000032.png").read_bytes())
+    assert VOC12Dataset(copy, cache_dir=cache).image_labels("train")["2007_000039"] == (1, 15)
 
 
 def test_voc12_in_memory_labels_without_cache_dir(voc_root: Path, tmp_path: Path) -> None:
@@ -304,7 +328,8 @@ def test_coco_cache_written_and_reused(coco_root: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     COCO14Dataset(coco_root, cache_dir=cache).image_labels("train")
     path = cache / "coco14_train_labels.json"
-    assert json.loads(path.read_text()) == {TRAIN9: [1, 3], TRAIN25: [1, 2], TRAIN30: []}
+    assert json.loads(path.read_text())["labels"] == {TRAIN9: [1, 3], TRAIN25: [1, 2],
+                                                      TRAIN30: []}
     assert (cache / "coco14_categories.json").is_file()
     # Without the annotation files, ids, labels and classes still come from the cache.
     shutil.rmtree(coco_root / "annotations")
@@ -339,6 +364,24 @@ def test_coco_corrupt_jpeg_and_bad_ids(coco_root: Path) -> None:
         ds.load_mask(VAL42, "train")
     with pytest.raises(CamflowInputError, match="'img_1'.*not a COCO 2014 image id"):
         ds.load_image("img_1")
+
+
+def test_coco_caches_follow_the_annotation_file(coco_root: Path, tmp_path: Path) -> None:
+    """Moving an annotation to another category, or adding a category, is seen by a
+    dataset with a warm cache: both caches carry the annotation files' fingerprint."""
+    cache = tmp_path / "cache"
+    assert COCO14Dataset(coco_root, cache_dir=cache).image_labels("train")[TRAIN9] == (1, 3)
+    path = coco_root / "annotations" / "instances_train2014.json"
+    doc = json.loads(path.read_text())
+    for ann in doc["annotations"]:
+        if ann["image_id"] == 9 and ann["category_id"] == 18:
+            ann["category_id"] = 3                                   # dog → car
+    doc["categories"].append({"id": 44, "name": "bottle"})
+    path.write_text(json.dumps(doc))
+    os.utime(path, ns=(1, 1))                                        # whatever the clock
+    fresh = COCO14Dataset(coco_root, cache_dir=cache)
+    assert fresh.class_names == ("background", "person", "car", "dog", "bottle")
+    assert fresh.image_labels("train")[TRAIN9] == (1, 2)
 
 
 def test_coco_annotation_errors(coco_root: Path) -> None:

@@ -34,13 +34,20 @@ import io
 import json
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset, register_dataset
-from camflow.data.voc import Labels, image_size, read_labels_cache, write_labels_cache
+from camflow.data.voc import (
+    Labels,
+    image_size,
+    read_labels_cache,
+    stat_fingerprint,
+    write_labels_cache,
+)
 from camflow.io import CamflowInputError, read_image, write_json
 
 log = logging.getLogger(__name__)
@@ -99,8 +106,11 @@ class COCO14Dataset(SegmentationDataset):
             cache = self._cache_path("categories")
             if cache is not None and cache.is_file():
                 with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
-                    cats = json.loads(cache.read_text())
-                    self._categories = [{"id": int(c["id"]), "name": str(c["name"])} for c in cats]
+                    raw = json.loads(cache.read_text())
+                    current = self._annotation_fingerprint(SPLIT_DIRS)
+                    if current is None or raw["fingerprint"] == current:
+                        self._categories = [{"id": int(c["id"]), "name": str(c["name"])}
+                                            for c in raw["categories"]]
             if self._categories is None:
                 on_disk = [s for s in SPLIT_DIRS if self.annotation_path(s).is_file()]
                 self._api(on_disk[0] if on_disk else "train")
@@ -127,7 +137,8 @@ class COCO14Dataset(SegmentationDataset):
             self._categories = cats
             cache = self._cache_path("categories")
             if cache is not None:
-                write_json(cache, cats)
+                write_json(cache, {"fingerprint": self._annotation_fingerprint(SPLIT_DIRS),
+                                   "categories": cats})
 
     # -- annotation files --------------------------------------------------------------------
 
@@ -164,14 +175,23 @@ class COCO14Dataset(SegmentationDataset):
             self._ids[split] = list(self._split_labels(split))
         return self._ids[split]
 
+    def _annotation_fingerprint(self, splits: Iterable[str]) -> str | None:
+        """:func:`stat_fingerprint` of the annotation files of ``splits`` that are on disk;
+        None when none is (the caches are then trusted as they are)."""
+        paths = [self.annotation_path(s).resolve() for s in splits]
+        return stat_fingerprint(paths) if any(p.is_file() for p in paths) else None
+
     def _split_labels(self, split: str) -> Labels:
         if split not in self._labels:
             cache = self._cache_path(f"{split}_labels")
-            labels = read_labels_cache(cache, None, self.num_classes) if cache else None
+            labels = fingerprint = None
+            if cache is not None:
+                fingerprint = self._annotation_fingerprint([split])
+                labels = read_labels_cache(cache, None, self.num_classes, fingerprint)
             if labels is None:
                 labels = self._labels_from_annotations(split)
                 if cache is not None:
-                    write_labels_cache(cache, labels)
+                    write_labels_cache(cache, labels, self._annotation_fingerprint([split]))
             self._labels[split] = {i: labels[i] for i in sorted(labels)}
         return self._labels[split]
 
