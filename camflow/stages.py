@@ -24,6 +24,17 @@ def open_dataset(data: dict[str, Any]) -> SegmentationDataset:
     return build_dataset(data["name"], data["root"], cache_dir=data.get("cache_dir"))
 
 
+def run_check_dataset(report: str, data: dict[str, Any]) -> None:
+    """Rule ``check_dataset``: every image of a split usable (one error naming every bad
+    file), before any stage trains on or evaluates it."""
+    from camflow.io import write_json
+
+    result = open_dataset(data).validate_split(data["split"])
+    write_json(report, result)
+    log.info("%s/%s: %d images listed, %d kept", data["name"], data["split"], result["listed"],
+             result["kept"])
+
+
 def run_synthetic(root: str, generate: dict[str, Any], workers: int) -> None:
     from camflow.data.synthetic_generator import SyntheticConfig, generate_synthetic
 

@@ -214,7 +214,8 @@ class Workflow:
     def segmentation_training_inputs(self, wildcards: Any) -> dict[str, Any]:
         """Pseudo masks of the dataset's train split, or nothing for the ground truth (gt)."""
         self.segmenter_config(wildcards.segmenter)
-        inputs = {"marker": self.dataset_marker(wildcards)}
+        inputs = {"marker": self.dataset_marker(wildcards),
+                  "checks": self.dataset_checks(wildcards)}
         if wildcards.masks != "gt":
             split = self.dataset_config(wildcards.dataset)["train_split"]
             inputs["masks"] = f"results/{wildcards.dataset}/{wildcards.masks}/{split}/masks"
@@ -423,6 +424,16 @@ class Workflow:
         data = self.dataset_params(dataset, "train_split")
         split = self.classifier_config(classifier).get("train_split")
         return {**data, "split": split} if split else data
+
+    def dataset_checks(self, wildcards: Any) -> list[str]:
+        """The ``check_dataset`` reports a trained stage waits for: every split the dataset
+        names (train, eval, val) and the classifier's own ``train_split``, if any."""
+        ds = self.dataset_config(wildcards.dataset)
+        splits = {ds[k] for k in ("train_split", "eval_split", "val_split") if k in ds}
+        classifier = getattr(wildcards, "classifier", None)
+        if classifier is not None:
+            splits.add(self.train_data_params(wildcards.dataset, classifier)["split"])
+        return [f"results/{wildcards.dataset}/checks/{s}.json" for s in sorted(splits)]
 
     def dataset_marker(self, wildcards: Any) -> str | list[str]:
         """The synthetic benchmark is built by a rule; real datasets are read where they lie."""

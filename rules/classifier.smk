@@ -5,6 +5,7 @@
 rule train_classifier:
     input:
         dataset_marker,
+        dataset_checks,
     output:
         checkpoint="results/{dataset}/{classifier}/classifier.pt",
         metrics="results/{dataset}/{classifier}/metrics.csv",

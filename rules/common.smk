@@ -22,6 +22,7 @@ dataset_params = W.dataset_params
 split_params = W.split_params
 train_data_params = W.train_data_params
 dataset_marker = W.dataset_marker
+dataset_checks = W.dataset_checks
 affinity_label_config = W.affinity_label_config
 refiner_training_config = W.refiner_training_config
 refiner_inference_config = W.refiner_inference_config

@@ -14,3 +14,21 @@ rule synthetic:
         CONDA_ENV
     script:
         "../workflow_scripts/make_synthetic.py"
+
+
+# Every split a target needs is checked before the first trained stage (train_classifier,
+# train_segmentation depend on these reports): a missing or bad mask, an empty split list,
+# named all at once — before any GPU job is queued.
+rule check_dataset:
+    input:
+        dataset_marker,
+    output:
+        report="results/{dataset}/checks/{split}.json",
+    params:
+        data=lambda wc: split_params(wc.dataset, wc.split),
+    log:
+        "results/logs/{dataset}/checks/{split}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/check_dataset.py"

@@ -136,6 +136,23 @@ def test_corrupt_image_fails_clearly_and_keeps_earlier_artifacts(built: Path,
     assert checkpoint.read_bytes() == before
 
 
+def test_bad_masks_fail_before_training_and_are_named_at_once(tmp_path: Path) -> None:
+    """check_dataset runs before train_classifier: two broken masks of a split (one
+    missing, one unreadable) are named in one failed run, and no training has started."""
+    snakemake(tmp_path, "data/synthetic/meta.json")
+    root = tmp_path / "data/synthetic"
+    first, second = sorted((root / "ImageSets/Segmentation/train.txt").read_text().split())[:2]
+    next(root.glob(f"Segmentation*/{first}.png")).unlink()
+    next(root.glob(f"Segmentation*/{second}.png")).write_bytes(b"not a png")
+    proc = snakemake(tmp_path, "results/synthetic/tables/cam_seeds.csv", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "check_dataset" in out and "2 of " in out and first in out and second in out
+    assert not (tmp_path / "results/synthetic/resnet_small/classifier.pt").exists()
+    assert "train_classifier" not in "".join(
+        line for line in out.splitlines() if line.startswith("localrule"))
+
+
 def test_fullcam_tables_build(built: Path) -> None:
     targets = [f"results/synthetic/tables/fullcam_table{i}.csv" for i in (2, 3, 4, 5)]
     snakemake(built, *targets)

@@ -96,6 +96,27 @@ class SegmentationDataset(abc.ABC):
             self._with_foreground[split] = kept
         return self._with_foreground[split]
 
+    def validate_split(self, split: str) -> dict[str, object]:
+        """Check every image of ``split`` cheaply before any training: the split list is not
+        empty, and each listed image's mask exists and is valid for its image (read from the
+        image header).  Every problem is collected, so one error names all the bad files.
+        Returns a report: how many images are listed, kept and left out (:meth:`ids`)."""
+        listed = self._split_ids(split)
+        problems = []
+        for image_id in listed:
+            try:
+                self.load_mask(image_id, split)
+            except CamflowInputError as exc:
+                problems.append(str(exc))
+        if problems:
+            shown = "\n  ".join(problems[:20])
+            more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise CamflowInputError(f"{self.name}/{split}: {len(problems)} of {len(listed)} "
+                                    f"image(s) cannot be used:\n  {shown}{more}")
+        kept = self.ids(split)
+        return {"dataset": self.name, "split": split, "listed": len(listed), "kept": len(kept),
+                "left_out": sorted(set(listed) - set(kept))}
+
     def image_labels(self, split: str) -> dict[str, tuple[int, ...]]:
         """Image id → sorted tuple of foreground class indices (1..K) present."""
         self.check_split(split)
