@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
+import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,21 @@ def rebuild_hint(path: str | os.PathLike) -> str:
     """How to recover from a damaged output: the sentence that ends its error message."""
     return (f"delete it (or run `snakemake --force {path}`) and Snakemake rebuilds it; after "
             f"a hard kill, `snakemake --unlock` first if Snakemake reports a locked directory")
+
+
+def stat_fingerprint(paths: Iterable[Path]) -> str:
+    """A digest of each file's absolute path, size and modification time (a missing file
+    counts too): it changes when a file is replaced, edited, touched or read from another
+    root, at the cost of one ``stat`` per file (10,582 VOC ``train_aug`` masks: 24 ms,
+    ``benchmarks/labels_cache.py``)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            st = path.stat()
+            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode())
+    return digest.hexdigest()
 
 
 def current_umask() -> int:

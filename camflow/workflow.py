@@ -435,6 +435,17 @@ class Workflow:
             splits.add(self.train_data_params(wildcards.dataset, classifier)["split"])
         return [f"results/{wildcards.dataset}/checks/{s}.json" for s in sorted(splits)]
 
+    def dataset_fingerprint(self, dataset: str, split: str) -> str | None:
+        """The ``check_dataset`` param that makes Snakemake rerun the check — and every stage
+        after it — when a split's files change (:meth:`SegmentationDataset.fingerprint`).
+        None for the synthetic benchmark, which its own rule rebuilds from its params."""
+        if dataset == "synthetic":
+            return None
+        from camflow.data import build_dataset
+
+        ds = self.dataset_config(dataset)
+        return build_dataset(dataset, ds["root"]).fingerprint(split)
+
     def dataset_marker(self, wildcards: Any) -> str | list[str]:
         """The synthetic benchmark is built by a rule; real datasets are read where they lie."""
         if wildcards.dataset == "synthetic":

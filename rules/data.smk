@@ -18,7 +18,8 @@ rule synthetic:
 
 # Every split a target needs is checked before the first trained stage (train_classifier,
 # train_segmentation depend on these reports): a missing or bad mask, an empty split list,
-# named all at once — before any GPU job is queued.
+# named all at once — before any GPU job is queued. `files` (a stat fingerprint of the split's
+# files) reruns the check, and everything after it, when the data change.
 rule check_dataset:
     input:
         dataset_marker,
@@ -26,6 +27,7 @@ rule check_dataset:
         report="results/{dataset}/checks/{split}.json",
     params:
         data=lambda wc: split_params(wc.dataset, wc.split),
+        files=lambda wc: W.dataset_fingerprint(wc.dataset, wc.split),
     log:
         "results/logs/{dataset}/checks/{split}.log",
     conda:

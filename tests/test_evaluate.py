@@ -55,6 +55,9 @@ class InMemoryDataset(SegmentationDataset):
             for i, m in self.masks.items()
         }
 
+    def source_files(self, split: str) -> list[Path]:
+        return []
+
 
 # --- metrics against hand-computed confusion matrices -------------------------------------
 

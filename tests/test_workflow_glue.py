@@ -4,6 +4,7 @@ GSLM stage planning and the paths the rules are given."""
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -95,6 +96,27 @@ def test_workers_zero_still_gives_jobs_one_thread() -> None:
     assert workflow(runtime={"workers": 3}).threads == 3
     rules = "".join(p.read_text() for p in (REPO / "rules").glob("*.smk"))
     assert 'threads: config["runtime"]["workers"]' not in rules and "threads: W.threads" in rules
+
+
+def test_dataset_fingerprint_follows_the_files(tmp_path: Path) -> None:
+    """check_dataset's `files` param changes when a mask of the split is edited (so
+    Snakemake reruns the check and every stage after it), not when another split's is."""
+    from fixtures import make_coco_fixture, make_voc_fixture
+
+    voc = make_voc_fixture(tmp_path / "voc")
+    wf = workflow(datasets={"voc12": {**CONFIG["datasets"]["voc12"], "root": str(voc)}})
+    before = {s: wf.dataset_fingerprint("voc12", s) for s in ("train", "val")}
+    mask = voc / "SegmentationClass" / "2007_000039.png"
+    mask.write_bytes(mask.read_bytes())
+    os.utime(mask, ns=(1, 1))
+    assert wf.dataset_fingerprint("voc12", "train") != before["train"]
+    assert wf.dataset_fingerprint("voc12", "val") == before["val"]
+    assert wf.dataset_fingerprint("synthetic", "train") is None
+    coco = make_coco_fixture(tmp_path / "coco")
+    wf = workflow(datasets={"coco14": {**CONFIG["datasets"]["coco14"], "root": str(coco)}})
+    first = wf.dataset_fingerprint("coco14", "train")
+    os.utime(coco / "annotations" / "instances_train2014.json", ns=(1, 1))
+    assert wf.dataset_fingerprint("coco14", "train") != first
 
 
 def test_gslm_stage_chain_and_sweep_points() -> None:

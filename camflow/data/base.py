@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camflow.io import CamflowInputError, some_ids
+from camflow.io import CamflowInputError, some_ids, stat_fingerprint
 from camflow.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,15 @@ class SegmentationDataset(abc.ABC):
                             self.name, split, len(empty), some_ids(empty))
             self._with_foreground[split] = kept
         return self._with_foreground[split]
+
+    @abc.abstractmethod
+    def source_files(self, split: str) -> list[Path]:
+        """The files ``split``'s ids, labels and masks are read from (absolute paths)."""
+
+    def fingerprint(self, split: str) -> str:
+        """:func:`~camflow.io.stat_fingerprint` of :meth:`source_files`: it changes when any
+        of them is edited, replaced, added, removed or read from another root."""
+        return stat_fingerprint(self.source_files(split))
 
     def validate_split(self, split: str) -> dict[str, object]:
         """Check every image of ``split`` cheaply before any training: the split list is not

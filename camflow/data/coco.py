@@ -45,10 +45,9 @@ from camflow.data.voc import (
     Labels,
     image_size,
     read_labels_cache,
-    stat_fingerprint,
     write_labels_cache,
 )
-from camflow.io import CamflowInputError, read_image, write_json
+from camflow.io import CamflowInputError, read_image, stat_fingerprint, write_json
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +173,11 @@ class COCO14Dataset(SegmentationDataset):
         if split not in self._ids:
             self._ids[split] = list(self._split_labels(split))
         return self._ids[split]
+
+    def source_files(self, split: str) -> list[Path]:
+        """The annotation file and the image folder of ``split`` (a folder's modification time
+        changes when an image is added or removed): reading the ids would parse the JSON."""
+        return [self.annotation_path(split).resolve(), (self.root / SPLIT_DIRS[split]).resolve()]
 
     def _annotation_fingerprint(self, splits: Iterable[str]) -> str | None:
         """:func:`stat_fingerprint` of the annotation files of ``splits`` that are on disk;

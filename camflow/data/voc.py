@@ -9,23 +9,27 @@ Layout read, relative to ``root``::
 Each split names its own mask directory (VOC 2012: ``SegmentationClass`` for ``train``/``val``,
 ``SegmentationClassAug`` for ``train_aug``). Image-level labels are derived from the masks and,
 when ``cache_dir`` is given, cached as ``{cache_dir}/{name}_{split}_labels.json`` with the
-:func:`stat_fingerprint` of the split list and the masks: a cache computed from other files
+:meth:`fingerprint` of the split list, images and masks: a cache computed from other files
 (edited masks, another root) or for other ids is recomputed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from camflow.data.base import SegmentationDataset, labels_from_mask, register_dataset
-from camflow.io import CamflowInputError, read_image, read_label_png, write_json
+from camflow.io import (
+    CamflowInputError,
+    read_image,
+    read_label_png,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +54,6 @@ def image_size(path: Path, image_id: str) -> tuple[int, int]:
             f"image {image_id!r} ({path}) is corrupt or unreadable: {exc}"
         ) from exc
     return height, width
-
-
-def stat_fingerprint(paths: Iterable[Path]) -> str:
-    """A digest of each file's absolute path, size and modification time (a missing file
-    counts too): it changes when a file is replaced, edited, touched or read from another
-    root, at the cost of one ``stat`` per file (10,582 VOC ``train_aug`` masks: see
-    ``docs/fidelity.md``, Datasets)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        try:
-            st = path.stat()
-            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{path}\0missing\n".encode())
-    return digest.hexdigest()
 
 
 def read_labels_cache(path: Path, ids: Sequence[str] | None, num_classes: int,
@@ -145,6 +134,14 @@ class VOCLayoutDataset(SegmentationDataset):
 
     def split_file(self, split: str) -> Path:
         return self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+
+    def source_files(self, split: str) -> list[Path]:
+        """The split list, and every listed image and mask (absolute paths)."""
+        root = self.root.resolve()
+        ids = self._split_ids(split)
+        return [root / self.split_file(split).relative_to(self.root),
+                *(root / "JPEGImages" / f"{i}.jpg" for i in ids),
+                *(root / self.mask_dirs[split] / f"{i}.png" for i in ids)]
 
     def labels_cache_path(self, split: str) -> Path | None:
         """Where labels of ``split`` are cached, or ``None`` for an in-memory cache only."""
@@ -244,9 +241,7 @@ class VOCLayoutDataset(SegmentationDataset):
             cache = self.labels_cache_path(split)
             labels = fingerprint = None
             if cache is not None:
-                masks = self.root.resolve() / self.mask_dirs[split]
-                fingerprint = stat_fingerprint([self.split_file(split).resolve(),
-                                                *(masks / f"{i}.png" for i in ids)])
+                fingerprint = self.fingerprint(split)
                 labels = read_labels_cache(cache, ids, self.num_classes, fingerprint)
             if labels is None:
                 labels = self._compute_labels(split, ids)
