@@ -77,17 +77,20 @@ def remove_stale_temporaries(path: Path, suffix: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None,
+                sweep: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     On an exception the temporary file is removed and ``path`` is left untouched.  The file
     gets the mode a plain ``open`` would give it (0666 less the umask), not ``mkstemp``'s
-    0600, and temporaries a killed earlier writer left are removed first.
+    0600, and with ``sweep`` temporaries a killed earlier writer left are removed first (a
+    scan of the folder: per-image files inside a folder that is rebuilt whole skip it).
     """
     path = Path(path)
     suffix = suffix or ".tmp"
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path, suffix)
+    if sweep:
+        remove_stale_temporaries(path, suffix)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
@@ -185,8 +188,10 @@ def voc_palette() -> list[int]:
 
 
 def write_label_png(path: str | os.PathLike, mask: np.ndarray) -> None:
-    """Write ``mask`` (uint8 class indices) as a VOC palette PNG, atomically."""
+    """Write ``mask`` (uint8 class indices) as a VOC palette PNG, atomically.  One of many
+    per-image files in a folder that is rebuilt whole (pseudo masks, the synthetic
+    benchmark), so no sweep for stale temporaries."""
     im = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
     im.putpalette(_palette())
-    with atomic_path(path, ".png") as tmp:
+    with atomic_path(path, ".png", sweep=False) as tmp:
         im.save(tmp, format="PNG")

@@ -183,6 +183,8 @@ def test_regeneration_replaces_root(tmp_path: Path) -> None:
     root = tmp_path / "synth"
     root.mkdir()
     (root / "stale.txt").write_text("old")
+    for leftover in ("synth.partial-99999", "synth.old-99998"):   # a SIGKILLed earlier run
+        (tmp_path / leftover / "JPEGImages").mkdir(parents=True)
     cfg = replace(TINY, num_train=3, num_val=2, image_size=32)
     generate_synthetic(root, cfg, progress=False)
     assert not (root / "stale.txt").exists()

@@ -606,7 +606,7 @@ def _write_sample(task: tuple[str, int], cfg: SyntheticConfig,
     split, index = task
     sample = render_sample(cfg, split, index)
     iid = image_id(split, index)
-    with atomic_path(out / "JPEGImages" / f"{iid}.jpg", ".jpg") as tmp:
+    with atomic_path(out / "JPEGImages" / f"{iid}.jpg", ".jpg", sweep=False) as tmp:
         Image.fromarray(sample.image).save(
             tmp, format="JPEG", quality=cfg.jpeg_quality, subsampling=0)
     write_label_png(out / "SegmentationClass" / f"{iid}.png", sample.mask)
@@ -666,7 +666,8 @@ def generate_synthetic(root: str | Path, cfg: SyntheticConfig, workers: int = 1,
 
     Everything is written to ``{root}.partial-<pid>`` beside ``root`` and renamed onto
     ``root`` at the end; on failure the staging directory is removed and an existing
-    ``root`` is left untouched. ``workers <= 0`` uses every CPU. The output is identical
+    ``root`` is left untouched; the staging folders of a killed earlier run are removed
+    first. ``workers <= 0`` uses every CPU. The output is identical
     for any number of workers.
     """
     root = Path(os.path.abspath(root))
@@ -674,8 +675,10 @@ def generate_synthetic(root: str | Path, cfg: SyntheticConfig, workers: int = 1,
         workers = os.cpu_count() or 1
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = root.with_name(f"{root.name}.partial-{os.getpid()}")
-    if staging.exists():
-        shutil.rmtree(staging)
+    # what a killed earlier run left (SIGKILL skips the cleanup below): one job per root
+    for stale in (*root.parent.glob(f"{root.name}.partial-*"),
+                  *root.parent.glob(f"{root.name}.old-*")):
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         _populate(staging, cfg, workers, progress)
         _swap_into_place(staging, root)
