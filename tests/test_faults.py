@@ -99,7 +99,8 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_results(rule: str, reference
         pid = job_pid(proc.pid, rule)
         ready = WHEN[rule] is None or any(tmp_path.glob(WHEN[rule]))
         if pid is not None and ready:
-            os.kill(pid, signal.SIGKILL)
+            for victim in (pid, *children(pid)):      # the job and its worker processes
+                os.kill(victim, signal.SIGKILL)
             killed = True
             break
         time.sleep(0.05)
