@@ -4,6 +4,7 @@ run and leaves no hidden temporary file behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -100,7 +101,8 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_results(rule: str, reference
         ready = WHEN[rule] is None or any(tmp_path.glob(WHEN[rule]))
         if pid is not None and ready:
             for victim in (pid, *children(pid)):      # the job and its worker processes
-                os.kill(victim, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(victim, signal.SIGKILL)
             killed = True
             break
         time.sleep(0.05)
