@@ -195,7 +195,7 @@ class COCO14Dataset(SegmentationDataset):
             if labels is None:
                 labels = self._labels_from_annotations(split)
                 if cache is not None:
-                    write_labels_cache(cache, labels, self._annotation_fingerprint([split]))
+                    write_labels_cache(cache, labels, fingerprint)
             self._labels[split] = {i: labels[i] for i in sorted(labels)}
         return self._labels[split]
 
