@@ -1,12 +1,25 @@
-# camflow: `make demo` builds everything on the embedded synthetic benchmark; `make test`.
+# camflow: `make demo` runs the whole pipeline on a demo-sized synthetic benchmark and prints
+# its tables; `make test` runs the checks and the test suite. `make help` lists the rest.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.camflow-installed
-TABLES ?= cam_seeds base_pipeline
-FIGURE ?= results/synthetic/resnet_small/cam/train/figure.png
+# a config overlay for `tables`, `report` and `run` (e.g. CONFIG=config/voc12.yaml)
+CONFIG ?=
+TARGETS ?= all
+REPORT ?= results/report.html
+SNAKEMAKE := $(BIN)/snakemake
+OVERLAY = $(if $(CONFIG),--configfile=$(CONFIG))
 
-.PHONY: demo test lint install clean-results
+.PHONY: help demo test lint install tables report run results-doc clean-results
+
+help:
+	@echo "make demo          install, run the demo pipeline (~5 min on 2 cores), print its tables"
+	@echo "make test          ruff, snakemake --lint, the test suite"
+	@echo "make tables        every paper table: its target rule, paper and result path"
+	@echo "make run TARGETS='gslm_table1' [CONFIG=config/voc12.yaml]   build tables"
+	@echo "make report [TARGETS=...] [CONFIG=...]   HTML report of what TARGETS built ($(REPORT))"
+	@echo "make results-doc   docs/results/{synthetic,demo}.md from the results as built"
 
 # Creates the virtual environment with pip when it is missing and installs camflow with
 # its dependencies from the package registry. PIP_FIND_LINKS is cleared so that pip never
@@ -21,18 +34,36 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/snakemake --profile profiles/default $(TABLES:%=results/synthetic/tables/%.csv) $(FIGURE)
-	@for t in $(TABLES); do echo; cat results/synthetic/tables/$$t.md; done
-	@echo "CAM overlays and the threshold curve: $(FIGURE)"
+	$(SNAKEMAKE) --configfile=config/demo.yaml
+	$(SNAKEMAKE) --configfile=config/demo.yaml --report results/demo/report.html
+	@echo
+	@$(BIN)/camflow show --configfile=config/demo.yaml
+	@echo "HTML report (tables, figures, training curves): $(CURDIR)/results/demo/report.html"
+	@echo "Every paper table: make tables"
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/snakemake --lint --quiet all
+	$(SNAKEMAKE) --lint --quiet all
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/snakemake --lint
+	$(SNAKEMAKE) --lint
+
+tables: $(STAMP)
+	@$(BIN)/camflow tables $(OVERLAY)
+
+run: $(STAMP)
+	$(SNAKEMAKE) $(TARGETS) $(OVERLAY)
+
+report: $(STAMP)
+	$(SNAKEMAKE) $(TARGETS) $(OVERLAY) --report $(REPORT)
+	@echo "HTML report: $(CURDIR)/$(REPORT)"
+
+# docs/results/: what the code produces, generated from the result files (never typed)
+results-doc: $(STAMP)
+	$(SNAKEMAKE) docs/results/synthetic.md --config targets='[cam_seeds,base_pipeline,gslm_table1]'
+	$(SNAKEMAKE) docs/results/demo.md --configfile=config/demo.yaml
 
 clean-results:
 	rm -rf results .snakemake

@@ -1,5 +1,6 @@
 """Figures people would rather look at than read: CAM overlays, the threshold curve, the
-per-stage GSLM overlays and the curves of GSLM (Mai et al.) Figs. 5 and 8."""
+per-class IoU of a table's records, the per-stage GSLM overlays and the curves of GSLM
+(Mai et al.) Figs. 5 and 8."""
 
 from __future__ import annotations
 
@@ -104,6 +105,30 @@ def cam_figure(cache_path: str | Path, eval_path: str | Path, dataset: Segmentat
     curve.grid(alpha=0.3)
     source = (result.get("provenance") or {}).get("method", "cam")
     fig.suptitle(f"{dataset.name} / {split} — source {source}", fontsize=10)
+    _save(fig, out_png)
+
+
+def class_iou_figure(records: dict[str, dict[str, Any]], title: str,
+                     out_png: str | Path) -> None:
+    """Grouped bars of the per-class IoU (%) of each record of a table, by key; a record
+    without per-class results (none today) is left out."""
+    records = {k: r for k, r in records.items() if r.get("per_class")}
+    classes = [c["class"] for c in next(iter(records.values()))["per_class"]] if records else []
+    width = 0.8 / max(1, len(records))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(classes) * max(2, len(records))), 3.8))
+    x = np.arange(len(classes))
+    for i, (key, record) in enumerate(records.items()):
+        iou = {c["class"]: c["iou"] for c in record["per_class"]}
+        ax.bar(x + (i - (len(records) - 1) / 2) * width,
+               [100 * (iou.get(c) or 0.0) for c in classes], width,
+               label=f"{key} ({100 * record['miou']:.1f})")
+    ax.set_xticks(x, classes, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("IoU (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=max(1, len(records) // 8), title="record (mIoU %)",
+              title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title, fontsize=9)
     _save(fig, out_png)
 
 

@@ -6,6 +6,7 @@ of its packages the first time a name is missing, so nothing else needs editing.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
 from collections.abc import Callable
@@ -56,6 +57,8 @@ class Registry(Generic[T]):
         if name not in self.entries:
             self.discover()
         if name not in self.entries:
-            raise CamflowInputError(f"config key {key}: unknown {self.kind} {name!r}; "
+            close = difflib.get_close_matches(name, self.names(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise CamflowInputError(f"config key {key}: unknown {self.kind} {name!r}{hint}; "
                                     f"known: {', '.join(self.names())}")
         return self.entries[name]

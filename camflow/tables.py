@@ -12,6 +12,8 @@ from the records by key (``build``).  :class:`Table` writes them as CSV and Mark
 from __future__ import annotations
 
 import csv
+import html
+import inspect
 import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -56,9 +58,37 @@ class Table:
         lines += ["| " + " | ".join(row) + " |" for row in self._cells()]
         return "\n".join(lines) + "\n"
 
-    def write(self, csv_path: str, md_path: str) -> None:
+    def html(self, about: dict[str, str], spec: dict[str, Any]) -> str:
+        """A self-contained HTML page of the table (the report shows it as it is): its title,
+        what it shows, and the config block that built it."""
+        esc = html.escape
+        head = "".join(f"<th>{esc(c)}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>\n"
+                       for row in self._cells())
+        config = "".join(f"<li><code>{esc(k)}</code>: <code>{esc(str(v))}</code></li>"
+                         for k, v in spec.items())
+        return (
+            "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+            f"<title>{esc(self.title)}</title><style>{TABLE_CSS}</style></head><body>\n"
+            f"<h3>{esc(self.title)}</h3>\n<p>{esc(about['description'])}</p>\n"
+            f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>\n"
+            f"<p class='config'>Built from <code>tables.{esc(about['name'])}</code>:</p>"
+            f"<ul class='config'>{config}</ul>\n</body></html>\n"
+        )
+
+    def write(self, csv_path: str, md_path: str, html_path: str, about: dict[str, str],
+              spec: dict[str, Any]) -> None:
         write_text(csv_path, self.csv())
         write_text(md_path, self.markdown())
+        write_text(html_path, self.html(about, spec))
+
+
+TABLE_CSS = (
+    "body{font-family:sans-serif;font-size:14px;margin:1em}"
+    "table{border-collapse:collapse}th,td{border:1px solid #bbb;padding:4px 10px;"
+    "text-align:right}th{background:#eef}td:first-child,th:first-child{text-align:left}"
+    "tr:nth-child(even){background:#f7f7f7}.config{font-size:12px;color:#555}"
+)
 
 
 # every table is a class of this module, so no other package is searched
@@ -92,6 +122,7 @@ class PaperTable:
 
     name: ClassVar[str]
     paper: ClassVar[str]
+    short: ClassVar[str]                  # the paper in a few words (target-rule description)
     title: ClassVar[str]
     figure: ClassVar[str | None] = None   # a key of camflow.figures.TABLE_FIGURES
     schema: ClassVar[dict[str, Any]] = {}  # its config block's schema, if not in the static one
@@ -111,8 +142,22 @@ class PaperTable:
     def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
         raise NotImplementedError
 
+    def figures(self, wf: Workflow, dataset: str) -> list[str]:
+        """Figures of its own the report shows beside the table (CAM figures are added for
+        every CAM cache it reads: :meth:`Workflow.table_targets`)."""
+        return []
+
     def subtitle(self) -> str:
         return ""
+
+    @classmethod
+    def about(cls) -> dict[str, str]:
+        """Name, title, paper and what the table shows (its class docstring): the target
+        rule's description, the report's caption and the head of its HTML page."""
+        doc = inspect.getdoc(cls) if cls.__doc__ else None
+        description = " ".join((doc or cls.title).split("\n\n")[0].split())
+        return {"name": cls.name, "title": cls.title, "paper": cls.paper, "short": cls.short,
+                "description": description}
 
     def build(self, records: dict[str, Record], dataset: str) -> Table:
         columns, rows = self.rows(records)
@@ -128,7 +173,11 @@ def _seed_cells(record: Record) -> list[Any]:
 
 @register_table("cam_seeds")
 class CamSeeds(PaperTable):
+    """Seed mIoU, +CRF mIoU, best background threshold, m_under and m_over of each classifier's
+    CAMs (one source) on the seeds' split."""
+
     paper = BASE
+    short = "base pipeline"
     title = "CAM seeds per classifier (mIoU %)"
 
     def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
@@ -167,6 +216,7 @@ class SourceTable(PaperTable):
     """Rows are CAM sources of one classifier (Fully-CAM Tables 2–4)."""
 
     paper = FULLCAM
+    short = "Fully-CAM (Song et al.)"
 
     @classmethod
     def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
@@ -189,16 +239,23 @@ class SourceTable(PaperTable):
 
 @register_table("fullcam_table2")
 class FullCamTable2(SourceTable):
+    """Seed mIoU of Fully-CAM over the layers it fuses: the last conv of stage 5, then
+    stages 4 and 3 added, then every conv layer."""
+
     title = "Fully-CAM: fused layers (Table 2)"
 
 
 @register_table("fullcam_table3")
 class FullCamTable3(SourceTable):
+    """Seed mIoU of CAM, Grad-CAM, Grad-CAM++ and Fully-CAM on the same classifier."""
+
     title = "CAM vs Grad-CAM vs Grad-CAM++ vs Fully-CAM (Table 3)"
 
 
 @register_table("fullcam_table4")
 class FullCamTable4(SourceTable):
+    """Seed mIoU of Fully-CAM over subsets of its test-time transformations (scales, flip)."""
+
     title = "Fully-CAM: test-time transformations (Table 4)"
 
 
@@ -207,6 +264,7 @@ class FullCamTable5(PaperTable):
     """Classifiers (rows) × CAM sources (columns) of seed mIoU (Fully-CAM Table 5)."""
 
     paper = FULLCAM
+    short = "Fully-CAM (Song et al.)"
     title = "Plug and play over backbones (Table 5, seed mIoU %)"
 
     @classmethod
@@ -228,17 +286,18 @@ class FullCamTable5(PaperTable):
 
 @register_table("base_pipeline")
 class BasePipeline(PaperTable):
-    """Per classifier: seed mIoU, +CRF, IRN and AffinityNet pseudo-mask mIoU (on the seeds'
+    """Per classifier: seed mIoU, +CRF, the pseudo-mask mIoU of each refiner (on the seeds'
     split), DeepLab val mIoU (and +CRF) trained on the pseudo masks of
     ``segmentation_masks``, and trained on the ground truth (the upper bound)."""
 
     paper = BASE
+    short = "base pipeline"
     title = "Base pipeline (mIoU %)"
 
     @classmethod
     def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
-        for key in ("irn", "affinitynet", "segmentation_masks"):
-            wf.refiner_config(spec[key])
+        for name in (*spec["refiners"], spec["segmentation_masks"]):
+            wf.refiner_config(name)
         wf.segmenter_config(spec["segmenter"])
         return spec
 
@@ -247,16 +306,14 @@ class BasePipeline(PaperTable):
         eval_split = wf.dataset_config(dataset)["eval_split"]
         val = wf.dataset_config(dataset).get("val_split", "val")
         seg = f"results/{dataset}/segmentation/{s['segmenter']}"
-        paths = {"upper_bound": f"{seg}/gt/{val}/eval.json"}
+        paths = {"upper_bound": f"{seg}/gt/{val}/eval.json"} if s["upper_bound"] else {}
         for name in s["rows"]:
             prefix = f"results/{dataset}/{name}/{s['source']}"
-            paths |= {
-                f"{name}/seeds": wf.eval_path(name, s["source"], dataset),
-                f"{name}/irn": f"{prefix}/{s['irn']}/{eval_split}/eval.json",
-                f"{name}/affinitynet": f"{prefix}/{s['affinitynet']}/{eval_split}/eval.json",
-                f"{name}/deeplab": f"{seg}/{name}/{s['source']}/{s['segmentation_masks']}/"
-                                   f"{val}/eval.json",
-            }
+            paths[f"{name}/seeds"] = wf.eval_path(name, s["source"], dataset)
+            paths |= {f"{name}/{r}": f"{prefix}/{r}/{eval_split}/eval.json"
+                      for r in s["refiners"]}
+            paths[f"{name}/deeplab"] = (f"{seg}/{name}/{s['source']}/{s['segmentation_masks']}/"
+                                        f"{val}/eval.json")
         return paths
 
     def subtitle(self) -> str:
@@ -265,17 +322,18 @@ class BasePipeline(PaperTable):
                 "masks")
 
     def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
-        s, upper = self.spec, records["upper_bound"]
+        s = self.spec
+        upper = [pct(records["upper_bound"]["miou"]), crf_pct(records["upper_bound"])] \
+            if s["upper_bound"] else []
         rows = []
         for name in s["rows"]:
             seed, seg = records[f"{name}/seeds"], records[f"{name}/deeplab"]
             rows.append([name, pct(seed["miou"]), crf_pct(seed),
-                         pct(records[f"{name}/irn"]["miou"]),
-                         pct(records[f"{name}/affinitynet"]["miou"]), pct(seg["miou"]),
-                         crf_pct(seg), pct(upper["miou"]), crf_pct(upper)])
-        return ["classifier", "seed", "seed_crf", f"{s['irn']}_masks",
-                f"{s['affinitynet']}_masks", "deeplab", "deeplab_crf", "upper_bound",
-                "upper_bound_crf"], rows
+                         *(pct(records[f"{name}/{r}"]["miou"]) for r in s["refiners"]),
+                         pct(seg["miou"]), crf_pct(seg), *upper])
+        return ["classifier", "seed", "seed_crf", *(f"{r}_masks" for r in s["refiners"]),
+                "deeplab", "deeplab_crf",
+                *(["upper_bound", "upper_bound_crf"] if s["upper_bound"] else [])], rows
 
 
 class GSLMTable(PaperTable):
@@ -283,6 +341,7 @@ class GSLMTable(PaperTable):
     configuration's number of stages, first source and modules."""
 
     paper = GSLM
+    short = "GSLM (Mai et al.)"
 
     @classmethod
     def configurations(cls, spec: dict[str, Any]) -> list[str]:
@@ -297,6 +356,11 @@ class GSLMTable(PaperTable):
 
     def stage(self, wf: Workflow, dataset: str, name: str, n: int) -> str:
         return wf.gslm_eval_path(self.spec["classifier"], name, n, dataset)
+
+    def figures(self, wf: Workflow, dataset: str) -> list[str]:
+        """Each configuration's CAMs stage by stage (GSLM, Mai et al., Fig. 4)."""
+        return [f"results/{dataset}/{self.spec['classifier']}/{g}/stages.png"
+                for g in self.configurations(self.spec)]
 
     def subtitle(self) -> str:
         return f"classifier {self.spec['classifier']} (seed mIoU %)"
@@ -340,6 +404,9 @@ class GSLMFig8(GSLMTable):
     def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
         return {f"{sweep}/{value}": self.stage(wf, dataset, name, stage)
                 for sweep in FIG8_SWEEPS for value, name, stage in self.spec["variants"][sweep]}
+
+    def figures(self, wf: Workflow, dataset: str) -> list[str]:
+        return [f"results/{dataset}/{self.spec['classifier']}/{self.spec['base']}/stages.png"]
 
     def subtitle(self) -> str:
         return f"classifier {self.spec['classifier']}, base {self.spec['base']} (seed mIoU %)"

@@ -7,6 +7,7 @@ its methods for their ``input:`` and ``params:``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -59,7 +60,12 @@ class Workflow:
         validate_config(self.config, self.schema)
         self.add_gslm_sweeps()
         for name in self.config["datasets"]:
-            DATASETS.get(name, f"datasets.{name}")
+            fmt = self.dataset_format(name)
+            ds = self.config["datasets"][name]
+            DATASETS.get(fmt, f"datasets.{name}.format" if "format" in ds else f"datasets.{name}")
+            if "generate" in self.config["datasets"][name] and fmt != "synthetic":
+                config_error(f"datasets.{name}.generate",
+                             f"only a synthetic benchmark is generated, not format {fmt!r}")
         for name in self.config["sources"]:
             self.source_config(name)
         for name in self.config["classifiers"]:
@@ -69,12 +75,31 @@ class Workflow:
         for name in self.config["refiners"]:
             self.refiner_config(name)
         self.check_resources(STAGES)
+        for name in self.config["targets"]:
+            if name not in self.config["tables"]:
+                config_error("targets", f"{name!r} is not a table under `tables`")
 
     def dataset_config(self, name: str) -> dict[str, Any]:
         """The `datasets.<name>` block, with a clear error for an unconfigured name."""
         if name not in self.config["datasets"]:
             config_error(f"datasets.{name}", f"dataset {name!r} is not configured")
         return self.config["datasets"][name]
+
+    def dataset_format(self, name: str) -> str:
+        """The registered dataset that reads ``datasets.<name>``: its ``format``, or the name."""
+        return self.dataset_config(name).get("format", name)
+
+    def generated_root(self, name: str) -> str | None:
+        """The root of a dataset the ``synthetic`` rule generates, None for one on disk."""
+        ds = self.dataset_config(name)
+        return ds["root"] if "generate" in ds else None
+
+    def generated_dataset(self, root: str) -> dict[str, Any]:
+        """The ``datasets`` entry generated into ``root`` (the ``synthetic`` rule's params)."""
+        for name in self.config["datasets"]:
+            if self.generated_root(name) == root:
+                return self.dataset_config(name)
+        config_error("datasets", f"no dataset with `generate` has root {root!r}")
 
     def classifier_config(self, name: str) -> dict[str, Any]:
         """``classifiers.<name>`` validated against the schema of its method (default
@@ -124,8 +149,10 @@ class Workflow:
     def dataset_params(self, name: str, split_key: str) -> dict[str, Any]:
         """What a stage needs to open a dataset; passed to it through `params:`."""
         ds = self.dataset_config(name)
+        fmt = self.dataset_format(name)
         return {
             "name": name,
+            **({"format": fmt} if fmt != name else {}),  # as before for a dataset named so
             "root": ds["root"],
             "split": ds[split_key],
             "cache_dir": f"results/{name}/labels",
@@ -438,19 +465,18 @@ class Workflow:
     def dataset_fingerprint(self, dataset: str, split: str) -> str | None:
         """The ``check_dataset`` param that makes Snakemake rerun the check — and every stage
         after it — when a split's files change (:meth:`SegmentationDataset.fingerprint`).
-        None for the synthetic benchmark, which its own rule rebuilds from its params."""
-        if dataset == "synthetic":
+        None for a generated benchmark, which its own rule rebuilds from its params."""
+        if self.generated_root(dataset):
             return None
         from camflow.data import build_dataset
 
         ds = self.dataset_config(dataset)
-        return build_dataset(dataset, ds["root"]).fingerprint(split)
+        return build_dataset(self.dataset_format(dataset), ds["root"]).fingerprint(split)
 
     def dataset_marker(self, wildcards: Any) -> str | list[str]:
-        """The synthetic benchmark is built by a rule; real datasets are read where they lie."""
-        if wildcards.dataset == "synthetic":
-            return f"{self.dataset_config('synthetic')['root']}/meta.json"
-        return []
+        """A synthetic benchmark is built by a rule; real datasets are read where they lie."""
+        root = self.generated_root(wildcards.dataset)
+        return f"{root}/meta.json" if root else []
 
     @property
     def threads(self) -> int:
@@ -507,3 +533,34 @@ class Workflow:
     def table_inputs(self, name: str, dataset: str) -> dict[str, str]:
         """The evaluation records table ``name`` reads on ``dataset``, by key."""
         return self.table(name).inputs(self, dataset)
+
+    def cam_figure(self, eval_path: str) -> str | None:
+        """The CAM figure (overlays, threshold curve) beside the evaluation of a CAM cache —
+        ``results/{dataset}/{classifier}/{source}/{split}/eval.json``, a source being a
+        configured one or a GSLM stage — None for an evaluation of masks or a segmenter."""
+        parts = eval_path.split("/")
+        cams = (len(parts) == 6 and parts[3] in self.config["sources"]) or (
+            len(parts) == 7 and parts[3] in self.config["gslm"]
+            and re.fullmatch(r"stage[0-9]+", parts[4]) is not None)
+        return str(Path(eval_path).with_name("figure.png")) if cams else None
+
+    def table_targets(self, name: str, dataset: str | None = None) -> list[str]:
+        """What target rule ``name`` (and rule ``all``) builds for a table: its files
+        (``.csv``, ``.md``, ``.html``, ``_classes.png``, the paper's figure if it has one) and
+        the figures the report shows beside it (the CAM figure of every CAM cache it reads,
+        the table's own extras)."""
+        dataset = dataset or self.config["dataset"]
+        table = self.table(name)
+        base = f"results/{dataset}/tables/{name}"
+        files = [f"{base}.csv", f"{base}.md", f"{base}.html", f"{base}_classes.png"]
+        if table.figure:
+            files.append(f"{base}.png")
+        cam_figures = (self.cam_figure(p) for p in table.inputs(self, dataset).values())
+        files += sorted({f for f in cam_figures if f})
+        return files + table.figures(self, dataset)
+
+    def table_description(self, name: str) -> str:
+        """The one line ``--list-target-rules`` shows for table ``name``'s target rule."""
+        about = self.table(name).about()
+        return (f"{about['short']}: {about['title']} → "
+                f"results/{self.config['dataset']}/tables/{name}.csv")

@@ -3,6 +3,7 @@
 
 
 rule make_cams:
+    """CAM cache of a classifier's source (multi-scale + flip): results/{dataset}/{classifier}/{source}/{split}/cams.h5."""
     input:
         dataset_marker,
         checkpoint="results/{dataset}/{classifier}/classifier.pt",

@@ -3,13 +3,19 @@
 
 
 rule train_classifier:
+    """Train a CAM network by its method: results/{dataset}/{classifier}/classifier.pt."""
     input:
         dataset_marker,
         dataset_checks,
     output:
         checkpoint="results/{dataset}/{classifier}/classifier.pt",
         metrics="results/{dataset}/{classifier}/metrics.csv",
-        curve="results/{dataset}/{classifier}/training_curve.png",
+        curve=report(
+            "results/{dataset}/{classifier}/training_curve.png",
+            caption="../docs/report/training_curve.rst",
+            category="Training",
+            subcategory="CAM networks",
+        ),
     params:
         classifier=lambda wc: classifier_config(wc.classifier),
         data=lambda wc: train_data_params(wc.dataset, wc.classifier),

@@ -1,15 +1,21 @@
-# The embedded synthetic benchmark (docs/synthetic.md), generated in VOC layout.
+# A synthetic benchmark (docs/synthetic.md), generated in VOC layout into the root of every
+# `datasets` entry with a `generate` block (the full-size `synthetic`, the demo's `demo`).
+
+GENERATED_ROOTS = [r for r in map(W.generated_root, config["datasets"]) if r]
 
 
 rule synthetic:
+    """Generate a synthetic benchmark (docs/synthetic.md) into its dataset's root."""
     output:
-        meta=f"{dataset_config('synthetic')['root']}/meta.json",
+        meta="{root}/meta.json",
+    wildcard_constraints:
+        root="|".join(map(re.escape, GENERATED_ROOTS)) or "(?!)",
     params:
-        root=lambda wc, output: os.path.dirname(output.meta),
-        generate=dataset_config("synthetic")["generate"],
+        root=lambda wc: wc.root,
+        generate=lambda wc: W.generated_dataset(wc.root)["generate"],
     threads: W.threads
     log:
-        "results/logs/synthetic/generate.log",
+        "results/logs/generate/{root}.log",
     conda:
         CONDA_ENV
     script:
@@ -21,6 +27,7 @@ rule synthetic:
 # named all at once — before any GPU job is queued. `files` (a stat fingerprint of the split's
 # files) reruns the check, and everything after it, when the data change.
 rule check_dataset:
+    """Check every image of a split (labels, masks) before anything trains on it."""
     input:
         dataset_marker,
     output:

@@ -2,6 +2,7 @@
 
 
 rule eval_cams:
+    """Seed evaluation of a CAM cache: threshold sweep, per-class IoU, m_under/m_over, +CRF."""
     input:
         dataset_marker,
         cache="results/{dataset}/{classifier}/{source}/{split}/cams.h5",
@@ -23,12 +24,19 @@ rule eval_cams:
 
 
 rule cam_figure:
+    """CAM overlays, seeds and the mIoU-vs-threshold curve of an evaluated CAM cache."""
     input:
         dataset_marker,
         cache="results/{dataset}/{classifier}/{source}/{split}/cams.h5",
         json="results/{dataset}/{classifier}/{source}/{split}/eval.json",
     output:
-        png="results/{dataset}/{classifier}/{source}/{split}/figure.png",
+        png=report(
+            "results/{dataset}/{classifier}/{source}/{split}/figure.png",
+            caption="../docs/report/cam_figure.rst",
+            category="CAM seeds",
+            subcategory="{classifier}",
+            labels={"source": "{source}", "split": "{split}"},
+        ),
     params:
         data=lambda wc: {**dataset_params(wc.dataset, "eval_split"), "split": wc.split},
     log:

@@ -10,6 +10,7 @@ ruleorder: make_stage_cams > make_cams
 
 
 rule coarse_generation:
+    """GSLM Coarse Generation (Eq. 3): the confidence CAM of a stage's CAMs."""
     input:
         dataset_marker,
         cache=gslm_stage_cache,
@@ -30,12 +31,18 @@ rule coarse_generation:
 
 
 rule train_slm:
+    """GSLM Specific Learning Module of stage n, trained from stage n-1's network."""
     input:
         unpack(slm_training_inputs),
     output:
         checkpoint="results/{dataset}/{classifier}/{gslm}/stage{n}/classifier.pt",
         metrics="results/{dataset}/{classifier}/{gslm}/stage{n}/metrics.csv",
-        curve="results/{dataset}/{classifier}/{gslm}/stage{n}/training_curve.png",
+        curve=report(
+            "results/{dataset}/{classifier}/{gslm}/stage{n}/training_curve.png",
+            caption="../docs/report/training_curve.rst",
+            category="Training",
+            subcategory="GSLM SLMs",
+        ),
     params:
         classifier=lambda wc: slm_config(wc.gslm),
         data=lambda wc: dataset_params(wc.dataset, "train_split"),
@@ -52,6 +59,7 @@ rule train_slm:
 
 
 rule make_stage_cams:
+    """CAM cache of a GSLM stage: results/{dataset}/{classifier}/{gslm}/stage{n}/{split}/cams.h5."""
     input:
         dataset_marker,
         checkpoint="results/{dataset}/{classifier}/{gslm}/stage{n}/classifier.pt",
@@ -73,12 +81,18 @@ rule make_stage_cams:
 
 
 rule gslm_stage_figure:
+    """The CAMs of every stage of a GSLM configuration (GSLM Fig. 4)."""
     input:
         dataset_marker,
         caches=lambda wc: gslm_stage_files(wc, "cams.h5"),
         evals=lambda wc: gslm_stage_files(wc, "eval.json"),
     output:
-        png="results/{dataset}/{classifier}/{gslm}/stages.png",
+        png=report(
+            "results/{dataset}/{classifier}/{gslm}/stages.png",
+            caption="../docs/report/gslm_stages.rst",
+            category="GSLM stages",
+            labels={"classifier": "{classifier}", "gslm": "{gslm}"},
+        ),
     params:
         data=lambda wc: dataset_params(wc.dataset, "eval_split"),
     log:

@@ -6,6 +6,7 @@
 
 
 rule affinity_labels:
+    """Affinity labels (confident fg / bg / ignored) of a CAM cache, by style."""
     input:
         dataset_marker,
         cache="results/{dataset}/{classifier}/{source}/{split}/cams.h5",
@@ -26,12 +27,18 @@ rule affinity_labels:
 
 
 rule train_refiner:
+    """Train a random-walk refiner (IRN, AffinityNet) on affinity labels."""
     input:
         unpack(refiner_training_inputs),
     output:
         model="results/{dataset}/{classifier}/{source}/{refiner}/model.pt",
         metrics="results/{dataset}/{classifier}/{source}/{refiner}/metrics.csv",
-        curve="results/{dataset}/{classifier}/{source}/{refiner}/training_curve.png",
+        curve=report(
+            "results/{dataset}/{classifier}/{source}/{refiner}/training_curve.png",
+            caption="../docs/report/training_curve.rst",
+            category="Training",
+            subcategory="refiners",
+        ),
     params:
         refiner=lambda wc: refiner_training_config(wc.refiner),
         data=lambda wc: dataset_params(wc.dataset, "train_split"),
@@ -48,6 +55,7 @@ rule train_refiner:
 
 
 rule refine:
+    """Pseudo masks of a CAM cache by a refiner (random walk, or seeds + CRF)."""
     input:
         unpack(refine_inputs),
     output:
@@ -69,6 +77,7 @@ rule refine:
 
 
 rule eval_masks:
+    """mIoU of a pseudo-mask set."""
     input:
         dataset_marker,
         masks="results/{dataset}/{classifier}/{source}/{refiner}/{split}/masks",

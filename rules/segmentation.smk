@@ -3,12 +3,18 @@
 
 
 rule train_segmentation:
+    """Train DeepLab on pseudo masks (or the ground truth: the upper bound)."""
     input:
         unpack(segmentation_training_inputs),
     output:
         model="results/{dataset}/segmentation/{segmenter}/{masks}/model.pt",
         metrics="results/{dataset}/segmentation/{segmenter}/{masks}/metrics.csv",
-        curve="results/{dataset}/segmentation/{segmenter}/{masks}/training_curve.png",
+        curve=report(
+            "results/{dataset}/segmentation/{segmenter}/{masks}/training_curve.png",
+            caption="../docs/report/training_curve.rst",
+            category="Training",
+            subcategory="segmenters",
+        ),
     params:
         segmenter=lambda wc: segmenter_config(wc.segmenter),
         data=lambda wc: dataset_params(wc.dataset, "train_split"),
@@ -25,6 +31,7 @@ rule train_segmentation:
 
 
 rule eval_segmentation:
+    """Segmentation mIoU (multi-scale + flip, +CRF) of a trained DeepLab."""
     input:
         dataset_marker,
         model="results/{dataset}/segmentation/{segmenter}/{masks}/model.pt",

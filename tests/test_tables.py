@@ -120,3 +120,37 @@ def test_every_configured_table_resolves_and_names_its_paper(workflow: Workflow)
 def test_unknown_table_names_the_key() -> None:
     with pytest.raises(CamflowInputError, match="tables.nope"):
         table_class("nope")
+
+
+def test_every_table_says_what_it_shows_and_which_paper() -> None:
+    for name in TABLES.names():
+        about = table_class(name).about()
+        assert about["name"] == name and about["title"] and about["short"]
+        assert about["paper"] and len(about["description"]) > 30, name
+        assert "\n" not in about["description"]
+
+
+def test_run_table_writes_csv_markdown_html_and_the_class_iou_figure(
+        workflow: Workflow, tmp_path: Path) -> None:
+    import json
+
+    from PIL import Image
+
+    from camflow.stages import run_table
+
+    inputs = {}
+    for key in workflow.table_inputs("cam_seeds", "synthetic"):
+        record = seed_eval(0.4567, 0.5)
+        record["per_class"] = [{"class": c, "iou": v} for c, v in
+                               (("background", 0.9), ("cat", 0.25), ("dog", 0.5))]
+        (tmp_path / "eval.json").write_text(json.dumps(record))
+        inputs[key] = str(tmp_path / "eval.json")
+    spec = workflow.table_spec("cam_seeds")
+    out = {k: str(tmp_path / f"t.{k}") for k in ("csv", "md", "html")}
+    out["classes"] = str(tmp_path / "classes.png")
+    run_table("cam_seeds", inputs, spec, table_class("cam_seeds").about(), "synthetic", out)
+    assert (tmp_path / "t.csv").read_text().splitlines()[1].startswith("resnet_small,45.67,")
+    page = (tmp_path / "t.html").read_text()
+    assert "<td>45.67</td>" in page and "<th>seed_miou</th>" in page
+    assert "tables.cam_seeds" in page and "Seed mIoU" in page       # config and description
+    assert Image.open(tmp_path / "classes.png").size[0] > 300

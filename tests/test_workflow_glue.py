@@ -57,7 +57,7 @@ def test_schema_defaults_are_filled_in() -> None:
      "sources.gradcam"),
     ({"sources": {"x": {"method": "fulcam", "layers": "all"}}}, "sources.x.method"),
     ({"datasets": {"voc2012": CONFIG["datasets"]["voc12"]}},
-     "datasets: unknown key 'voc2012' (did you mean 'voc12'?"),
+     "datasets.voc2012: unknown dataset 'voc2012' (did you mean 'voc12'?)"),
 ])
 def test_a_typo_fails_when_the_workflow_is_read_and_names_the_key(changes, key) -> None:
     with pytest.raises(CamflowInputError, match=re.escape(key)):
@@ -157,3 +157,42 @@ def test_resources_come_from_one_place() -> None:
     del wf.config["resources"]["refine"]
     with pytest.raises(CamflowInputError, match="resources.refine"):
         wf.stage_resources("refine")
+
+
+def test_a_dataset_entry_names_its_format_and_a_generated_one_its_root() -> None:
+    demo = {**CONFIG["datasets"]["synthetic"], "format": "synthetic", "root": "data/demo"}
+    voc_copy = {**CONFIG["datasets"]["voc12"], "format": "voc12", "root": "/data/voc"}
+    wf = workflow(datasets={"demo": demo, "voc_copy": voc_copy})
+    assert wf.dataset_params("demo", "eval_split")["format"] == "synthetic"
+    assert "format" not in wf.dataset_params("synthetic", "eval_split")  # params as before
+    assert wf.dataset_marker(SimpleNamespace(dataset="demo")) == "data/demo/meta.json"
+    assert wf.dataset_marker(SimpleNamespace(dataset="voc_copy")) == []
+    assert wf.generated_dataset("data/demo")["generate"] == demo["generate"]
+    assert wf.dataset_fingerprint("demo", "train") is None
+    with pytest.raises(CamflowInputError, match=r"datasets.voc_copy.generate"):
+        workflow(datasets={"voc_copy": {**voc_copy, "generate": demo["generate"]}})
+    with pytest.raises(CamflowInputError, match=r"datasets.x.format: unknown dataset 'vco12' "
+                                                r"\(did you mean 'voc12'\?\)"):
+        workflow(datasets={"x": {**voc_copy, "format": "vco12"}})
+
+
+def test_a_table_target_builds_its_files_and_the_cam_figures_of_its_caches() -> None:
+    wf = workflow()
+    base = "results/synthetic/tables"
+    seeds = wf.table_targets("cam_seeds")
+    assert seeds == [f"{base}/cam_seeds.{x}" for x in ("csv", "md", "html")] + [
+        f"{base}/cam_seeds_classes.png", "results/synthetic/resnet_small/cam/train/figure.png"]
+    # masks and segmentation records have no CAM figure; GSLM stages and Fig. 4 do
+    pipeline = wf.table_targets("base_pipeline")
+    assert [p for p in pipeline if p.endswith("figure.png")] == [
+        "results/synthetic/resnet_small/cam/train/figure.png"]
+    fig5 = wf.table_targets("gslm_fig5")
+    assert f"{base}/gslm_fig5.png" in fig5
+    assert "results/synthetic/resnet_small/gslm_nocrf/stage4/train/figure.png" in fig5
+    assert "results/synthetic/resnet_small/gslm/stages.png" in fig5
+    assert wf.cam_figure("results/synthetic/resnet_small/cam/irn_small/train/eval.json") is None
+    assert wf.cam_figure("results/synthetic/segmentation/deeplabv2_small/gt/val/eval.json") is None
+    assert "Mai et al." in wf.table_description("gslm_table1")
+    with pytest.raises(CamflowInputError, match="config key 'targets': 'cam_seed' is not a"):
+        wf = Workflow({**copy.deepcopy(CONFIG), "targets": ["cam_seed"]})
+        wf.check()

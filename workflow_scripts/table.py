@@ -1,4 +1,5 @@
-"""Rule `table`: results/{dataset}/tables/{table}.csv and .md from the evaluations it names."""
+"""Rule `table`: results/{dataset}/tables/{table}.csv, .md, .html and the per-class IoU figure
+from the evaluations it names."""
 
 import sys
 from pathlib import Path
@@ -11,5 +12,5 @@ from camflow.stages import run_table  # noqa: E402
 
 run_logged(snakemake.log[0], run_table,
            snakemake.wildcards.table, dict(snakemake.params.inputs),
-           snakemake.params.spec, snakemake.wildcards.dataset, snakemake.output.csv,
-           snakemake.output.md)
+           snakemake.params.spec, dict(snakemake.params.about), snakemake.wildcards.dataset,
+           dict(snakemake.output))
