@@ -115,7 +115,7 @@ def class_iou_figure(records: dict[str, dict[str, Any]], title: str,
     records = {k: r for k, r in records.items() if r.get("per_class")}
     classes = [c["class"] for c in next(iter(records.values()))["per_class"]] if records else []
     width = 0.8 / max(1, len(records))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(classes) * max(2, len(records))), 3.8))
+    fig, ax = plt.subplots(figsize=(max(10.0, 0.25 * len(classes) * max(2, len(records))), 4.5))
     x = np.arange(len(classes))
     for i, (key, record) in enumerate(records.items()):
         iou = {c["class"]: c["iou"] for c in record["per_class"]}

@@ -133,7 +133,7 @@ def run_table(name: str, inputs: dict[str, str], spec: dict[str, Any], about: di
     records = read_records(inputs)
     table = table_class(name)(spec).build(records, dataset)
     table.write(out["csv"], out["md"], out["html"], about, spec)
-    class_iou_figure(records, f"Per-class IoU — {table.title}", out["classes"])
+    class_iou_figure(records, f"Per-class IoU — {about['title']} — {dataset}", out["classes"])
     print(table.markdown())
 
 

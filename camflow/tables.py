@@ -155,7 +155,7 @@ class PaperTable:
         """Name, title, paper and what the table shows (its class docstring): the target
         rule's description, the report's caption and the head of its HTML page."""
         doc = inspect.getdoc(cls) if cls.__doc__ else None
-        description = " ".join((doc or cls.title).split("\n\n")[0].split())
+        description = " ".join((doc or cls.title).split("\n\n")[0].replace("``", "").split())
         return {"name": cls.name, "title": cls.title, "paper": cls.paper, "short": cls.short,
                 "description": description}
 

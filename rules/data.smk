@@ -11,7 +11,7 @@ rule synthetic:
     wildcard_constraints:
         root="|".join(map(re.escape, GENERATED_ROOTS)) or "(?!)",
     params:
-        root=lambda wc: wc.root,
+        root=lambda wc, output: os.path.dirname(output.meta),
         generate=lambda wc: W.generated_dataset(wc.root)["generate"],
     threads: W.threads
     log:

@@ -154,3 +154,29 @@ def test_run_table_writes_csv_markdown_html_and_the_class_iou_figure(
     assert "<td>45.67</td>" in page and "<th>seed_miou</th>" in page
     assert "tables.cam_seeds" in page and "Seed mIoU" in page       # config and description
     assert Image.open(tmp_path / "classes.png").size[0] > 300
+
+
+def test_results_doc_gathers_the_built_tables_and_copies_their_figures(
+        tmp_path: Path, monkeypatch) -> None:
+    from PIL import Image
+
+    from camflow.stages import run_results_doc
+
+    monkeypatch.chdir(tmp_path)
+    tables = Path("results/demo/tables")
+    tables.mkdir(parents=True)
+    (tables / "cam_seeds.md").write_text("### CAM seeds — demo\n\n| a |\n|---|\n| 51.00 |\n")
+    figure = Path("results/demo/resnet_small/cam/train/figure.png")
+    figure.parent.mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(figure)
+    files = [str(tables / "cam_seeds.csv"), str(tables / "cam_seeds.md"), str(figure)]
+    about = {"cam_seeds": table_class("cam_seeds").about()}
+    run_results_doc({"cam_seeds": files}, about, ["config.yaml", "config/demo.yaml"], "demo",
+                    "docs/results/demo.md", "docs/results/demo")
+    text = Path("docs/results/demo.md").read_text()
+    assert "## CAM seeds — demo" in text and "| 51.00 |" in text
+    assert "config `config.yaml`, `config/demo.yaml`" in text
+    assert about["cam_seeds"]["description"] in text
+    assert "![resnet_small__cam__train__figure.png](demo/resnet_small__cam__train__figure.png)" \
+        in text
+    assert Path("docs/results/demo/resnet_small__cam__train__figure.png").is_file()

@@ -206,6 +206,25 @@ def test_base_pipeline_table_builds_end_to_end(built: Path) -> None:
                     "train_segmentation": 1, "eval_segmentation": 1, "table": 1}
 
 
+def test_table_target_rule_and_html_report(built: Path) -> None:
+    """`snakemake base_pipeline` builds the table with the figures the report shows, and
+    `--report` gathers the rendered table, its per-class IoU, the CAM figure and every
+    training curve of its DAG, each with its caption."""
+    snakemake(built, "base_pipeline")
+    tables = built / "results/synthetic/tables"
+    page = (tables / "base_pipeline.html").read_text()
+    assert "<th>irn_small_masks</th>" in page and "tables.base_pipeline" in page
+    assert (tables / "base_pipeline_classes.png").stat().st_size > 0
+    assert (built / "results/synthetic/resnet_small/cam/train/figure.png").is_file()
+    snakemake(built, "base_pipeline", "--report", "report.html")
+    report = (built / "report.html").read_text()
+    for name in ("base_pipeline.html", "base_pipeline_classes.png", "figure.png",
+                 "training_curve.png", "Reproduces: the base pipeline", "CAM seeds",
+                 "Training curve of"):
+        assert name in report, name
+    assert report.count("training_curve.png") >= 4   # classifier, 2 refiners, 2 DeepLabs
+
+
 def test_crf_refiner_masks_score_as_the_seed_evaluations_crf(built: Path) -> None:
     """The `crf` refiner writes the "+CRF" seeds that the seed evaluation scores (at the
     source's best threshold), so its masks' mIoU is exactly the evaluation's CRF mIoU; it
