@@ -60,9 +60,11 @@ def training_curve(metrics_csv: str | Path) -> Path:
 
 
 def cam_figure(cache_path: str | Path, eval_path: str | Path, dataset: SegmentationDataset,
-               split: str, out_png: str | Path, n_images: int = 6) -> None:
+               split: str, out_png: str | Path, n_images: int = 6,
+               dataset_name: str | None = None) -> None:
     """Per image: the image, its mask, the CAM (max over classes) and the seed at the best
-    threshold; plus mIoU, m_under and m_over against the threshold."""
+    threshold; plus mIoU, m_under and m_over against the threshold. ``dataset_name`` (the
+    config's name, default the dataset's format) heads the figure."""
     result: dict[str, Any] = json.loads(Path(eval_path).read_text())
     threshold = result["threshold"]
     with CamCache(cache_path) as cache:
@@ -89,22 +91,25 @@ def cam_figure(cache_path: str | Path, eval_path: str | Path, dataset: Segmentat
             ax.remove()
     curve = fig.add_subplot(1, len(ids) + 1, len(ids) + 1)
     curve.plot(result["sweep"]["thresholds"], [100 * v for v in result["sweep"]["miou"]], "o-",
-               label="seed mIoU (%)")
+               color="black", label="seed mIoU (%)")
     curve.axvline(threshold, color="grey", linestyle=":")
     curve.set_xlabel("background threshold")
     curve.set_ylabel("mIoU (%)")
     ratios = curve.twinx()
-    for key, style in (("m_under", "s--"), ("m_over", "^--")):
+    for key, style, colour in (("m_under", "s--", "tab:blue"), ("m_over", "^--", "tab:orange")):
         values = [np.nan if v is None else v for v in result["sweep"][key]]
-        ratios.plot(result["sweep"]["thresholds"], values, style, markersize=3, label=key)
+        ratios.plot(result["sweep"]["thresholds"], values, style, color=colour, markersize=3,
+                    label=key)
     ratios.set_ylabel("m_under / m_over")
-    ratios.legend(fontsize=7, loc="upper right")
+    lines = curve.get_legend_handles_labels()[0] + ratios.get_legend_handles_labels()[0]
+    ratios.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.16), ncol=1)
     curve.set_title(f"best {100 * result['miou']:.1f}% @ {threshold:.2f}\n"
                     f"m_under {result['m_under']:.2f}  m_over {result['m_over']:.2f}",
                     fontsize=8)
     curve.grid(alpha=0.3)
     source = (result.get("provenance") or {}).get("method", "cam")
-    fig.suptitle(f"{dataset.name} / {split} — source {source}", fontsize=10)
+    fig.suptitle(f"{dataset_name or dataset.name} / {split} — source {source}", fontsize=10)
     _save(fig, out_png)
 
 
@@ -133,7 +138,8 @@ def class_iou_figure(records: dict[str, dict[str, Any]], title: str,
 
 
 def gslm_stage_figure(caches: list[str], evals: list[str], dataset: SegmentationDataset,
-                      split: str, title: str, out_png: str | Path, n_images: int = 4) -> None:
+                      split: str, title: str, out_png: str | Path, n_images: int = 4,
+                      dataset_name: str | None = None) -> None:
     """GSLM (Mai et al.) Fig. 4: the CAM (max over the image's classes) of every GSLM
     stage, overlaid on a few images, with each stage's seed mIoU in the column title."""
     results = [json.loads(Path(p).read_text()) for p in evals]
@@ -163,7 +169,7 @@ def gslm_stage_figure(caches: list[str], evals: list[str], dataset: Segmentation
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{title} — {dataset.name} / {split}", fontsize=10)
+    fig.suptitle(f"{title} — {dataset_name or dataset.name} / {split}", fontsize=10)
     _save(fig, out_png)
 
 

@@ -97,14 +97,16 @@ def run_eval_cams(cache: str, json_path: str, csv_path: str, evaluation: dict[st
 def run_cam_figure(cache: str, eval_json: str, data: dict[str, Any], out_png: str) -> None:
     from camflow.figures import cam_figure
 
-    cam_figure(cache, eval_json, open_dataset(data), data["split"], out_png)
+    cam_figure(cache, eval_json, open_dataset(data), data["split"], out_png,
+               dataset_name=data["name"])
 
 
 def run_gslm_stage_figure(caches: list[str], evals: list[str], data: dict[str, Any],
                           title: str, out_png: str) -> None:
     from camflow.figures import gslm_stage_figure
 
-    gslm_stage_figure(caches, evals, open_dataset(data), data["split"], title, out_png)
+    gslm_stage_figure(caches, evals, open_dataset(data), data["split"], title, out_png,
+                      dataset_name=data["name"])
 
 
 def read_records(inputs: dict[str, str]) -> dict[str, dict[str, Any]]:
