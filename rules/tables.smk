@@ -87,7 +87,9 @@ rule results_doc:
     params:
         tables=lambda wc: {t: W.table_targets(t, wc.dataset) for t in config["targets"]},
         about=lambda wc: {t: W.table(t).about() for t in config["targets"]},
-        configfiles=[os.path.relpath(f) for f in workflow.configfiles],
+        # config.yaml first, then the overlays in the order they were merged
+        configfiles=sorted((os.path.relpath(f) for f in workflow.configfiles),
+                           key=lambda f: f != "config.yaml"),
     log:
         "results/logs/{dataset}/results_doc.log",
     conda:

@@ -170,13 +170,15 @@ def test_results_doc_gathers_the_built_tables_and_copies_their_figures(
     figure.parent.mkdir(parents=True)
     Image.new("RGB", (4, 4)).save(figure)
     files = [str(tables / "cam_seeds.csv"), str(tables / "cam_seeds.md"), str(figure)]
-    about = {"cam_seeds": table_class("cam_seeds").about()}
-    run_results_doc({"cam_seeds": files}, about, ["config.yaml", "config/demo.yaml"], "demo",
-                    "docs/results/demo.md", "docs/results/demo")
+    about = {name: table_class(name).about() for name in ("cam_seeds", "base_pipeline")}
+    run_results_doc({"cam_seeds": files, "base_pipeline": files}, about,
+                    ["config.yaml", "config/demo.yaml"], "demo", "docs/results/demo.md",
+                    "docs/results/demo")
     text = Path("docs/results/demo.md").read_text()
     assert "## CAM seeds — demo" in text and "| 51.00 |" in text
-    assert "config `config.yaml`, `config/demo.yaml`" in text
+    assert "config files `config.yaml`, `config/demo.yaml`" in text
     assert about["cam_seeds"]["description"] in text
     assert "![resnet_small__cam__train__figure.png](demo/resnet_small__cam__train__figure.png)" \
         in text
     assert Path("docs/results/demo/resnet_small__cam__train__figure.png").is_file()
+    assert text.count("figure.png)") == 1           # a figure two tables share, shown once
