@@ -19,7 +19,7 @@ help:
 	@echo "make tables        every paper table: its target rule, paper and result path"
 	@echo "make run TARGETS='gslm_table1' [CONFIG=config/voc12.yaml]   build tables"
 	@echo "make report [TARGETS=...] [CONFIG=...]   HTML report of what TARGETS built ($(REPORT))"
-	@echo "make results-doc   docs/results/{synthetic,demo}.md from the results as built"
+	@echo "make results-doc   docs/results/{synthetic,demo}.md (builds what is missing: ~1 h on 2 cores)"
 
 # Creates the virtual environment with pip when it is missing and installs camflow with
 # its dependencies from the package registry. PIP_FIND_LINKS is cleared so that pip never

@@ -115,8 +115,8 @@ def cam_figure(cache_path: str | Path, eval_path: str | Path, dataset: Segmentat
 
 def class_iou_figure(records: dict[str, dict[str, Any]], title: str,
                      out_png: str | Path) -> None:
-    """Grouped bars of the per-class IoU (%) of each record of a table, by key; a record
-    without per-class results (none today) is left out."""
+    """Grouped bars of the per-class IoU (%) of each record of a table, by key (records
+    without ``per_class`` are left out)."""
     records = {k: r for k, r in records.items() if r.get("per_class")}
     classes = [c["class"] for c in next(iter(records.values()))["per_class"]] if records else []
     width = 0.8 / max(1, len(records))
