@@ -87,3 +87,23 @@ def test_overlay_dry_run_plans_every_table_with_paper_profiles(name: str, tmp_pa
     assert all(wf.classifier_config(c)["backbone"]["weights"] == "imagenet" for c in trained)
     assert wf.gslm_config("gslm_plus")["first_source"] == "cam/irn"
     assert config["resources"]["train_classifier"]["gpu"] == 1
+
+
+def test_the_demo_plans_the_whole_pipeline_once_on_its_own_dataset(tmp_path: Path) -> None:
+    """`make demo`'s DAG: seeds, CRF, IRN, DeepLab and one SLM stage on dataset `demo`, and
+    none of the costly extras the full-size tables add (AffinityNet, the upper bound)."""
+    proc = subprocess.run(
+        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n",
+         "--cores", "1", f"--configfile={REPO / 'config' / 'demo.yaml'}"],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    jobs = planned(proc.stdout)
+    counts: dict[str, int] = {}
+    for rule, wildcards in jobs:
+        counts[rule] = counts.get(rule, 0) + 1
+        assert wildcards.get("dataset", "demo") == "demo", (rule, wildcards)
+        assert wildcards.get("refiner", "irn_small") == "irn_small", (rule, wildcards)
+        assert wildcards.get("masks", "resnet_small/cam/irn_small") != "gt", (rule, wildcards)
+    assert counts["train_classifier"] == counts["train_refiner"] == 1
+    assert counts["train_slm"] == counts["train_segmentation"] == 1
+    assert counts["table"] == 3 and counts["synthetic"] == 1
