@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from camflow.io import CamflowInputError
+
+if TYPE_CHECKING:
+    from camflow.workflow import Workflow
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,14 +36,19 @@ def load_config(overlays: list[str]) -> dict[str, Any]:
     return config
 
 
-def table_rows(config: dict[str, Any], workdir: Path) -> list[list[str]]:
-    """One row per configured table: name, paper, title, target path, built or not."""
+def checked_workflow(args: argparse.Namespace) -> Workflow:
+    """The workflow glue over ``config.yaml`` and the command's overlays, validated."""
     from camflow.workflow import Workflow
 
-    wf = Workflow(config)
+    wf = Workflow(load_config(args.configfile))
     wf.check()
+    return wf
+
+
+def table_rows(wf: Workflow, workdir: Path) -> list[list[str]]:
+    """One row per configured table: name, paper, title, target path, built or not."""
     rows = []
-    for name in config["tables"]:
+    for name in wf.config["tables"]:
         about = wf.table(name).about()
         target = wf.table_targets(name)[0]
         built = "yes" if (workdir / target).exists() else "no"
@@ -49,25 +57,21 @@ def table_rows(config: dict[str, Any], workdir: Path) -> list[list[str]]:
 
 
 def print_tables(args: argparse.Namespace) -> None:
-    config = load_config(args.configfile)
-    rows = table_rows(config, Path(args.directory))
+    rows = table_rows(checked_workflow(args), Path(args.directory))
     header = ["target rule", "paper", "table", "result", "built"]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, ["-" * w for w in widths], *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    overlay = "".join(f" --configfile={f}" for f in args.configfile)
+    # targets first: --configfile takes every value after it (and a second one replaces it)
+    overlay = f" --configfile {' '.join(args.configfile)}" if args.configfile else ""
     print(f"\nBuild one table with its figures: .venv/bin/snakemake {rows[0][0]}{overlay}"
           if rows else "\nNo tables are configured.")
     print("Then the HTML report of what is built: make report (snakemake --report)")
 
 
 def show_tables(args: argparse.Namespace) -> None:
-    from camflow.workflow import Workflow
-
-    config = load_config(args.configfile)
-    wf = Workflow(config)
-    wf.check()
-    for name in config["targets"]:
+    wf = checked_workflow(args)
+    for name in wf.config["targets"]:
         md = Path(args.directory) / wf.table_targets(name)[1]
         print(md.read_text() if md.exists() else f"### {name}: not built yet ({md})\n")
 
