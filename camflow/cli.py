@@ -47,9 +47,11 @@ def checked_workflow(args: argparse.Namespace) -> Workflow:
 
 def table_rows(wf: Workflow, workdir: Path) -> list[list[str]]:
     """One row per configured table: name, paper, title, target path, built or not."""
+    from camflow.tables import table_class
+
     rows = []
     for name in wf.config["tables"]:
-        about = wf.table(name).about()
+        about = table_class(name).about()
         target = wf.table_targets(name)[0]
         built = "yes" if (workdir / target).exists() else "no"
         rows.append([name, about["short"], about["title"], target, built])

@@ -63,7 +63,7 @@ class Workflow:
             fmt = self.dataset_format(name)
             ds = self.config["datasets"][name]
             DATASETS.get(fmt, f"datasets.{name}.format" if "format" in ds else f"datasets.{name}")
-            if "generate" in self.config["datasets"][name] and fmt != "synthetic":
+            if "generate" in ds and fmt != "synthetic":
                 config_error(f"datasets.{name}.generate",
                              f"only a synthetic benchmark is generated, not format {fmt!r}")
         for name in self.config["sources"]:
@@ -561,6 +561,8 @@ class Workflow:
 
     def table_description(self, name: str) -> str:
         """The one line ``--list-target-rules`` shows for table ``name``'s target rule."""
-        about = self.table(name).about()
+        from camflow.tables import table_class
+
+        about = table_class(name).about()
         return (f"{about['short']}: {about['title']} → "
                 f"results/{self.config['dataset']}/tables/{name}.csv")

@@ -6,6 +6,7 @@ import sys
 
 sys.path.insert(0, workflow.basedir)  # the camflow package beside the Snakefile
 
+from camflow.tables import table_class
 from camflow.workflow import Workflow
 
 

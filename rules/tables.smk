@@ -31,7 +31,7 @@ rule table:
     params:
         spec=lambda wc: table_spec(wc.table),
         inputs=lambda wc: table_inputs(wc.table, wc.dataset),
-        about=lambda wc: W.table(wc.table).about(),
+        about=lambda wc: table_class(wc.table).about(),
     log:
         "results/logs/{dataset}/tables/{table}.log",
     conda:
@@ -57,7 +57,7 @@ rule table_figure:
     params:
         spec=lambda wc: table_spec(wc.table),
         inputs=lambda wc: table_inputs(wc.table, wc.dataset),
-        about=lambda wc: W.table(wc.table).about(),
+        about=lambda wc: table_class(wc.table).about(),
     log:
         "results/logs/{dataset}/tables/{table}_figure.log",
     conda:
@@ -86,7 +86,7 @@ rule results_doc:
         figures=directory("docs/results/{dataset}"),
     params:
         tables=lambda wc: {t: W.table_targets(t, wc.dataset) for t in config["targets"]},
-        about=lambda wc: {t: W.table(t).about() for t in config["targets"]},
+        about=lambda wc: {t: table_class(t).about() for t in config["targets"]},
         # config.yaml first, then the overlays in the order they were merged
         configfiles=sorted((os.path.relpath(f) for f in workflow.configfiles),
                            key=lambda f: f != "config.yaml"),
