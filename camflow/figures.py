@@ -173,12 +173,12 @@ def gslm_stage_figure(caches: list[str], evals: list[str], dataset: Segmentation
     _save(fig, out_png)
 
 
-def gslm_fig5_figure(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str,
+def gslm_fig5_figure(evals: dict[str, dict[str, Any]], spec: dict[str, Any], dataset: str,
                      out_png: str | Path) -> None:
     """GSLM (Mai et al.) Fig. 5: seed mIoU, m_under (Eq. 7) and m_over (Eq. 8) against the
     stage, one line per configuration (with / without the boundary constraint)."""
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    it = iter(evals)
+    it = iter(evals.values())
     for name in spec["rows"]:
         stages = list(range(1, spec["stages"][name] + 1))
         best = [next(it) for _ in stages]
@@ -197,12 +197,12 @@ def gslm_fig5_figure(evals: list[dict[str, Any]], spec: dict[str, Any], dataset:
     _save(fig, out_png)
 
 
-def gslm_fig8_figure(evals: list[dict[str, Any]], spec: dict[str, Any], dataset: str,
+def gslm_fig8_figure(evals: dict[str, dict[str, Any]], spec: dict[str, Any], dataset: str,
                      out_png: str | Path) -> None:
     """GSLM (Mai et al.) Fig. 8: (a) the seed mIoU curve over the CAM threshold for each
     (θ_bg, θ_fg), (b) the same for each k, (c) the best mIoU against the SLM iterations."""
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    it = iter(evals)
+    it = iter(evals.values())
     for ax, sweep, label in ((axes[0], "thresholds", "θ_bg/θ_fg"), (axes[1], "k", "k")):
         for value, _, _ in spec["variants"][sweep]:
             ev = next(it)
@@ -224,4 +224,40 @@ def gslm_fig8_figure(evals: list[dict[str, Any]], spec: dict[str, Any], dataset:
     _save(fig, out_png)
 
 
-TABLE_FIGURES = {"gslm_fig5": gslm_fig5_figure, "gslm_fig8": gslm_fig8_figure}
+def claims_figure(evals: dict[str, dict[str, Any]], spec: dict[str, Any], dataset: str,
+                  out_png: str | Path) -> None:
+    """The claims table as bars: per claim (top to bottom, as in the table) and benchmark, the
+    margin in the direction the paper states, relative to the number it is compared with
+    (green: the claim holds; red: it does not)."""
+    from camflow.claims import RELATIONS
+    from camflow.tables import Claims
+
+    claims = Claims(spec)
+    outcomes = claims.outcomes(evals, dataset)
+    datasets = claims.datasets(dataset)
+    height = 0.8 / len(datasets)
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.32 * len(outcomes) * len(datasets)))
+    for row, (_, comp, cells) in enumerate(outcomes):
+        for i, ds in enumerate(datasets):
+            left, right, holds = cells[ds]
+            if holds is None:
+                continue
+            sign = 1 if RELATIONS[comp.relation](1, 0) else -1
+            margin = 100 * sign * (left - right) / max(abs(right), 1e-9)
+            y = row + (i - (len(datasets) - 1) / 2) * height
+            ax.barh(y, margin, height * 0.9, color="tab:green" if holds else "tab:red",
+                    alpha=1.0 - 0.45 * i / max(1, len(datasets) - 1))
+            ax.text(margin, y, f" {ds}", va="center", fontsize=6,
+                    ha="left" if margin >= 0 else "right")
+    ax.set_yticks(range(len(outcomes)),
+                  [f"{comp.statement} ({comp.metrics})" for _, comp, _ in outcomes], fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("margin in the claimed direction, relative to the right-hand number (%)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(f"Do the papers' claims hold? — {', '.join(datasets)}", fontsize=9)
+    _save(fig, out_png)
+
+
+TABLE_FIGURES = {"gslm_fig5": gslm_fig5_figure, "gslm_fig8": gslm_fig8_figure,
+                 "claims": claims_figure}

@@ -122,7 +122,7 @@ def run_table_figure(name: str, inputs: dict[str, str], spec: dict[str, Any], da
     figure = table_class(name).figure
     if figure is None:
         raise CamflowInputError(f"table {name!r} has no figure")
-    TABLE_FIGURES[figure](list(read_records(inputs).values()), spec, dataset, out_png)
+    TABLE_FIGURES[figure](read_records(inputs), spec, dataset, out_png)
 
 
 def run_table(name: str, inputs: dict[str, str], spec: dict[str, Any], about: dict[str, str],

@@ -514,3 +514,93 @@ class GSLMTable5(GSLMTable):
                                                   ("CR", "SR", "L_cls")]
             rows.append([label, *marks, stage - 1, *_seed_cells(records[label])])
         return ["variant", "CR", "SR", "L_cls", "iter", "seed", "crf", "m_under", "m_over"], rows
+
+
+@register_table("claims")
+class Claims(PaperTable):
+    """One row per directional claim of the papers (``claims``: camflow.claims), with the
+    two numbers compared and whether the claim holds on each benchmark of ``datasets``;
+    every number is read from an evaluation record, and a claim that fails says so."""
+
+    paper = "the papers camflow implements"
+    short = "claims"
+    title = "Do the papers' claims hold?"
+    figure = "claims"
+    schema: ClassVar[dict[str, Any]] = {
+        "additionalProperties": False,
+        "required": ["classifier", "claims"],
+        "properties": {
+            "datasets": {"type": "array", "items": {"$ref": "#/$defs/name"}, "minItems": 1,
+                         "description": "a column group each (default: the table's dataset)"},
+            "classifier": {"$ref": "#/$defs/name",
+                           "description": "whose records the claims read (a claim may "
+                           "name its own)"},
+            "claims": {"type": "object", "minProperties": 1,
+                       "additionalProperties": {"type": "object"},
+                       "description": "claim name (camflow/claims.py) -> its settings"},
+        },
+    }
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        from camflow.claims import claim_class
+        from camflow.schema import extend, validate_block
+
+        for name in spec.get("datasets", []):
+            wf.dataset_config(name)
+        claims = {}
+        for name, block in spec["claims"].items():
+            claim = claim_class(name)
+            own = extend({"type": "object", "properties": {"classifier": {
+                "$ref": "#/$defs/name", "default": spec["classifier"]}}}, claim.schema)
+            block = validate_block(block or {}, f"tables.claims.claims.{name}", own,
+                                   wf.schema["$defs"])
+            wf.classifier_config(block["classifier"])
+            claims[name] = claim.resolve(wf, block)
+        return {**spec, "claims": claims}
+
+    def datasets(self, dataset: str) -> list[str]:
+        return list(self.spec.get("datasets") or [dataset])
+
+    def claims(self) -> list[Any]:
+        from camflow.claims import claim_class
+
+        return [claim_class(name)(block) for name, block in self.spec["claims"].items()]
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        return {f"{ds}/{claim.name}/{key}": path for ds in self.datasets(dataset)
+                for claim in self.claims() for key, path in claim.inputs(wf, ds).items()}
+
+    def outcomes(self, records: dict[str, Record],
+                 dataset: str) -> list[tuple[Any, Any, dict[str, tuple[Any, Any, Any]]]]:
+        """(claim, comparison, {benchmark: (left, right, holds)}) per row."""
+        out = []
+        for claim in self.claims():
+            for comp in claim.comparisons():
+                cells = {}
+                for ds in self.datasets(dataset):
+                    own = {k.split("/", 2)[2]: r for k, r in records.items()
+                           if k.startswith(f"{ds}/{claim.name}/")}
+                    cells[ds] = (*comp.values(own), comp.holds(own))
+                out.append((claim, comp, cells))
+        return out
+
+    def build(self, records: dict[str, Record], dataset: str) -> Table:
+        from camflow.claims import METRICS
+
+        datasets = self.datasets(dataset)
+        rows, held = [], dict.fromkeys(datasets, 0)
+        for claim, comp, cells in self.outcomes(records, dataset):
+            row = [claim.paper, claim.where, comp.statement, comp.metrics]
+            for ds in datasets:
+                left, right, holds = cells[ds]
+                as_pct = METRICS[comp.metric][1]
+                row += [pct(v) if as_pct else ("-" if v is None else f"{v:.3f}")
+                        for v in (left, right)]
+                row.append({True: "yes", False: "NO", None: "-"}[holds])
+                held[ds] += bool(holds)
+            rows.append(row)
+        columns = ["paper", "where", "claim", "metric",
+                   *(f"{ds}: {c}" for ds in datasets for c in ("left", "right", "holds"))]
+        tally = ", ".join(f"{ds} {held[ds]}/{len(rows)}" for ds in datasets)
+        return Table(f"{self.title} — holds on {tally}", columns, rows)

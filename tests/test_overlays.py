@@ -36,6 +36,8 @@ def test_the_coco_overlay_is_the_voc_overlay_with_coco() -> None:
     voc, coco = overlay("voc12"), overlay("coco14")
     assert (voc.pop("dataset"), coco.pop("dataset")) == ("voc12", "coco14")
     assert set(voc.pop("datasets")) == {"voc12"} and set(coco.pop("datasets")) == {"coco14"}
+    assert (voc["tables"]["claims"].pop("datasets"),
+            coco["tables"]["claims"].pop("datasets")) == (["voc12"], ["coco14"])
     assert voc == coco
 
 

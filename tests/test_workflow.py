@@ -6,6 +6,8 @@ change of one config value reruns exactly the stages that use it.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -345,3 +347,36 @@ def test_gslm_tables_1_4_and_5_build(built: Path) -> None:
     # without Coarse Generation the SLM learns from the previous stage's CAM cache itself
     log = (built / "results/logs/synthetic/resnet_small/gslm_no_cg/stage2/train_slm.log")
     assert "cam/train_aug/cams.h5" in log.read_text()
+
+
+def test_claims_table_builds_on_both_benchmarks(built: Path) -> None:
+    """`snakemake claims` builds every claim's records on both synthetic benchmarks; each
+    number is the one of the record it names and `holds` is its relation."""
+    snakemake(built, "claims")
+    tables = built / "results/synthetic/tables"
+    header, *lines = csv.reader(io.StringIO((tables / "claims.csv").read_text()))
+    assert header[4:] == [f"{ds}: {c}" for ds in ("synthetic", "synthetic_parts")
+                          for c in ("left", "right", "holds")]
+    rows = {row[2]: row for row in lines}
+    assert set(rows) >= {"cam seeds + CRF > cam seeds", "irn_small masks > cam seeds",
+                         "gslm stage 2 > stage 1", "fullcam > cam",
+                         "fullcam_stage5_4 > fullcam_stage5", "irn_small masks of gslm > "
+                         "irn_small masks of cam"}
+    for row in rows.values():
+        for left, right, holds in (row[4:7], row[7:10]):
+            relation = ">" if " > " in row[2] else "<" if " < " in row[2] else "≥"
+            expected = {">": float(left) > float(right), "<": float(left) < float(right),
+                        "≥": float(left) >= float(right)}[relation]
+            assert holds == ("yes" if expected else "NO"), row
+    for ds, offset in (("synthetic", 4), ("synthetic_parts", 7)):
+        stage2 = json.loads((built / f"results/{ds}/resnet_small/gslm/stage2/train/eval.json")
+                            .read_text())
+        row = rows["gslm stage 2 > stage 1"]
+        assert abs(100 * stage2["miou"] - float(row[offset])) < 0.01
+    meta = json.loads((built / "data/synthetic_parts/meta.json").read_text())
+    assert meta["config"]["part_offset"] == -1.3 and meta["config"]["max_distractors"] == 0
+    assert (tables / "claims.png").stat().st_size > 0
+    # a claim's settings change the table, nothing it reads
+    jobs = planned_jobs(snakemake(built, "-n", "claims", config={
+        "tables": {"claims": {"claims": {"random_walk": {"refiners": ["irn_small"]}}}}}))
+    assert jobs == {"table": 1, "table_figure": 1, "claims": 1}

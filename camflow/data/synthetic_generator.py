@@ -119,6 +119,10 @@ class SyntheticConfig:
         0.55, "largest body size (equivalent diameter) as a fraction of the image side")
     part_scale: float = _knob(
         0.11, "mean part area as a fraction of the body area (jittered x0.75..x1.35)")
+    part_offset: float = _knob(
+        0.25, "radial offset of the part's centre from the body boundary, in units of the "
+        "part's size: positive outside the body (a head on a boundary), negative inside it "
+        "(a face on the object; at about -1.3 the whole part lies on the body)")
     part_missing_prob: float = _knob(
         0.5, "probability that an object shows no part (a bird with its head turned away): "
         "then only its weakly informative body texture tells the class, so bodies get a "
@@ -153,6 +157,7 @@ class SyntheticConfig:
         self._check_range("body_size_min", 0.05, 1.0)
         self._check_range("body_size_max", self.body_size_min, 1.0)
         self._check_range("part_scale", 0.005, 0.5)
+        self._check_range("part_offset", -3.0, 2.0)
         self._check_range("part_missing_prob", 0.0, 1.0)
         self._check_range("num_context_classes", 0, min(self.num_classes, len(CONTEXTS)))
         self._check_range("context_prob", 0.0, 1.0)
@@ -359,7 +364,8 @@ class SyntheticObject:
 
 def _place_part(rng: np.random.Generator, blob: _Blob, class_index: int,
                 cfg: SyntheticConfig) -> np.ndarray | None:
-    """Mask of the class-unique part on ``blob``'s boundary, fully in frame, or ``None``."""
+    """Mask of the class-unique part at ``part_offset`` part sizes outside ``blob``'s boundary
+    (inside when negative), fully in frame, or ``None``."""
     kind = PART_SHAPES[class_index - 1]
     area = cfg.part_scale * rng.uniform(*_PART_JITTER) * blob.area
     scale = math.sqrt(area / _unit_area(kind))
@@ -367,7 +373,7 @@ def _place_part(rng: np.random.Generator, blob: _Blob, class_index: int,
     size = cfg.image_size
     tilt = rng.uniform(-math.pi / 9, math.pi / 9)
     for theta in rng.uniform(0, 2 * math.pi, 24):
-        px, py = blob.boundary_point(float(theta), 0.25 * scale)
+        px, py = blob.boundary_point(float(theta), cfg.part_offset * scale)
         if margin <= px <= size - margin and margin <= py <= size - margin:
             rows, cols = _window(size, px, py, margin + 1)
             x, y = _grid(size)
