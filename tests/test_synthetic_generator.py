@@ -228,3 +228,15 @@ def test_part_missing_prob_hides_parts_at_that_rate() -> None:
     assert all(o.part is not None for i in range(20) for o in
                render_sample(replace(cfg, part_missing_prob=0.0), "train", i).objects
                if o.class_index > 0)
+
+
+@pytest.mark.parametrize(("offset", "lo", "hi"), [(0.25, 0.1, 0.5), (-1.3, 0.98, 1.0)])
+def test_part_offset_puts_the_part_on_the_boundary_or_on_the_body(offset: float, lo: float,
+                                                                  hi: float) -> None:
+    """The default part straddles the boundary (a head); a negative offset puts it on the
+    body (synthetic_parts), so the halo of a CAM peak falls on the object."""
+    cfg = replace(TINY, image_size=96, part_missing_prob=0.0, part_offset=offset)
+    share = [np.count_nonzero(o.part & o.body) / np.count_nonzero(o.part)
+             for i in range(40) for o in render_sample(cfg, "train", i).objects
+             if o.class_index > 0]
+    assert lo < float(np.mean(share)) <= hi
