@@ -22,6 +22,7 @@ from camflow.io import write_text
 from camflow.registry import Registry
 
 if TYPE_CHECKING:
+    from camflow.claims import Claim, Comparison
     from camflow.workflow import Workflow
 
 GSLM = ('Mai et al., "Exploit CAM by itself: Complementary Learning System for Weakly '
@@ -562,7 +563,7 @@ class Claims(PaperTable):
     def datasets(self, dataset: str) -> list[str]:
         return list(self.spec.get("datasets") or [dataset])
 
-    def claims(self) -> list[Any]:
+    def claims(self) -> list[Claim]:
         from camflow.claims import claim_class
 
         return [claim_class(name)(block) for name, block in self.spec["claims"].items()]
@@ -571,9 +572,9 @@ class Claims(PaperTable):
         return {f"{ds}/{claim.name}/{key}": path for ds in self.datasets(dataset)
                 for claim in self.claims() for key, path in claim.inputs(wf, ds).items()}
 
-    def outcomes(self, records: dict[str, Record],
-                 dataset: str) -> list[tuple[Any, Any, dict[str, tuple[Any, Any, Any]]]]:
-        """(claim, comparison, {benchmark: (left, right, holds)}) per row."""
+    def outcomes(self, records: dict[str, Record], dataset: str) -> list[
+            tuple[Claim, Comparison, dict[str, tuple[float | None, float | None, bool | None]]]]:
+        """(claim, comparison, {benchmark: (left, right, holds)}) per row, in config order."""
         out = []
         for claim in self.claims():
             for comp in claim.comparisons():

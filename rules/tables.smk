@@ -50,7 +50,7 @@ rule table_figure:
             caption="../docs/report/table_figure.rst",
             category="Tables",
             subcategory="{table}",
-            labels={"table": "{table}", "figure": "the paper's figure"},
+            labels={"table": "{table}", "figure": "its figure"},
         ),
     wildcard_constraints:
         table="|".join(TABLES_WITH_FIGURES),
