@@ -267,8 +267,12 @@ def run_results_doc(tables: dict[str, list[str]], about: dict[str, dict[str, str
             lines += [f"## {text[0].lstrip('# ')}", "", about[name]["description"], "",
                       text[2].rstrip(), ""]
             for png in (f for f in files if f.endswith(".png") and f not in shown):
-                # results/{dataset}/a/b/figure.png -> a__b__figure.png
-                flat = "__".join(Path(png).relative_to(f"results/{dataset}").parts)
+                # results/{dataset}/a/b/figure.png -> a__b__figure.png; another benchmark's
+                # (the claims table reads several) keeps its name: other__a__b__figure.png
+                path = Path(png)
+                own = path.is_relative_to(f"results/{dataset}")
+                flat = "__".join(path.relative_to(f"results/{dataset}" if own else "results")
+                                 .parts)
                 shutil.copyfile(png, tmp / flat)
                 lines += [f"![{flat}]({Path(out_dir).name}/{flat})", ""]
                 shown.add(png)

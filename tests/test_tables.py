@@ -170,9 +170,12 @@ def test_results_doc_gathers_the_built_tables_and_copies_their_figures(
     figure = Path("results/demo/resnet_small/cam/train/figure.png")
     figure.parent.mkdir(parents=True)
     Image.new("RGB", (4, 4)).save(figure)
+    other = Path("results/parts/resnet_small/cam/train/figure.png")  # a claims table's
+    other.parent.mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(other)
     files = [str(tables / "cam_seeds.csv"), str(tables / "cam_seeds.md"), str(figure)]
     about = {name: table_class(name).about() for name in ("cam_seeds", "base_pipeline")}
-    run_results_doc({"cam_seeds": files, "base_pipeline": files}, about,
+    run_results_doc({"cam_seeds": files, "base_pipeline": [*files, str(other)]}, about,
                     ["config.yaml", "config/demo.yaml"], "demo", "docs/results/demo.md",
                     "docs/results/demo")
     text = Path("docs/results/demo.md").read_text()
@@ -182,4 +185,5 @@ def test_results_doc_gathers_the_built_tables_and_copies_their_figures(
     assert "![resnet_small__cam__train__figure.png](demo/resnet_small__cam__train__figure.png)" \
         in text
     assert Path("docs/results/demo/resnet_small__cam__train__figure.png").is_file()
-    assert text.count("figure.png)") == 1           # a figure two tables share, shown once
+    assert Path("docs/results/demo/parts__resnet_small__cam__train__figure.png").is_file()
+    assert text.count("figure.png)") == 2           # a figure two tables share, shown once
