@@ -112,7 +112,6 @@ def claim_class(name: str) -> type[Claim]:
 
 GSLM = "GSLM (Mai et al.)"
 FULLCAM = "Fully-CAM (Song et al.)"
-IRN = "IRN (Ahn et al.)"
 BASE = "base pipeline (IRN, AffinityNet)"
 
 _NAME = {"$ref": "#/$defs/name"}

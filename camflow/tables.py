@@ -577,13 +577,12 @@ class Claims(PaperTable):
         """(claim, comparison, {benchmark: (left, right, holds)}) per row, in config order."""
         out = []
         for claim in self.claims():
-            for comp in claim.comparisons():
-                cells = {}
-                for ds in self.datasets(dataset):
-                    own = {k.split("/", 2)[2]: r for k, r in records.items()
-                           if k.startswith(f"{ds}/{claim.name}/")}
-                    cells[ds] = (*comp.values(own), comp.holds(own))
-                out.append((claim, comp, cells))
+            own = {ds: {k.split("/", 2)[2]: r for k, r in records.items()
+                        if k.startswith(f"{ds}/{claim.name}/")}
+                   for ds in self.datasets(dataset)}
+            out += [(claim, comp, {ds: (*comp.values(recs), comp.holds(recs))
+                                   for ds, recs in own.items()})
+                    for comp in claim.comparisons()]
         return out
 
     def build(self, records: dict[str, Record], dataset: str) -> Table:
