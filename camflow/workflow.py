@@ -69,7 +69,7 @@ class Workflow:
         for name in self.config["sources"]:
             self.source_config(name)
         for name in self.config["classifiers"]:
-            self.classifier_config(name)
+            self.input_classifiers(name)
         for name in self.config["gslm"]:
             self.slm_config(name)
         for name in self.config["refiners"]:
@@ -116,6 +116,37 @@ class Workflow:
             self.config["classifiers"][name], f"classifiers.{name}", defs["classifier"], defs
         )
         return self._validated[name]
+
+    def input_classifiers(self, name: str) -> dict[str, str]:
+        """The classifiers that training classifier ``name`` reads, by input name (its
+        method's ``input_classifiers``, e.g. OC-CSE's ``oc``), each checked to exist and not
+        to lead back to ``name``."""
+        from camflow.methods.base import method_class
+
+        cfg = self.classifier_config(name)
+        inputs = method_class(cfg["method"]).input_classifiers(cfg)
+        for key, other in inputs.items():
+            if other not in self.config["classifiers"]:
+                config_error(f"classifiers.{name}.{key}", f"no classifier named {other!r}")
+            seen, todo = {name}, [other]
+            while todo:
+                current = todo.pop()
+                if current in seen:
+                    config_error(f"classifiers.{name}.{key}",
+                                 f"{other!r} needs {name!r} to be trained first (a cycle)")
+                seen.add(current)
+                c = self.classifier_config(current)
+                todo += method_class(c["method"]).input_classifiers(c).values()
+        return inputs
+
+    def classifier_training_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """Inputs of ``train_classifier``: the dataset's marker and checks, and the
+        checkpoints of the classifiers its method reads."""
+        prefix = f"results/{wildcards.dataset}"
+        return {"marker": self.dataset_marker(wildcards),
+                "checks": self.dataset_checks(wildcards),
+                **{key: f"{prefix}/{other}/classifier.pt"
+                   for key, other in self.input_classifiers(wildcards.classifier).items()}}
 
     def slm_config(self, name: str) -> dict[str, Any]:
         """The SLM of GSLM configuration ``name``: method ``slm`` with its block."""

@@ -1,12 +1,12 @@
 # Stage 1: the CAM network, trained by its method (`classifiers.<name>.method`, default `cam`;
-# camflow/methods/base.py). Writes the checkpoint, metrics.csv and the training curve.
+# camflow/methods/base.py). Writes the checkpoint, metrics.csv and the training curve. A method
+# that reads other classifiers (OC-CSE's `oc`) gets their checkpoints as named inputs.
 
 
 rule train_classifier:
     """Train a CAM network by its method: results/{dataset}/{classifier}/classifier.pt."""
     input:
-        dataset_marker,
-        dataset_checks,
+        unpack(classifier_training_inputs),
     output:
         checkpoint="results/{dataset}/{classifier}/classifier.pt",
         metrics="results/{dataset}/{classifier}/metrics.csv",

@@ -35,6 +35,7 @@ gslm_config = W.gslm_config
 gslm_stage_files = W.gslm_stage_files
 gslm_stage_cache = W.gslm_stage_cache
 slm_training_inputs = W.slm_training_inputs
+classifier_training_inputs = W.classifier_training_inputs
 stage_resources = W.stage_resources
 runtime_params = W.runtime_params
 table_inputs = W.table_inputs

@@ -240,3 +240,24 @@ def test_part_offset_puts_the_part_on_the_boundary_or_on_the_body(offset: float,
              for i in range(40) for o in render_sample(cfg, "train", i).objects
              if o.class_index > 0]
     assert lo < float(np.mean(share)) <= hi
+
+
+def test_decoys_paint_part_colours_on_the_background_and_nothing_else() -> None:
+    """Decoys (a class's part shape in another class's colour) change only background pixels
+    of the image, never the mask; without them an image is unchanged by the knob."""
+    plain = replace(TINY, image_size=96, max_distractors=0, num_context_classes=0)
+    decoyed = replace(plain, max_decoys=6, decoy_scale=0.02)
+    colours = np.asarray(gen.PART_COLOURS[: plain.num_classes], np.float64)
+    changed_pixels = 0
+    for i in range(12):
+        a, b = render_sample(plain, "train", i), render_sample(decoyed, "train", i)
+        assert np.array_equal(a.mask, b.mask) and a.labels == b.labels
+        diff = np.any(a.image != b.image, axis=2)
+        assert not np.any(diff & (a.mask > 0))          # objects paint over decoys
+        if diff.any():                                   # decoy pixels are near a part colour
+            near = np.abs(b.image[diff][:, None, :].astype(np.float64) - colours).max(-1)
+            assert np.mean(near.min(1) < 40) > 0.9
+        changed_pixels += int(diff.sum())
+    assert changed_pixels > 0
+    assert np.array_equal(render_sample(replace(plain, max_decoys=0), "train", 5).image,
+                          render_sample(plain, "train", 5).image)

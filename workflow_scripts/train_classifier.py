@@ -10,7 +10,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from camflow.runtime import run_logged  # noqa: E402
 from camflow.stages import run_train_classifier  # noqa: E402
 
-inputs = {name: str(snakemake.input[name]) for name in snakemake.input.keys() if name != "marker"}
+inputs = {name: str(snakemake.input[name]) for name in snakemake.input.keys()
+          if name not in ("marker", "checks")}
 run_logged(snakemake.log[0], run_train_classifier,
            snakemake.output.checkpoint, snakemake.params.classifier,
            snakemake.params.data, snakemake.params.runtime, snakemake.threads, inputs)

@@ -127,6 +127,13 @@ class SyntheticConfig:
         0.5, "probability that an object shows no part (a bird with its head turned away): "
         "then only its weakly informative body texture tells the class, so bodies get a "
         "moderate activation while parts dominate, as in real CAMs")
+    max_decoys: int = _knob(
+        0, "part-like decoys in the background per image, drawn uniformly from "
+        "0..max_decoys: one class's part shape in another class's part colour, labelled "
+        "background, under every object; they give the background a floor of weak, "
+        "class-spread activation, as clutter does in real photographs")
+    decoy_scale: float = _knob(
+        0.02, "mean decoy area as a fraction of the image area (jittered x0.75..x1.35)")
     num_context_classes: int = _knob(
         2, f"classes 1..n that come with a background context ({', '.join(CONTEXTS)})")
     context_prob: float = _knob(0.8, "probability a context appears when its class is present")
@@ -159,6 +166,11 @@ class SyntheticConfig:
         self._check_range("part_scale", 0.005, 0.5)
         self._check_range("part_offset", -3.0, 2.0)
         self._check_range("part_missing_prob", 0.0, 1.0)
+        self._check_range("max_decoys", 0, 64)
+        self._check_range("decoy_scale", 0.001, 0.25)
+        if self.max_decoys and self.num_classes < 2:
+            raise CamflowInputError("synthetic config: max_decoys needs num_classes >= 2 "
+                                    "(a decoy's colour comes from another class than its shape)")
         self._check_range("num_context_classes", 0, min(self.num_classes, len(CONTEXTS)))
         self._check_range("context_prob", 0.0, 1.0)
         self._check_range("context_false_prob", 0.0, 1.0)
@@ -561,6 +573,29 @@ def _paint_contexts(rng: np.random.Generator, image: np.ndarray, contexts: Seque
         image[region] = _context_pattern(rng, CONTEXTS[c - 1], size)[region]
 
 
+def _paint_decoys(cfg: SyntheticConfig, image: np.ndarray, split: str, index: int) -> None:
+    """Paint 0..``max_decoys`` decoys: part shape of class a in the part colour of class
+    b != a, anywhere in the frame. They draw from their own random stream, so a benchmark
+    without decoys is unchanged by this knob."""
+    if not cfg.max_decoys:
+        return
+    rng = np.random.default_rng([cfg.seed, SPLIT_CODES[split], index, 1])
+    size = cfg.image_size
+    x, y = _grid(size)
+    for _ in range(int(rng.integers(0, cfg.max_decoys + 1))):
+        shape_class = int(rng.integers(cfg.num_classes))
+        colour_class = (shape_class + int(rng.integers(1, cfg.num_classes))) % cfg.num_classes
+        kind = PART_SHAPES[shape_class]
+        area = cfg.decoy_scale * rng.uniform(*_PART_JITTER) * size * size
+        scale = math.sqrt(area / _unit_area(kind))
+        cx, cy = rng.uniform(0, size, 2)
+        rows, cols = _window(size, cx, cy, _PART_EXTENT * scale + 1)
+        a, b = _rotate(x[rows, cols], y[rows, cols], cx, cy, rng.uniform(-math.pi / 9, math.pi / 9))
+        inv = np.float32(1.0 / scale)
+        inside = _shape_mask(kind, a * inv, b * inv)
+        image[rows, cols][inside] = _jitter_colour(rng, PART_COLOURS[colour_class], 12)
+
+
 # --------------------------------------------------------------------------- one image
 
 
@@ -594,6 +629,7 @@ def render_sample(cfg: SyntheticConfig, split: str, index: int) -> SyntheticSamp
 
     image = _background(rng, size)
     _paint_contexts(rng, image, contexts, size)
+    _paint_decoys(cfg, image, split, index)
     for obj in objects:
         _paint_body(rng, image, obj, size)
         _paint_part(rng, image, obj)

@@ -86,6 +86,20 @@ def color_jitter(image: np.ndarray, jitter: dict[str, float],
     return np.asarray(out)
 
 
+def rand_augment(image: np.ndarray, spec: dict[str, int], rng: np.random.Generator) -> np.ndarray:
+    """RandAugment (Cubuk et al.; P-NOC (David et al.) Sec. 6.1 trains its ordinary
+    classifiers with it) of a uint8 H×W×3 image: torchvision's ``RandAugment(num_ops,
+    magnitude)``, its random draws seeded from ``rng`` (torch's global generator is left as
+    it was)."""
+    from torchvision.transforms import RandAugment
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2**63 - 1)))
+        out = RandAugment(int(spec["num_ops"]), int(spec["magnitude"]))(
+            torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
+    return out.permute(1, 2, 0).numpy()
+
+
 def random_crop(x: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
     """Random ``crop``×``crop`` window of a C×H×W array, zero-padding a smaller image (IRN)."""
     _, h, w = x.shape
@@ -114,12 +128,15 @@ def joint_augment(image: np.ndarray, augment: dict[str, Any], rng: np.random.Gen
                   resize_maps: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None
                   ) -> tuple[np.ndarray, np.ndarray | None]:
     """IRN's training augmentation of an image and, optionally, per-pixel maps (C×H×W)
-    aligned with it: colour jitter of the image if ``augment`` has ``color_jitter`` (PSA,
+    aligned with it: RandAugment of the image if ``augment`` has ``randaugment``
+    (:func:`rand_augment`), colour jitter of the image if it has ``color_jitter`` (PSA,
     :func:`color_jitter`), random resize (:func:`random_rescale`; maps with ``resize_maps``),
     horizontal flip, colour normalisation, random
     ``augment.crop`` square (zero-padded image, maps padded with ``fill``).  Every random
     draw comes from ``rng`` in that order, so a sample is a pure function of its seed.
     Returns float32 3×crop×crop and C×crop×crop (or None)."""
+    if "randaugment" in augment:
+        image = rand_augment(image, augment["randaugment"], rng)
     if "color_jitter" in augment:
         image = color_jitter(image, augment["color_jitter"], rng)
     image = random_rescale(image, augment, rng)

@@ -85,6 +85,11 @@ class TrainingMethod:
         """The network whose CAMs (and gradients) the CAM sources use."""
         return self.networks["classifier"]
 
+    @property
+    def label_smoothing(self) -> float:
+        """ε of the method's classification losses (``label_smoothing``; absent: none)."""
+        return float(self.cfg.get("label_smoothing", 0.0))
+
     def to(self, device: torch.device) -> TrainingMethod:
         for net in self.networks.values():
             net.to(device)
@@ -108,6 +113,12 @@ class TrainingMethod:
         """Non-negative maps B×n×h×w of ``classes`` (0-based) for a normalised batch: the
         ReLU of the classifier's head (GSLM (Mai et al.) Eq. 2, before normalisation)."""
         return self.classifier.cam(images)[:, classes]
+
+    @classmethod
+    def input_classifiers(cls, cfg: dict[str, Any]) -> dict[str, str]:
+        """Other classifiers (by name under ``classifiers``) whose checkpoints training needs,
+        by input name: they reach ``__init__`` as ``inputs[name]`` (OC-CSE's ``oc``)."""
+        return {}
 
     @classmethod
     def from_checkpoint(cls, cfg: dict[str, Any], num_classes: int) -> TrainingMethod:

@@ -146,12 +146,10 @@ def make_cams(source: ClassCamFn, dataset: SegmentationDataset, split: str,
     return Path(out_path)
 
 
-@register_method("cam")
-class CAM(TrainingMethod):
-    """The plain CAM classifier (IRN's CAM network; GSLM (Mai et al.) Sec. 3): the
-    backbone + 1×1 head trained on image-level labels with the multi-label soft-margin loss
-    of Eq. 1 on the GAP scores, with IRN's augmentation (random long-side resize, flip,
-    crop).  Its inference map is ReLU(f(x)) (Eq. 2)."""
+class ClassifierMethod(TrainingMethod):
+    """A method that trains one CAM classifier on image-level labels with IRN's augmentation
+    (random long-side resize, flip, crop): the networks and data of :class:`CAM`, which
+    Puzzle-CAM, OC-CSE, P-OC and P-NOC share."""
 
     def __init__(self, cfg: dict[str, Any], num_classes: int,
                  inputs: dict[str, Any] | None = None) -> None:
@@ -161,9 +159,18 @@ class CAM(TrainingMethod):
     def training_data(self, dataset: SegmentationDataset, split: str) -> ClassificationDataset:
         return ClassificationDataset(dataset, split, self.cfg["augment"], int(self.cfg["seed"]))
 
+
+@register_method("cam")
+class CAM(ClassifierMethod):
+    """The plain CAM classifier (IRN's CAM network; GSLM (Mai et al.) Sec. 3): the
+    backbone + 1×1 head trained on image-level labels with the multi-label soft-margin loss
+    of Eq. 1 on the GAP scores, optionally with label smoothing (``label_smoothing``, P-NOC's
+    "+LS").  Its inference map is ReLU(f(x)) (Eq. 2)."""
+
     def step(self, batch: tuple[torch.Tensor, ...], progress: Progress,
              update: Update) -> dict[str, torch.Tensor]:
         images, targets, _ = batch
-        loss = multilabel_loss(self.classifier(images.to(self.device)), targets.to(self.device))
+        loss = multilabel_loss(self.classifier(images.to(self.device)), targets.to(self.device),
+                               self.label_smoothing)
         update("classifier", loss)
         return {"loss": loss.detach()}

@@ -130,7 +130,8 @@ def slm_loss(model: CAMClassifier, images: torch.Tensor, targets: torch.Tensor,
         act = activation_loss(cam, confidence)
     loss = float(cfg["alpha"]) * act
     if cfg["classification_loss"]:
-        loss = loss + multilabel_loss(maps.mean(dim=(2, 3)), targets)
+        loss = loss + multilabel_loss(maps.mean(dim=(2, 3)), targets,
+                                      float(cfg.get("label_smoothing", 0.0)))
     return loss
 
 

@@ -88,7 +88,15 @@ def build_classifier(cfg: dict[str, Any], num_classes: int) -> CAMClassifier:
     return model
 
 
-def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Multi-label soft-margin / BCE loss, GSLM (Mai et al.) Eq. 1 (mean over classes and
-    images)."""
-    return F.multilabel_soft_margin_loss(logits, targets)
+def smooth_labels(targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Label smoothing (Müller et al.; P-NOC (David et al.) Sec. 3.1) of multi-hot targets
+    for a per-class binary loss: y·(1 − ε) + ε/2, so 1 → 1 − ε/2 and 0 → ε/2 (the P-NOC
+    code's ``label_smoothing``)."""
+    return targets if not smoothing else targets * (1.0 - smoothing) + 0.5 * smoothing
+
+
+def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor,
+                    smoothing: float = 0.0) -> torch.Tensor:
+    """Multi-label soft-margin / BCE loss, GSLM (Mai et al.) Eq. 1 and P-NOC's ℓ_cls (mean
+    over classes and images), on targets smoothed by ``smoothing`` (:func:`smooth_labels`)."""
+    return F.multilabel_soft_margin_loss(logits, smooth_labels(targets, smoothing))
