@@ -45,9 +45,11 @@ def run_synthetic(root: str, generate: dict[str, Any], workers: int) -> None:
 
 def run_train_classifier(checkpoint: str, classifier: dict[str, Any], data: dict[str, Any],
                          runtime: dict[str, Any], workers: int,
-                         inputs: dict[str, str] | None = None) -> None:
+                         inputs: dict[str, str] | None = None,
+                         epochs_dir: str | None = None) -> None:
     """Train a CAM network with its method (``classifier["method"]``); ``inputs`` are the
-    method's input files (GSLM's SLM: the previous stage and its confidence CAM)."""
+    method's input files (GSLM's SLM: the previous stage and its confidence CAM; OC-CSE: the
+    ordinary classifier); ``epochs_dir`` keeps every epoch's checkpoint."""
     from camflow.figures import training_curve
     from camflow.methods.base import train_method
     from camflow.trainer import metrics_path
@@ -58,7 +60,7 @@ def run_train_classifier(checkpoint: str, classifier: dict[str, Any], data: dict
     for name, path in (inputs or {}).items():
         log.info("  %s: %s", name, path)
     train_method(classifier, open_dataset(data), data["split"], checkpoint, device,
-                 inputs=inputs, workers=workers, amp=runtime["amp"])
+                 inputs=inputs, workers=workers, amp=runtime["amp"], epochs_dir=epochs_dir)
     training_curve(metrics_path(checkpoint))
 
 
@@ -92,6 +94,47 @@ def run_eval_cams(cache: str, json_path: str, csv_path: str, evaluation: dict[st
                                crf=crf_params, workers=max(1, workers))
     write_eval(result, json_path, csv_path, dataset.class_names)
     log.info("%s: best mIoU %.4f at threshold %.2f", cache, result["miou"], result["threshold"])
+
+
+def run_eval_epochs(epochs_dir: str, json_path: str, evaluation: dict[str, Any],
+                    data: dict[str, Any], runtime: dict[str, Any], workers: int) -> None:
+    """Evaluate the priors of every epoch checkpoint in ``epochs_dir`` on ``data["split"]``
+    without TTA (scale 1, no flip; P-NOC (David et al.) Tables 2 and 4, columns E1…E15):
+    the threshold sweep of each, without CRF.  Writes ``{"epochs": [{"epoch", "miou",
+    "threshold", "m_under", "m_over", "sweep"}, ...]}``."""
+    import tempfile
+
+    from camflow.cache import CamCache
+    from camflow.evaluate import evaluate_cams
+    from camflow.io import write_json
+    from camflow.methods.base import load_method
+    from camflow.methods.cam import make_cams
+    from camflow.methods.sources import build_source
+
+    files = sorted(Path(epochs_dir).glob("epoch*.pt"))
+    if not files:
+        raise CamflowInputError(f"{epochs_dir}: no epoch checkpoint; is the classifier's "
+                                "keep_epochs set?")
+    device = select_device(runtime["device"])
+    dataset = open_dataset(data)
+    records = []
+    with tempfile.TemporaryDirectory(dir=Path(json_path).parent) as tmp:
+        for path in files:
+            cache = Path(tmp) / f"{path.stem}.h5"
+            make_cams(build_source(load_method(path, device), {"method": "cam"}), dataset,
+                      data["split"], cache, scales=[1.0], flip=False, batch_size=16, grid=16,
+                      device=device, workers=workers, amp=runtime["amp"], progress=False,
+                      provenance={"checkpoint": str(path)})
+            with CamCache(cache) as cams:
+                result = evaluate_cams(cams, dataset, data["split"],
+                                       list(evaluation["thresholds"]), crf=None,
+                                       workers=max(1, workers), progress=False)
+            records.append({"epoch": int(path.stem.removeprefix("epoch")),
+                            **{k: result[k] for k in ("miou", "threshold", "m_under",
+                                                      "m_over", "sweep")}})
+            log.info("%s: mIoU %.4f at %.2f (no TTA)", path.name, result["miou"],
+                     result["threshold"])
+    write_json(json_path, {"kind": "epochs", "split": data["split"], "epochs": records})
 
 
 def run_cam_figure(cache: str, eval_json: str, data: dict[str, Any], out_png: str) -> None:

@@ -153,6 +153,7 @@ class Trainer:
     amp: bool = True
     progress: bool = True
     stop_after: int | None = None
+    epochs_dir: Path | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -194,6 +195,11 @@ class Trainer:
         self.rows = list(state["metrics"])
         log.info("resuming %s from step %d", self.out_path, state["step"])
         return int(state["step"])
+
+    def _final_state(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"format_version": 2,
+                "networks": {n: m.state_dict() for n, m in self.task.networks.items()},
+                **payload}
 
     def _save_state(self, step: int) -> None:
         save_checkpoint(resume_path(self.out_path), self._state(step))
@@ -246,8 +252,8 @@ class Trainer:
         self.data = self.task.training_data()
         if len(self.data) == 0:
             raise CamflowInputError(f"{self.out_path}: no training sample")
+        per_epoch = self._steps_per_epoch(len(self.data))
         if self.by_epoch:
-            per_epoch = self._steps_per_epoch(len(self.data))
             total = per_epoch * int(self.cfg["epochs"])
             end = total if self.stop_after is None else min(total, self.stop_after * per_epoch)
         else:
@@ -293,6 +299,9 @@ class Trainer:
                          ", ".join(f"{k} {v:.4f}" for k, v in row.items()
                                    if k not in ("step", "epoch")))
             step += 1
+            if self.epochs_dir is not None and self.by_epoch and step % per_epoch == 0:
+                save_checkpoint(Path(self.epochs_dir) / f"epoch{step // per_epoch:02d}.pt",
+                                self._final_state(payload))
             if self._checkpoint_due(step, total):
                 self._save_state(step)
         bar.close()
@@ -301,10 +310,7 @@ class Trainer:
             return resume_path(self.out_path)
         for net in self.task.networks.values():
             net.eval()
-        save_checkpoint(self.out_path, {
-            "format_version": 2,
-            "networks": {n: m.state_dict() for n, m in self.task.networks.items()},
-            **payload})
+        save_checkpoint(self.out_path, self._final_state(payload))
         write_text(metrics_path(self.out_path), _metrics_csv(self.rows))
         resume_path(self.out_path).unlink(missing_ok=True)
         log.info("wrote %s", self.out_path)

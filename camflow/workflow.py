@@ -139,6 +139,13 @@ class Workflow:
                 todo += method_class(c["method"]).input_classifiers(c).values()
         return inputs
 
+    def classifier_pattern(self, keep_epochs: bool) -> str:
+        """The ``{classifier}`` names of the classifiers with (or without) ``keep_epochs``, as a
+        wildcard regex: the two training rules split the classifiers between them."""
+        names = [n for n in self.config["classifiers"]
+                 if bool(self.config["classifiers"][n].get("keep_epochs")) == keep_epochs]
+        return "|".join(map(re.escape, names)) or "(?!)"
+
     def classifier_training_inputs(self, wildcards: Any) -> dict[str, Any]:
         """Inputs of ``train_classifier``: the dataset's marker and checks, and the
         checkpoints of the classifiers its method reads."""

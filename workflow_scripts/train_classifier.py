@@ -14,4 +14,5 @@ inputs = {name: str(snakemake.input[name]) for name in snakemake.input.keys()
           if name not in ("marker", "checks")}
 run_logged(snakemake.log[0], run_train_classifier,
            snakemake.output.checkpoint, snakemake.params.classifier,
-           snakemake.params.data, snakemake.params.runtime, snakemake.threads, inputs)
+           snakemake.params.data, snakemake.params.runtime, snakemake.threads, inputs,
+           getattr(snakemake.output, "epochs", None))

@@ -161,10 +161,12 @@ class _Task:
 def train_method(cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
                  out_path: str | Path, device: torch.device, inputs: dict[str, Any] | None = None,
                  workers: int = 0, amp: bool = True, progress: bool = True,
-                 stop_after_epochs: int | None = None) -> Path:
+                 stop_after_epochs: int | None = None, epochs_dir: str | Path | None = None
+                 ) -> Path:
     """Train the method ``cfg["method"]`` (a validated config block) on ``split`` of
     ``dataset`` and write its checkpoint ``out_path`` (resumable; see
-    :class:`camflow.trainer.Trainer`).  ``inputs`` are the method's input files."""
+    :class:`camflow.trainer.Trainer`).  ``inputs`` are the method's input files;
+    ``epochs_dir`` keeps every epoch's checkpoint there."""
     torch.manual_seed(int(cfg["seed"]))
     method = method_class(cfg["method"])(cfg, dataset.num_classes, inputs).to(device)
     data = method.training_data(dataset, split)
@@ -173,7 +175,8 @@ def train_method(cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
                                 "to train on")
     identity = {"cfg": cfg, "split": split, "n": len(data), **method.identity()}
     trainer = Trainer(_Task(method, data), cfg, Path(out_path), device, identity,
-                      workers=workers, amp=amp, progress=progress, stop_after=stop_after_epochs)
+                      workers=workers, amp=amp, progress=progress, stop_after=stop_after_epochs,
+                      epochs_dir=None if epochs_dir is None else Path(epochs_dir))
     return trainer.fit({"method": cfg["method"], "config": method.checkpoint(),
                         "class_names": list(dataset.class_names), "split": split})
 
