@@ -90,6 +90,9 @@ def segmentation_metrics(conf: np.ndarray, class_names: Sequence[str]) -> dict[s
       C−1 and are undefined when TP_c = 0, so the mean is taken over the foreground classes
       with TP_c > 0 only; the others (never hit, or absent) are listed by name in
       ``excluded_classes``.  Both are ``None`` if no foreground class has TP_c > 0.
+    * ``fp_rate`` = mean_c FP_c / U_c and ``fn_rate`` = mean_c FN_c / U_c over the classes of
+      the mIoU (U_c = TP_c + FP_c + FN_c, so IoU_c + both = 1): the false positive and false
+      negative rates of P-NOC (David et al.) Fig. 6 (its code's ``MIoUCalculator``).
 
     Undefined per-class ratios (zero denominator) are ``None``.  Returns a JSON-ready dict.
     """
@@ -117,12 +120,15 @@ def segmentation_metrics(conf: np.ndarray, class_names: Sequence[str]) -> dict[s
     ]
     present = union > 0
     miou = float(np.mean(tp[present] / union[present])) if present.any() else None
+    rates = {name: float(np.mean(x[present] / union[present])) if present.any() else None
+             for name, x in (("fp_rate", fp), ("fn_rate", fn))}
     fg = np.arange(1, n)
     hit = fg[tp[fg] > 0]
     return {
         "miou": miou,
         "m_under": float(np.mean(fn[hit] / tp[hit])) if hit.size else None,
         "m_over": float(np.mean(fp[hit] / tp[hit])) if hit.size else None,
+        **rates,
         "excluded_classes": [str(class_names[c]) for c in fg if tp[c] == 0],
         "per_class": per_class,
     }
@@ -421,7 +427,9 @@ def evaluate_cams(
         "seeds", split, len(ids), sweep[best], cache.provenance, crf_result,
         threshold=float(ts[best]),
         sweep={"thresholds": [float(t) for t in ts], "miou": curve,
-               "m_under": [m["m_under"] for m in sweep], "m_over": [m["m_over"] for m in sweep]})
+               "m_under": [m["m_under"] for m in sweep], "m_over": [m["m_over"] for m in sweep],
+               "fp_rate": [m["fp_rate"] for m in sweep],
+               "fn_rate": [m["fn_rate"] for m in sweep]})
     return result
 
 

@@ -137,6 +137,17 @@ def run_eval_epochs(epochs_dir: str, json_path: str, evaluation: dict[str, Any],
     write_json(json_path, {"kind": "epochs", "split": data["split"], "epochs": records})
 
 
+def run_class_properties(json_path: str, data: dict[str, Any]) -> None:
+    """O, %S, %C and L of every class on a split (P-NOC (David et al.) Tables 1 and 3)."""
+    from camflow.class_properties import class_properties
+    from camflow.io import write_json
+
+    dataset = open_dataset(data)
+    write_json(json_path, {"kind": "class_properties", "split": data["split"],
+                           "format": data.get("format", data["name"]),
+                           "classes": class_properties(dataset, data["split"])})
+
+
 def run_cam_figure(cache: str, eval_json: str, data: dict[str, Any], out_png: str) -> None:
     from camflow.figures import cam_figure
 

@@ -18,6 +18,8 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
 from camflow.io import write_text
 from camflow.registry import Registry
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 GSLM = ('Mai et al., "Exploit CAM by itself: Complementary Learning System for Weakly '
         'Supervised Semantic Segmentation"')
 FULLCAM = 'Song et al., "Rethinking CAM in Weakly-Supervised Semantic Segmentation"'
+PNOC = ('David et al., "P-NOC: adversarial training of CAM generating networks for robust '
+        'weakly supervised semantic segmentation priors"')
 BASE = ("the base pipeline (IRN: Ahn, Cho & Kwak 2019; AffinityNet: Ahn & Kwak 2018; "
         "DeepLab: Chen et al.)")
 
@@ -604,3 +608,208 @@ class Claims(PaperTable):
                    *(f"{ds}: {c}" for ds in datasets for c in ("left", "right", "holds"))]
         tally = ", ".join(f"{ds} {held[ds]}/{len(rows)}" for ds in datasets)
         return Table(f"{self.title} — holds on {tally}", columns, rows)
+
+
+# --------------------------------------------------------------------------- P-NOC
+
+STRATEGIES_SCHEMA: dict[str, Any] = {
+    "type": "object", "minProperties": 1,
+    "additionalProperties": {"$ref": "#/$defs/name"},
+    "description": "column label -> classifier (its replicates are averaged)",
+}
+
+
+def mean_sd(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for one value)."""
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else None
+
+
+class StrategyTable(PaperTable):
+    """A P-NOC table over ``strategies`` (label → classifier), each classifier's replicates
+    (``classifiers.<name>.replicates``) averaged."""
+
+    paper = PNOC
+    short = "P-NOC"
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        return {**spec, "replicates": {label: wf.replicate_names(name)
+                                       for label, name in spec["strategies"].items()}}
+
+    def replicate_keys(self, label: str) -> list[str]:
+        return [f"{label}/r{i}" for i in range(len(self.spec["replicates"][label]))]
+
+    def subtitle(self) -> str:
+        counts = {len(names) for names in self.spec["replicates"].values()}
+        runs = "/".join(str(n) for n in sorted(counts))
+        return f"source {self.spec['source']}, mean of {runs} run(s) per strategy"
+
+
+@register_table("pnoc_table1")
+class PnocClassTable(StrategyTable):
+    """P-NOC (David et al.) Tables 1 and 3: each strategy's IoU per class (``per_class``) and
+    per class group, beside the class properties O, %S, %C, L of the evaluation split; the
+    overall mean and the standard deviation over classes; Pearson's ρ (×100) between each
+    property and the properties and IoUs over the foreground classes."""
+
+    title = "Priors per class and class group (IoU %)"
+    schema: ClassVar[dict[str, Any]] = {
+        "additionalProperties": False,
+        "required": ["strategies"],
+        "properties": {
+            "strategies": STRATEGIES_SCHEMA,
+            "source": {"$ref": "#/$defs/name", "default": "cam"},
+            "per_class": {"type": "boolean", "default": False,
+                          "description": "a row per class (Table 3), not only the groups"},
+            "properties": {"type": "boolean", "default": True,
+                           "description": "the O, %S, %C, L columns, groups and correlations"},
+        },
+    }
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        out = {key: wf.eval_path(name, self.spec["source"], dataset)
+               for label, names in self.spec["replicates"].items()
+               for key, name in zip(self.replicate_keys(label), names, strict=True)}
+        if self.spec["properties"]:
+            split = wf.dataset_config(dataset)["eval_split"]
+            out["properties"] = f"results/{dataset}/class_properties/{split}.json"
+        return out
+
+    def class_iou(self, records: dict[str, Record], label: str) -> dict[str, float | None]:
+        """IoU (%) of every class, the mean over the strategy's replicates."""
+        runs = [{c["class"]: c["iou"] for c in records[k]["per_class"]}
+                for k in self.replicate_keys(label)]
+        return {name: (None if any(r[name] is None for r in runs)
+                       else 100 * float(np.mean([r[name] for r in runs])))
+                for name in runs[0]}
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        from camflow.class_properties import PROPERTIES, class_groups, pearson
+
+        labels = list(self.spec["strategies"])
+        ious = {label: self.class_iou(records, label) for label in labels}
+        classes = list(next(iter(ious.values())))
+        fg = classes[1:]
+        props = records["properties"]["classes"] if self.spec["properties"] else None
+
+        def prop_cells(names: list[str]) -> list[Any]:
+            if props is None:
+                return []
+            cells = []
+            for p in PROPERTIES:
+                vals = [props[c][p] for c in names if props[c][p] is not None]
+                v = float(np.mean(vals)) if vals else None
+                cells.append("-" if v is None else (100 * v if "%" in p else v))
+            return cells
+
+        def iou_cells(names: list[str]) -> list[Any]:
+            out = []
+            for label in labels:
+                vals = [ious[label][c] for c in names if ious[label][c] is not None]
+                out.append(float(np.mean(vals)) if vals else "-")
+            return out
+
+        columns = ["class", *(PROPERTIES if props is not None else []), *labels]
+        rows: list[list[Any]] = []
+        if self.spec["per_class"]:
+            rows += [[c, *prop_cells([c]), *iou_cells([c])] for c in classes]
+        overall = [mean_sd([100 * records[k]["miou"] for k in self.replicate_keys(label)])
+                   for label in labels]
+        rows.append(["overall μ", *prop_cells(fg), *(m for m, _ in overall)])
+        spread = [float(np.std([ious[label][c] for c in classes
+                                if ious[label][c] is not None])) for label in labels]
+        sd_props = []
+        if props is not None:
+            for p in PROPERTIES:
+                vals = [props[c][p] for c in fg if props[c][p] is not None]
+                sd_props.append(float(np.std(vals)) * (100 if "%" in p else 1)
+                                if vals else "-")
+        rows.append(["overall σ (classes)", *sd_props, *spread])
+        if any(sd is not None for _, sd in overall):
+            rows.append(["overall σ (runs)", *(["-"] * len(sd_props)),
+                         *("-" if sd is None else sd for _, sd in overall)])
+        if props is None:
+            return columns, rows
+        groups_of = class_groups(props, records["properties"]["format"], fg)
+        for kind, groups in groups_of.items():
+            for group, members in groups.items():
+                members = [c for c in members if c in ious[labels[0]]]
+                if members:
+                    rows.append([f"{kind}: {group}", *prop_cells(members),
+                                 *iou_cells(members)])
+        series = {p: [props[c][p] for c in fg] for p in PROPERTIES}
+        series.update({label: [ious[label][c] for c in fg] for label in labels})
+        for p in PROPERTIES:
+            rows.append([f"ρ {p}", *(("-" if (r := pearson(series[p], series[q])) is None
+                                      else 100 * r) for q in (*PROPERTIES, *labels))])
+        return columns, rows
+
+
+@register_table("pnoc_table3")
+class PnocTable3(PnocClassTable):
+    """P-NOC (David et al.) Table 3: Table 1 with a row per class and P-OC+LS, P-NOC+LS."""
+
+    title = "Priors per class, with P-OC+LS and P-NOC+LS (IoU %)"
+
+
+@register_table("pnoc_table5")
+class PnocTable5(PnocClassTable):
+    """P-NOC (David et al.) Table 5 (MS COCO 2014): each strategy's IoU per class."""
+
+    title = "Priors per class (IoU %)"
+
+
+@register_table("pnoc_table2")
+class PnocEpochTable(StrategyTable):
+    """P-NOC (David et al.) Tables 2 and 4: the priors' mIoU after each epoch, without TTA,
+    on the evaluation split (E1…En, ``eval_epochs``), and with TTA at the end (the CAM
+    source's evaluation), each the mean over the strategy's replicates; the figure is Fig. 6:
+    mIoU and FPR/FNR against the foreground threshold."""
+
+    title = "Priors after each epoch (mIoU %)"
+    figure = "pnoc_fig6"
+    schema: ClassVar[dict[str, Any]] = {
+        "additionalProperties": False,
+        "required": ["strategies"],
+        "properties": {"strategies": STRATEGIES_SCHEMA,
+                       "source": {"$ref": "#/$defs/name", "default": "cam"}},
+    }
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        from camflow.workflow import config_error
+
+        for label, name in spec["strategies"].items():
+            if not wf.classifier_config(name).get("keep_epochs"):
+                config_error(f"tables.{cls.name}.strategies.{label}",
+                             f"classifier {name!r} needs `keep_epochs: true`")
+        return super().resolve(wf, spec)
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        split = wf.dataset_config(dataset)["eval_split"]
+        out = {}
+        for label, names in self.spec["replicates"].items():
+            for key, name in zip(self.replicate_keys(label), names, strict=True):
+                out[f"{key}/epochs"] = f"results/{dataset}/{name}/epoch_eval/{split}.json"
+                out[f"{key}/tta"] = wf.eval_path(name, self.spec["source"], dataset)
+        return out
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        rows, width = [], 0
+        for label in self.spec["strategies"]:
+            keys = self.replicate_keys(label)
+            per_run = [[e["miou"] for e in records[f"{k}/epochs"]["epochs"]] for k in keys]
+            width = max(width, *(len(r) for r in per_run))
+            epochs = [100 * float(np.mean([r[e] for r in per_run if e < len(r)]))
+                      for e in range(max(len(r) for r in per_run))]
+            tta, sd = mean_sd([100 * records[f"{k}/tta"]["miou"] for k in keys])
+            rows.append([label, len(keys), *epochs, tta, "-" if sd is None else sd])
+        rows = [r[:2] + r[2:-2] + ["-"] * (width + 4 - len(r)) + r[-2:] for r in rows]
+        return ["strategy", "runs", *(f"E{e}" for e in range(1, width + 1)), "TTA",
+                "TTA σ (runs)"], rows
+
+
+@register_table("pnoc_table4")
+class PnocTable4(PnocEpochTable):
+    """P-NOC (David et al.) Table 4 (MS COCO 2014): Table 2's per-epoch mIoU."""

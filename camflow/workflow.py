@@ -47,6 +47,7 @@ class Workflow:
         self.config = config
         self.schema = yaml.safe_load(SCHEMA.read_text())
         self._validated: dict[str, dict[str, Any]] = {}
+        self.replicates: dict[str, list[str]] = {}
 
     def check(self) -> None:
         """Validate the config against the static schema (in place, defaults filled), register
@@ -58,6 +59,7 @@ class Workflow:
         from camflow.schema import validate_config
 
         validate_config(self.config, self.schema)
+        self.add_replicates()
         self.add_gslm_sweeps()
         for name in self.config["datasets"]:
             fmt = self.dataset_format(name)
@@ -116,6 +118,43 @@ class Workflow:
             self.config["classifiers"][name], f"classifiers.{name}", defs["classifier"], defs
         )
         return self._validated[name]
+
+    def add_replicates(self) -> None:
+        """Expand each classifier's ``replicates`` (a count n: seeds s, s+1, …, s+n−1 from its
+        ``seed`` s; or a list of seeds) into classifiers of their own, each a separate
+        training job: the first seed keeps the name, seed t is ``<name>_seed<t>`` (P-NOC
+        (David et al.) Sec. 6.1 averages three runs per strategy).  Called before any
+        classifier is validated."""
+        classifiers = self.config["classifiers"]
+        for name in list(classifiers):
+            cfg = classifiers[name]
+            spec = cfg.pop("replicates", None)
+            if spec is None:
+                self.replicates[name] = [name]
+                continue
+            key = f"classifiers.{name}.replicates"
+            seed = int(cfg.get("seed", 0))
+            if isinstance(spec, bool) or not (
+                    (isinstance(spec, int) and spec >= 1)
+                    or (isinstance(spec, list) and spec
+                        and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
+                                for t in spec) and len(set(spec)) == len(spec))):
+                config_error(key, f"{spec!r}: give a count >= 1 or a list of distinct seeds")
+            seeds = list(range(seed, seed + spec)) if isinstance(spec, int) else spec
+            names = [name] + [f"{name}_seed{t}" for t in seeds[1:]]
+            for derived, t in zip(names, seeds, strict=True):
+                if derived != name and derived in classifiers:
+                    config_error(f"classifiers.{derived}",
+                                 f"this name is reserved for a replicate of {name!r}")
+                classifiers[derived] = {**cfg, "seed": t}
+            self.replicates[name] = names
+
+    def replicate_names(self, name: str) -> list[str]:
+        """The classifiers that replicate ``name`` (itself first; just it without
+        ``replicates``)."""
+        if name not in self.config["classifiers"]:
+            config_error(f"classifiers.{name}", f"no classifier named {name!r}")
+        return self.replicates.get(name, [name])
 
     def input_classifiers(self, name: str) -> dict[str, str]:
         """The classifiers that training classifier ``name`` reads, by input name (its

@@ -45,3 +45,21 @@ rule cam_figure:
         CONDA_ENV
     script:
         "../workflow_scripts/cam_figure.py"
+
+
+rule class_properties:
+    """Label occurrence O, relative size %S, co-occurrence %C and label-set size L of every
+    class of a split (P-NOC, David et al., Tables 1 and 3)."""
+    input:
+        dataset_marker,
+        dataset_checks,
+    output:
+        json="results/{dataset}/class_properties/{split}.json",
+    params:
+        data=lambda wc: split_params(wc.dataset, wc.split),
+    log:
+        "results/logs/{dataset}/class_properties/{split}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/class_properties.py"
