@@ -35,6 +35,9 @@ METRICS: dict[str, tuple[Callable[[Record], float | None], bool]] = {
     "+CRF mIoU": (lambda r: (r.get("crf") or {}).get("miou"), True),
     "m_under": (lambda r: r["m_under"], False),
     "m_over": (lambda r: r["m_over"], False),
+    "mIoU gain, 2nd half": (lambda r: r["late_gain"], True),
+    "IoU, singletons": (lambda r: r["singleton_iou"], True),
+    "IoU, co-occurring": (lambda r: r["cooccurring_iou"], True),
 }
 
 
@@ -89,6 +92,11 @@ class Claim:
 
     def comparisons(self) -> list[Comparison]:
         raise NotImplementedError
+
+    def derive(self, records: dict[str, Record]) -> dict[str, Record]:
+        """The records the comparisons read, from those read (by default the same; a claim
+        over replicated classifiers averages them here)."""
+        return records
 
     def seeds(self, wf: Workflow, dataset: str, source: str) -> str:
         return wf.eval_path(self.spec["classifier"], source, dataset)
@@ -343,3 +351,151 @@ class FullCamTransforms(SourceClaim):
 
     where = "Table 4"
     schema = _block(["order"], {"order": _ORDER})
+
+
+PNOC = "P-NOC (David et al.)"
+
+
+def _replicates(wf: Workflow, names: list[str]) -> dict[str, list[str]]:
+    return {name: wf.replicate_names(name) for name in names}
+
+
+def _run_keys(records: dict[str, Record], name: str, suffix: str = "") -> list[Record]:
+    """The records of every replicate of ``name`` (keys ``name/r<i>`` + ``suffix``)."""
+    return [r for k, r in records.items()
+            if k.startswith(f"{name}/r") and k.endswith(suffix)]
+
+
+class StrategyClaim(Claim):
+    """A claim ranking P-NOC's training strategies (classifiers, each averaged over its
+    replicates) on the priors of ``source``."""
+
+    paper = PNOC
+
+    @classmethod
+    def strategies(cls, spec: dict[str, Any]) -> list[str]:
+        return list(spec["order"])
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        wf.source_config(spec["source"])
+        return {**spec, "replicates": _replicates(wf, cls.strategies(spec))}
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        return {f"{name}/r{i}": wf.eval_path(run, self.spec["source"], dataset)
+                for name, runs in self.spec["replicates"].items()
+                for i, run in enumerate(runs)}
+
+
+@register_claim("pnoc_strategies")
+class PnocStrategies(StrategyClaim):
+    """P-NOC+LS ≥ P-OC+LS ≥ Puzzle ≥ CAM in the priors' mIoU (P-NOC Tables 2 and 3: 63.6 ≥
+    61.8 ≥ 60.9 ≥ 53.9 with TTA); ``order`` lists the classifiers lowest first."""
+
+    where = "Tables 2, 3"
+    schema = _block(["order"], {"order": _ORDER | {"description": "classifiers, lowest "
+                                                   "first"},
+                                "source": {**_NAME, "default": "cam"}})
+
+    def derive(self, records: dict[str, Record]) -> dict[str, Record]:
+        return {name: {"miou": sum(r["miou"] for r in runs) / len(runs)}
+                for name in self.spec["order"] for runs in [_run_keys(records, name)]}
+
+    def comparisons(self) -> list[Comparison]:
+        return [Comparison(f"{hi} ≥ {lo}", "mIoU", hi, "≥", lo)
+                for lo, hi in itertools.pairwise(self.spec["order"])]
+
+
+@register_claim("pnoc_puzzle_groups")
+class PuzzleGroups(StrategyClaim):
+    """Puzzle-CAM gives the best priors of the strategies on singleton classes and the worst
+    on co-occurring ones (P-NOC Sec. 2.3 and Table 1: singleton 69.3 against 52.4 and 58.2;
+    room 41.3 against 44.6 and 43.4).  Singletons and co-occurring classes are VOC's
+    singleton and room groups, elsewhere the lowest and highest terciles of the
+    co-occurrence rate %C."""
+
+    where = "Table 1"
+    schema = _block(["puzzle", "others"], {
+        "puzzle": _NAME, "others": {"type": "array", "items": _NAME, "minItems": 1},
+        "source": {**_NAME, "default": "cam"}})
+
+    @classmethod
+    def strategies(cls, spec: dict[str, Any]) -> list[str]:
+        return [spec["puzzle"], *spec["others"]]
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        split = wf.dataset_config(dataset)["eval_split"]
+        return {**super().inputs(wf, dataset),
+                "properties": f"results/{dataset}/class_properties/{split}.json"}
+
+    def derive(self, records: dict[str, Record]) -> dict[str, Record]:
+        from camflow.class_properties import VOC_GROUPS, tercile_groups
+
+        props = records["properties"]
+        classes = props["classes"]
+        if props["format"] == "voc12":
+            single, crowded = VOC_GROUPS["group"]["singleton"], VOC_GROUPS["group"]["room"]
+        else:
+            rates = {c: v["%C"] for c, v in classes.items() if v["%C"] is not None}
+            groups = tercile_groups(rates, ["low", "mid", "high"])
+            single, crowded = groups["low"], groups["high"]
+        out = {}
+        for name in self.strategies(self.spec):
+            runs = [{x["class"]: x["iou"] for x in run["per_class"]}
+                    for run in _run_keys(records, name)]
+            iou = {c: sum(run[c] for run in runs) / len(runs) for c in classes
+                   if all(run.get(c) is not None for run in runs)}
+
+            def mean(members: list[str], iou: dict[str, float] = iou) -> float | None:
+                vals = [iou[c] for c in members if c in iou]
+                return sum(vals) / len(vals) if vals else None
+
+            out[name] = {"singleton_iou": mean(single), "cooccurring_iou": mean(crowded)}
+        return out
+
+    def comparisons(self) -> list[Comparison]:
+        p = self.spec["puzzle"]
+        return [c for o in self.spec["others"] for c in (
+            Comparison(f"{p} ≥ {o} on singletons", "IoU, singletons", p, "≥", o),
+            Comparison(f"{p} ≤ {o} on co-occurring classes", "IoU, co-occurring", p, "≤",
+                       o))]
+
+
+@register_claim("pnoc_epochs")
+class PnocEpochs(StrategyClaim):
+    """CAM and Puzzle saturate early while P-OC and P-NOC keep rising (P-NOC Table 2 and
+    Sec. 7.1): over the second half of training each of ``rising`` gains more mIoU (priors
+    without TTA, last epoch minus the middle one) than each of ``saturating``."""
+
+    where = "Table 2"
+    schema = _block(["saturating", "rising"], {
+        "saturating": {"type": "array", "items": _NAME, "minItems": 1},
+        "rising": {"type": "array", "items": _NAME, "minItems": 1}})
+
+    @classmethod
+    def strategies(cls, spec: dict[str, Any]) -> list[str]:
+        return [*spec["saturating"], *spec["rising"]]
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        return {**spec, "replicates": _replicates(wf, cls.strategies(spec))}
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        split = wf.dataset_config(dataset)["eval_split"]
+        return {f"{name}/r{i}": f"results/{dataset}/{run}/epoch_eval/{split}.json"
+                for name, runs in self.spec["replicates"].items()
+                for i, run in enumerate(runs)}
+
+    def derive(self, records: dict[str, Record]) -> dict[str, Record]:
+        out = {}
+        for name in self.strategies(self.spec):
+            gains = []
+            for run in _run_keys(records, name):
+                curve = [e["miou"] for e in run["epochs"]]
+                gains.append(curve[-1] - curve[(len(curve) - 1) // 2])
+            out[name] = {"late_gain": sum(gains) / len(gains) if gains else None}
+        return out
+
+    def comparisons(self) -> list[Comparison]:
+        return [Comparison(f"{r} > {s} (2nd half)", "mIoU gain, 2nd half", r, ">", s)
+                for r in self.spec["rising"] for s in self.spec["saturating"]]

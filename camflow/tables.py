@@ -584,6 +584,7 @@ class Claims(PaperTable):
             own = {ds: {k.split("/", 2)[2]: r for k, r in records.items()
                         if k.startswith(f"{ds}/{claim.name}/")}
                    for ds in self.datasets(dataset)}
+            own = {ds: claim.derive(recs) for ds, recs in own.items()}
             out += [(claim, comp, {ds: (*comp.values(recs), comp.holds(recs))
                                    for ds, recs in own.items()})
                     for comp in claim.comparisons()]

@@ -100,3 +100,17 @@ def test_imagenet_weights_without_network_fail_fast_and_clearly(monkeypatch) -> 
                         offline)
     with pytest.raises(CamflowInputError, match="needs network access.*weights: none"):
         build_backbone({"arch": "resnet50", "weights": "imagenet"})
+
+
+@pytest.mark.parametrize(("strides", "stride"), [([2, 2, 2, 1], 16), ([2, 2, 1, 1], 8)])
+def test_timm_resnest_has_four_stages_at_irn_output_strides(strides: list[int],
+                                                            stride: int) -> None:
+    """ResNeSt-101 comes from timm (P-NOC's backbone family): four stages of 256…2048
+    channels, output stride 16 or 8 as IRN's strides ask; a classifier trains on it."""
+    backbone = build_backbone({"arch": "resnest101", "strides": strides, "weights": "none"})
+    backbone.eval()
+    shapes = [tuple(f.shape[1:]) for f in backbone(torch.zeros(1, 3, 64, 64))]
+    assert [s[0] for s in shapes] == [256, 512, 1024, 2048]
+    assert shapes[-1][1:] == (64 // stride, 64 // stride)
+    with pytest.raises(CamflowInputError, match="backbone.strides"):
+        build_backbone({"arch": "resnest101", "strides": [2, 1, 2, 1], "weights": "none"})

@@ -5,6 +5,7 @@ planned jobs must use the paper profiles and none of the synthetic benchmark's C
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
@@ -22,7 +23,11 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 OVERLAYS = {"voc12": make_voc_fixture, "coco14": make_coco_fixture}
 # the CAM networks, refiners and segmenters the papers train (config.yaml)
 PAPER = {
-    "classifier": {"resnet50_irn", "resnet50_gslm", "resnet101_irn", "vgg16"},
+    "classifier": {"resnet50_irn", "resnet50_gslm", "resnet101_irn", "vgg16",
+                   # P-NOC's strategies and their replicates (config/voc12.yaml)
+                   *(f"resnest269_{s}{r}" for s in ("ra", "cam", "oc_cse", "puzzle", "p_oc",
+                                                    "p_oc_ls", "p_noc", "p_noc_ls")
+                     for r in ("", "_seed1", "_seed2"))},
     "refiner": {"irn", "affinitynet"},
     "segmenter": {"deeplabv2"},
 }
@@ -38,6 +43,14 @@ def test_the_coco_overlay_is_the_voc_overlay_with_coco() -> None:
     assert set(voc.pop("datasets")) == {"voc12"} and set(coco.pop("datasets")) == {"coco14"}
     assert (voc["tables"]["claims"].pop("datasets"),
             coco["tables"]["claims"].pop("datasets")) == (["voc12"], ["coco14"])
+    # P-NOC (Sec. 6.1) trains on COCO with half the learning rate and 640-px crops
+    for name in [n for n in voc["classifiers"] if n.startswith("resnest269_")]:
+        pair = [copy.deepcopy(o["classifiers"][name]) for o in (voc, coco)]
+        if "optimizer" in pair[0]:
+            assert [c["optimizer"].pop("lr") for c in pair] == [0.01, 0.005]
+        if "augment" in pair[0]:
+            assert [c["augment"].pop("crop") for c in pair] == [512, 640]
+        voc["classifiers"][name], coco["classifiers"][name] = pair
     assert voc == coco
 
 

@@ -190,3 +190,21 @@ def test_each_method_trains_resumes_and_rebuilds(method, dataset, oc_checkpoint,
     assert ("cse" in rows[0]) == (method != "puzzle")
     trained = load_method(full, CPU)
     assert trained.classifier.cam(torch.zeros(1, 3, 32, 32)).shape == (1, 2, 2, 2)
+
+
+def test_randaugment_is_a_pure_function_of_the_sample_seed() -> None:
+    """The ordinary classifier's RandAugment (Sec. 6.1) draws from the sample's generator,
+    so an epoch is the same after a resume, and leaves torch's global generator alone."""
+    import numpy as np
+
+    from camflow.data.transforms import rand_augment
+
+    image = (np.random.default_rng(0).random((24, 32, 3)) * 255).astype(np.uint8)
+    spec = {"num_ops": 2, "magnitude": 9}
+    state = torch.random.get_rng_state()
+    a = rand_augment(image, spec, np.random.default_rng(5))
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert np.array_equal(a, rand_augment(image, spec, np.random.default_rng(5)))
+    assert a.shape == image.shape and a.dtype == np.uint8
+    outs = {rand_augment(image, spec, np.random.default_rng(s)).tobytes() for s in range(6)}
+    assert len(outs) > 3

@@ -364,9 +364,10 @@ def test_claims_table_builds_on_both_benchmarks(built: Path) -> None:
                          "irn_small masks of cam"}
     for row in rows.values():
         for left, right, holds in (row[4:7], row[7:10]):
-            relation = ">" if " > " in row[2] else "<" if " < " in row[2] else "≥"
+            relation = next(r for r in (">", "<", "≥", "≤") if f" {r} " in row[2])
             expected = {">": float(left) > float(right), "<": float(left) < float(right),
-                        "≥": float(left) >= float(right)}[relation]
+                        "≥": float(left) >= float(right),
+                        "≤": float(left) <= float(right)}[relation]
             assert holds == ("yes" if expected else "NO"), row
     for ds, offset in (("synthetic", 4), ("synthetic_parts", 7)):
         stage2 = json.loads((built / f"results/{ds}/resnet_small/gslm/stage2/train/eval.json")
@@ -376,7 +377,37 @@ def test_claims_table_builds_on_both_benchmarks(built: Path) -> None:
     meta = json.loads((built / "data/synthetic_parts/meta.json").read_text())
     assert meta["config"]["part_offset"] == -1.5 and meta["config"]["max_distractors"] == 0
     assert (tables / "claims.png").stat().st_size > 0
+    assert {"resnet_small_p_noc_ls ≥ resnet_small_p_oc_ls",
+            "resnet_small_puzzle ≥ resnet_small_cam on singletons",
+            "resnet_small_p_noc > resnet_small_puzzle (2nd half)"} <= set(rows)
     # a claim's settings change the table, nothing it reads
     jobs = planned_jobs(snakemake(built, "-n", "claims", config={
         "tables": {"claims": {"claims": {"random_walk": {"refiners": ["irn_small"]}}}}}))
     assert jobs == {"table": 1, "table_figure": 1, "claims": 1}
+
+
+def test_pnoc_tables_read_the_strategies_records(built: Path) -> None:
+    """P-NOC's tables build on synthetic_parts: Table 3's cells are each strategy's per-class
+    IoU and the class properties of the masks; Table 2's epochs are `eval_epochs`' and its
+    TTA column the CAM evaluation's; Fig. 6 is drawn."""
+    snakemake(built, "pnoc_table1", "pnoc_table2", "pnoc_table3",
+              config={"dataset": "synthetic_parts"})
+    results = built / "results/synthetic_parts"
+    header, *lines = csv.reader((results / "tables/pnoc_table3.csv").open())
+    rows = {row[0]: row for row in lines}
+    record = json.loads((results / "resnet_small_p_noc_ls/cam/train/eval.json").read_text())
+    for c in record["per_class"]:
+        assert abs(float(rows[c["class"]][header.index("PNOC")]) - 100 * c["iou"]) < 0.01
+    labels = json.loads((built / "data/synthetic_parts/cls_labels.json").read_text())
+    ids = (built / "data/synthetic_parts/ImageSets/Segmentation/train.txt").read_text().split()
+    for k, name in enumerate(["frog", "deer", "crab"], start=1):
+        assert float(rows[name][header.index("O")]) == sum(k in labels[i] for i in ids)
+    assert any(name.startswith("ρ %C") for name in rows)
+    header, *lines = csv.reader((results / "tables/pnoc_table2.csv").open())
+    row = next(r for r in lines if r[0] == "P-NOC+LS")
+    epochs = json.loads((results / "resnet_small_p_noc_ls/epoch_eval/train.json").read_text())
+    assert [float(v) for v in row[2:4]] == pytest.approx(
+        [100 * e["miou"] for e in epochs["epochs"]], abs=0.01)
+    assert float(row[header.index("TTA")]) == pytest.approx(100 * record["miou"], abs=0.01)
+    assert (results / "tables/pnoc_table2.png").stat().st_size > 0
+    assert (results / "tables/pnoc_table1.csv").exists()

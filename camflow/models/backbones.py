@@ -32,7 +32,11 @@ log = logging.getLogger(__name__)
 # is built, not when the workflow is parsed (it costs seconds per snakemake call)
 TORCHVISION_RESNETS = {"resnet50": ("resnet50", "ResNet50_Weights"),
                        "resnet101": ("resnet101", "ResNet101_Weights")}
-ARCHS = ("resnet50", "resnet101", "vgg16", "resnet_small")
+#: timm's ResNeSt (Zhang et al.), P-NOC's backbones (David et al., Sec. 6.1), by camflow name
+TIMM_RESNESTS = {"resnest101": "resnest101e", "resnest269": "resnest269e"}
+#: IRN-style strides → timm's ``output_stride`` (timm dilates the later stages instead)
+_TIMM_OUTPUT_STRIDE = {(2, 2, 2, 2): 32, (2, 2, 2, 1): 16, (2, 2, 1, 1): 8}
+ARCHS = ("resnet50", "resnet101", "vgg16", "resnet_small", *TIMM_RESNESTS)
 
 
 class Backbone(nn.Module):
@@ -124,6 +128,35 @@ def _resnet(arch: str, strides: list[int], weights: str, dilation: list[bool]) -
             raise CamflowInputError(f"backbone {arch!r}: {weights} lacks weights {missing[:5]}")
     _set_resnet_strides(net, strides)
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+    return Backbone([stem, net.layer2, net.layer3, net.layer4],
+                    stage_channels=[256, 512, 1024, 2048])
+
+
+def _timm_resnest(arch: str, strides: list[int], weights: str) -> Backbone:
+    """ResNeSt-101/269 from ``timm`` (its deep stem, split-attention blocks and ImageNet
+    weights), cut into camflow's four stages.  timm reaches output stride 16 or 8 by dilating
+    layer4 (and layer3) rather than by dropping their stride, so ``strides`` may be
+    (2, 2, 2, 2), (2, 2, 2, 1) or (2, 2, 1, 1) — the same output strides as IRN's."""
+    import timm
+
+    stride = _TIMM_OUTPUT_STRIDE.get(tuple(strides))
+    if stride is None:
+        raise CamflowInputError(
+            f"backbone {arch!r}: backbone.strides {strides} is not one timm builds; use "
+            f"{', '.join(str(list(s)) for s in _TIMM_OUTPUT_STRIDE)}")
+    name = TIMM_RESNESTS[arch]
+    try:
+        net = timm.create_model(name, pretrained=weights == "imagenet", output_stride=stride)
+    except Exception as exc:  # hub and network errors of many types: no weights here
+        raise CamflowInputError(
+            f"backbone {arch!r}: could not obtain timm's ImageNet weights of {name} ({exc}); "
+            "`weights: imagenet` needs network access once (cached under "
+            "~/.cache/huggingface); otherwise set `weights: none` or a checkpoint path") from exc
+    if weights not in ("imagenet", "none"):
+        missing, _ = net.load_state_dict(_load_local_state(weights, arch), strict=False)
+        if missing:
+            raise CamflowInputError(f"backbone {arch!r}: {weights} lacks weights {missing[:5]}")
+    stem = nn.Sequential(net.conv1, net.bn1, net.act1, net.maxpool, net.layer1)
     return Backbone([stem, net.layer2, net.layer3, net.layer4],
                     stage_channels=[256, 512, 1024, 2048])
 
@@ -226,6 +259,9 @@ def build_backbone(cfg: dict[str, Any]) -> Backbone:
     if arch == "vgg16":
         _dilation(cfg, arch, strides)
         return _vgg16(weights)
+    if arch in TIMM_RESNESTS:
+        _dilation(cfg, arch, strides)
+        return _timm_resnest(arch, strides, weights)
     if arch == "resnet_small":
         return _resnet_small(strides, list(cfg["widths"]), list(cfg["blocks"]), weights,
                              _dilation(cfg, arch, strides))
