@@ -390,8 +390,8 @@ def test_pnoc_tables_read_the_strategies_records(built: Path) -> None:
     """P-NOC's tables build on synthetic_parts: Table 3's cells are each strategy's per-class
     IoU and the class properties of the masks; Table 2's epochs are `eval_epochs`' and its
     TTA column the CAM evaluation's; Fig. 6 is drawn."""
-    snakemake(built, "pnoc_table1", "pnoc_table2", "pnoc_table3",
-              config={"dataset": "synthetic_parts"})
+    snakemake(built, "pnoc_table1", "pnoc_table2", "pnoc_table3", "pnoc_table4",
+              "pnoc_table5", config={"dataset": "synthetic_parts"})
     results = built / "results/synthetic_parts"
     header, *lines = csv.reader((results / "tables/pnoc_table3.csv").open())
     rows = {row[0]: row for row in lines}
@@ -410,4 +410,18 @@ def test_pnoc_tables_read_the_strategies_records(built: Path) -> None:
         [100 * e["miou"] for e in epochs["epochs"]], abs=0.01)
     assert float(row[header.index("TTA")]) == pytest.approx(100 * record["miou"], abs=0.01)
     assert (results / "tables/pnoc_table2.png").stat().st_size > 0
-    assert (results / "tables/pnoc_table1.csv").exists()
+    for table in ("pnoc_table1", "pnoc_table4", "pnoc_table5"):
+        assert (results / f"tables/{table}.md").stat().st_size > 0
+
+
+def test_pnoc_priors_compose_with_every_later_stage(tmp_path: Path) -> None:
+    """A P-NOC classifier's CAMs are a source like any: IRN refines them, GSLM starts from
+    them, DeepLab trains on their masks; training it first trains its ordinary classifier."""
+    prefix = "results/synthetic/resnet_small_p_noc"
+    jobs = planned_jobs(snakemake(
+        tmp_path, "-n", f"{prefix}/cam/irn_small/train/eval.json",
+        f"{prefix}/gslm/stage2/train/eval.json",
+        "results/synthetic/segmentation/deeplabv2_small/resnet_small_p_noc/cam/irn_small/val/"
+        "eval.json"))
+    assert jobs["train_classifier"] == 1 and jobs["train_classifier_epochs"] == 1
+    assert {"train_refiner", "refine", "train_slm", "train_segmentation"} <= set(jobs)
