@@ -100,7 +100,8 @@ def run_eval_epochs(epochs_dir: str, json_path: str, evaluation: dict[str, Any],
                     data: dict[str, Any], runtime: dict[str, Any], workers: int) -> None:
     """Evaluate the priors of every epoch checkpoint in ``epochs_dir`` on ``data["split"]``
     without TTA (scale 1, no flip; P-NOC (David et al.) Tables 2 and 4, columns E1…E15):
-    the threshold sweep of each, without CRF.  Writes ``{"epochs": [{"epoch", "miou",
+    the threshold sweep of each, without CRF; ``evaluation`` gives the ``thresholds`` and
+    the full-resolution ``grid`` (``cams.grid``).  Writes ``{"epochs": [{"epoch", "miou",
     "threshold", "m_under", "m_over", "sweep"}, ...]}``."""
     import tempfile
 
@@ -122,7 +123,8 @@ def run_eval_epochs(epochs_dir: str, json_path: str, evaluation: dict[str, Any],
         for path in files:
             cache = Path(tmp) / f"{path.stem}.h5"
             make_cams(build_source(load_method(path, device), {"method": "cam"}), dataset,
-                      data["split"], cache, scales=[1.0], flip=False, batch_size=16, grid=16,
+                      data["split"], cache, scales=[1.0], flip=False, batch_size=16,
+                      grid=int(evaluation["grid"]),
                       device=device, workers=workers, amp=runtime["amp"], progress=False,
                       provenance={"checkpoint": str(path)})
             with CamCache(cache) as cams:

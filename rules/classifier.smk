@@ -59,7 +59,8 @@ rule eval_epochs:
     output:
         json="results/{dataset}/{classifier}/epoch_eval/{split}.json",
     params:
-        evaluation=lambda wc: {"thresholds": config["evaluation"]["thresholds"]},
+        evaluation=lambda wc: {"thresholds": config["evaluation"]["thresholds"],
+                               "grid": config["cams"]["grid"]},
         data=lambda wc: split_params(wc.dataset, wc.split),
         runtime=runtime_params(),
     threads: W.threads
