@@ -112,12 +112,12 @@ class Workflow:
         if key in self._validated:
             return self._validated[key]
         if name not in self.config["classifiers"]:
-            config_error(f"classifiers.{name}", f"no classifier named {name!r}")
+            config_error(key, f"no classifier named {name!r}")
         defs = self.schema["$defs"]
-        self._validated[name] = method_config(
-            self.config["classifiers"][name], f"classifiers.{name}", defs["classifier"], defs
+        self._validated[key] = method_config(
+            self.config["classifiers"][name], key, defs["classifier"], defs
         )
-        return self._validated[name]
+        return self._validated[key]
 
     def add_replicates(self) -> None:
         """Expand each classifier's ``replicates`` (a count n: seeds s, s+1, …, s+n−1 from its
@@ -167,15 +167,16 @@ class Workflow:
         for key, other in inputs.items():
             if other not in self.config["classifiers"]:
                 config_error(f"classifiers.{name}.{key}", f"no classifier named {other!r}")
-            seen, todo = {name}, [other]
-            while todo:
+            todo, seen = [other], set()
+            while todo:  # everything `other` needs, transitively, must not need `name`
                 current = todo.pop()
-                if current in seen:
+                if current == name:
                     config_error(f"classifiers.{name}.{key}",
                                  f"{other!r} needs {name!r} to be trained first (a cycle)")
-                seen.add(current)
-                c = self.classifier_config(current)
-                todo += method_class(c["method"]).input_classifiers(c).values()
+                if current not in seen and current in self.config["classifiers"]:
+                    seen.add(current)
+                    c = self.classifier_config(current)
+                    todo += method_class(c["method"]).input_classifiers(c).values()
         return inputs
 
     def classifier_pattern(self, keep_epochs: bool) -> str:

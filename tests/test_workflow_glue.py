@@ -196,3 +196,43 @@ def test_a_table_target_builds_its_files_and_the_cam_figures_of_its_caches() -> 
     with pytest.raises(CamflowInputError, match="config key 'targets': 'cam_seed' is not a"):
         wf = Workflow({**copy.deepcopy(CONFIG), "targets": ["cam_seed"]})
         wf.check()
+
+
+def test_replicates_become_classifiers_of_their_own_seeds() -> None:
+    """`replicates: 3` trains seeds s, s+1, s+2 as three classifiers (the first keeps the
+    name); a seed list gives those seeds; a bad value or a clash fails naming the key."""
+    cfg = copy.deepcopy(CONFIG)
+    cfg["classifiers"]["resnet_small_p_noc"]["replicates"] = 3
+    cfg["classifiers"]["resnet_small_puzzle"]["replicates"] = [4, 7]
+    w = Workflow(cfg)
+    w.check()
+    assert w.replicate_names("resnet_small_p_noc") == [
+        "resnet_small_p_noc", "resnet_small_p_noc_seed1", "resnet_small_p_noc_seed2"]
+    assert [w.classifier_config(n)["seed"] for n in w.replicate_names("resnet_small_p_noc")] \
+        == [0, 1, 2]
+    assert w.classifier_config("resnet_small_p_noc_seed2")["method"] == "p_noc"
+    assert w.replicate_names("resnet_small_puzzle") == ["resnet_small_puzzle",
+                                                        "resnet_small_puzzle_seed7"]
+    assert w.classifier_config("resnet_small_puzzle")["seed"] == 4
+    assert w.replicate_names("resnet_small") == ["resnet_small"]
+    assert "replicates" not in w.classifier_config("resnet_small_p_noc")  # no rerun of run 1
+    for bad in (0, [1, 1], True, "3"):
+        cfg = copy.deepcopy(CONFIG)
+        cfg["classifiers"]["resnet_small"]["replicates"] = bad
+        with pytest.raises(CamflowInputError, match="classifiers.resnet_small.replicates"):
+            Workflow(cfg).check()
+
+
+def test_an_ordinary_classifier_must_exist_and_not_need_its_pupil() -> None:
+    cfg = copy.deepcopy(CONFIG)
+    cfg["classifiers"]["resnet_small_oc_cse"]["oc"] = "nope"
+    with pytest.raises(CamflowInputError, match="classifiers.resnet_small_oc_cse.oc.*nope"):
+        Workflow(cfg).check()
+    cfg = copy.deepcopy(CONFIG)
+    cfg["classifiers"]["resnet_small_ra"].update(method="oc_cse", oc="resnet_small_p_noc")
+    with pytest.raises(CamflowInputError, match="a cycle"):
+        Workflow(cfg).check()
+    w = workflow()
+    inputs = w.classifier_training_inputs(SimpleNamespace(dataset="synthetic",
+                                                          classifier="resnet_small_p_oc"))
+    assert inputs["oc"] == "results/synthetic/resnet_small_ra/classifier.pt"
