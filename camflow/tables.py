@@ -806,7 +806,7 @@ class PnocEpochTable(StrategyTable):
                       for e in range(max(len(r) for r in per_run))]
             tta, sd = mean_sd([100 * records[f"{k}/tta"]["miou"] for k in keys])
             rows.append([label, len(keys), *epochs, tta, "-" if sd is None else sd])
-        rows = [r[:2] + r[2:-2] + ["-"] * (width + 4 - len(r)) + r[-2:] for r in rows]
+        rows = [r[:-2] + ["-"] * (width + 4 - len(r)) + r[-2:] for r in rows]  # pad epochs
         return ["strategy", "runs", *(f"E{e}" for e in range(1, width + 1)), "TTA",
                 "TTA σ (runs)"], rows
 
