@@ -30,6 +30,7 @@ from camflow.methods.oc_cse import (
     OC_PROPERTY,
     ErasingMethod,
     erased_class_map,
+    frozen,
     psi,
 )
 from camflow.methods.puzzle import PUZZLE_SCHEMA
@@ -107,13 +108,15 @@ class PNOC(ErasingMethod):
     def _fix_noc(self, fixed: bool) -> None:
         """Fix noc (eval mode, no parameter gradient) or free it for its own step (the
         stages before oc's ``trainable_from_stage`` stay frozen)."""
-        self.noc.train(not fixed)
+        if fixed:
+            frozen(self.noc)
+            return
+        self.noc.train()
         for p in self.noc.parameters():
-            p.requires_grad_(not fixed)
-        if not fixed:
-            for stage in self.noc.backbone.stages[: self.noc.trainable_from_stage - 1]:
-                for p in stage.parameters():
-                    p.requires_grad_(False)
+            p.requires_grad_(True)
+        for stage in self.noc.backbone.stages[: self.noc.trainable_from_stage - 1]:
+            for p in stage.parameters():
+                p.requires_grad_(False)
 
     def step(self, batch: tuple[torch.Tensor, ...], progress: Progress,
              update: Update) -> dict[str, torch.Tensor]:
