@@ -261,3 +261,23 @@ def test_decoys_paint_part_colours_on_the_background_and_nothing_else() -> None:
     assert changed_pixels > 0
     assert np.array_equal(render_sample(replace(plain, max_decoys=0), "train", 5).image,
                           render_sample(plain, "train", 5).image)
+
+
+def _axis_ratio(mask: np.ndarray) -> float:
+    """Short over long axis of a mask, from the eigenvalues of its pixel covariance."""
+    ys, xs = np.nonzero(mask)
+    lo, hi = np.linalg.eigvalsh(np.cov(np.stack([xs, ys]).astype(np.float64)))
+    return float(np.sqrt(lo / hi))
+
+
+def test_body_aspect_elongates_bodies() -> None:
+    """``body_aspect_min/max`` squash the bodies (the default 0.65..1 draws them round-ish)."""
+    cfg = replace(TINY, image_size=128, max_objects=1, max_distractors=0,
+                  num_context_classes=0, body_size_min=0.3, body_size_max=0.4)
+    def ratios(c: SyntheticConfig) -> list[float]:
+        return [_axis_ratio(o.body) for i in range(20)
+                for o in render_sample(c, "train", i).objects if o.class_index > 0]
+    assert float(np.median(ratios(cfg))) > 0.6
+    assert float(np.median(ratios(replace(cfg, body_aspect_min=0.25, body_aspect_max=0.3)))) < 0.4
+    with pytest.raises(CamflowInputError, match="body_aspect_max"):
+        SyntheticConfig(body_aspect_min=0.5, body_aspect_max=0.4)

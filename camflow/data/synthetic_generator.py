@@ -117,6 +117,10 @@ class SyntheticConfig:
         0.30, "smallest body size (equivalent diameter) as a fraction of the image side")
     body_size_max: float = _knob(
         0.55, "largest body size (equivalent diameter) as a fraction of the image side")
+    body_aspect_min: float = _knob(
+        0.65, "smallest body aspect ratio (short axis / long axis); elongated bodies "
+        "(e.g. 0.3) reach beyond a part's receptive field along their long axis")
+    body_aspect_max: float = _knob(1.0, "largest body aspect ratio (<= 1)")
     part_scale: float = _knob(
         0.11, "mean part area as a fraction of the body area (jittered x0.75..x1.35)")
     part_offset: float = _knob(
@@ -163,6 +167,8 @@ class SyntheticConfig:
         self._check_range("num_body_textures", 1, len(BODY_TEXTURES))
         self._check_range("body_size_min", 0.05, 1.0)
         self._check_range("body_size_max", self.body_size_min, 1.0)
+        self._check_range("body_aspect_min", 0.1, 1.0)
+        self._check_range("body_aspect_max", self.body_aspect_min, 1.0)
         self._check_range("part_scale", 0.005, 0.5)
         self._check_range("part_offset", -3.0, 2.0)
         self._check_range("part_missing_prob", 0.0, 1.0)
@@ -287,7 +293,7 @@ def _sample_blob(rng: np.random.Generator, cfg: SyntheticConfig) -> _Blob:
     """A random body-sized blob somewhere in (or partly out of) the frame."""
     size = cfg.image_size
     diameter = rng.uniform(cfg.body_size_min, cfg.body_size_max) * size
-    aspect = rng.uniform(0.65, 1.0)
+    aspect = rng.uniform(cfg.body_aspect_min, cfg.body_aspect_max)
     amps = tuple(float(a) for a in rng.uniform(0.0, 0.1, 3))
     phases = tuple(float(p) for p in rng.uniform(0.0, 2 * math.pi, 3))
     norm = 1 + 0.5 * sum(a * a for a in amps)
