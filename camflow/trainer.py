@@ -30,6 +30,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +42,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from camflow.io import CamflowInputError, write_text
+from camflow.io import CamflowInputError, atomic_dir, write_text
 from camflow.runtime import (
     config_hash,
     load_checkpoint,
@@ -111,6 +113,14 @@ def resume_path(out_path: str | Path) -> Path:
     """Where the in-progress training state of ``out_path`` lives."""
     out_path = Path(out_path)
     return out_path.with_name(out_path.stem + ".resume.pt")
+
+
+def epochs_staging_path(out_path: str | Path) -> Path:
+    """Where the per-epoch checkpoints of ``out_path`` wait until training ends: beside the
+    resume state and, like it, no Snakemake output — Snakemake deletes a job's outputs
+    before rerunning it, so epochs kept in the output folder would not survive a resume."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.stem + ".epochs.partial")
 
 
 def metrics_path(out_path: str | Path) -> Path:
@@ -260,6 +270,9 @@ class Trainer:
             total = int(self.cfg["iterations"])
             end = total if self.stop_after is None else min(total, self.stop_after)
         start = self._resume()
+        staging = epochs_staging_path(self.out_path)
+        if start == 0 and staging.exists():  # epochs of a run that is not resumed
+            shutil.rmtree(staging)
         use_amp = self.amp and self.device.type == "cuda"
         every = max(1, total // LOG_LINES)
         for net in self.task.networks.values():
@@ -300,7 +313,7 @@ class Trainer:
                                    if k not in ("step", "epoch")))
             step += 1
             if self.epochs_dir is not None and self.by_epoch and step % per_epoch == 0:
-                save_checkpoint(Path(self.epochs_dir) / f"epoch{step // per_epoch:02d}.pt",
+                save_checkpoint(staging / f"epoch{step // per_epoch:02d}.pt",
                                 self._final_state(payload))
             if self._checkpoint_due(step, total):
                 self._save_state(step)
@@ -312,6 +325,11 @@ class Trainer:
             net.eval()
         save_checkpoint(self.out_path, self._final_state(payload))
         write_text(metrics_path(self.out_path), _metrics_csv(self.rows))
+        if self.epochs_dir is not None:
+            with atomic_dir(self.epochs_dir) as tmp:
+                for ckpt in sorted(staging.glob("epoch*.pt")):
+                    os.replace(ckpt, tmp / ckpt.name)
+            shutil.rmtree(staging, ignore_errors=True)
         resume_path(self.out_path).unlink(missing_ok=True)
         log.info("wrote %s", self.out_path)
         return self.out_path

@@ -140,3 +140,24 @@ def test_forked_workers_still_die_of_sigterm() -> None:
     out = subprocess.run([sys.executable, "-c", WORKER_SCRIPT], capture_output=True,
                          text=True, timeout=60, check=True).stdout.split()
     assert out == [str(-signal.SIGTERM)]
+
+
+def test_a_resumed_run_keeps_the_epochs_before_the_interruption(dataset, tmp_path) -> None:
+    """Per-epoch checkpoints (``keep_epochs``) survive a resume although Snakemake deletes
+    the job's outputs — the epochs folder among them — before rerunning it, and equal an
+    uninterrupted run's."""
+    full = tmp_path / "full" / "classifier.pt"
+    train_method(CFG, dataset, "train", full, CPU, progress=False,
+                 epochs_dir=full.parent / "epochs")
+    part = tmp_path / "part" / "classifier.pt"
+    epochs = part.parent / "epochs"
+    train_method(CFG, dataset, "train", part, CPU, progress=False, stop_after_epochs=2,
+                 epochs_dir=epochs)
+    assert not epochs.exists()                       # nothing half-written in the output
+    train_method(CFG, dataset, "train", part, CPU, progress=False, epochs_dir=epochs)
+    names = ["epoch01.pt", "epoch02.pt", "epoch03.pt"]
+    assert sorted(p.name for p in epochs.iterdir()) == names
+    assert sorted(p.name for p in (full.parent / "epochs").iterdir()) == names
+    for name in names:
+        assert states_equal(weights(full.parent / "epochs" / name), weights(epochs / name))
+    assert not any(p.name.endswith(".partial") for p in part.parent.iterdir())
