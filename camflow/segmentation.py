@@ -1,4 +1,5 @@
-"""Train a DeepLab segmenter on pseudo masks (or ground truth) and evaluate it.
+"""Train a DeepLab segmenter on pseudo masks (or ground truth), evaluate it, and export its
+predictions for the PASCAL VOC 2012 evaluation server (:func:`export_submission`).
 
 P-NOC (David et al.) Sec. 6.3: the final step of WSSS trains DeepLab-v2 (ResNet-101, ImageNet
 initialised; batch 10, crop 321, 10,000 iterations, lr 2.5e-4) or DeepLab-v3+ on the refined
@@ -17,9 +18,12 @@ from its ``*.resume.pt`` ends with bit-identical weights.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
+import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +36,15 @@ from torch.utils.data import Dataset
 
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
 from camflow.data.transforms import normalize
+from camflow.data.voc import VOC12_CLASSES
 from camflow.evaluate import ConfusionMatrix, evaluation_record, segmentation_metrics
-from camflow.io import CamflowInputError, read_label_png, some_ids
+from camflow.io import (
+    CamflowInputError,
+    atomic_path,
+    read_label_png,
+    some_ids,
+    write_label_png,
+)
 from camflow.models.deeplab import build_segmenter
 from camflow.refine.crf import crf_scores
 from camflow.runtime import (
@@ -328,18 +339,70 @@ def crf_score_defaults() -> dict[str, float]:
             if p.default is not inspect.Parameter.empty}
 
 
+def _check_scales(scales: list[float]) -> list[float]:
+    """The test-time scales as floats; an error unless a non-empty list of positive numbers."""
+    scales = [float(s) for s in scales]
+    if not scales or not all(np.isfinite(s) and s > 0 for s in scales):
+        raise CamflowInputError(f"scales must be a non-empty list of positive numbers, "
+                                f"got {scales}")
+    return scales
+
+
+def _crf_parameters(crf: dict[str, float] | None) -> dict[str, float] | None:
+    """The test-time CRF's parameters: None without CRF, else :func:`crf_score_defaults`
+    overridden by ``crf``; an unknown parameter fails naming it."""
+    if crf is None:
+        return None
+    params = crf_score_defaults()
+    unknown = sorted(set(crf) - set(params))
+    if unknown:
+        raise CamflowInputError(f"unknown CRF parameter(s) {unknown}; known: {sorted(params)}")
+    return {**params, **crf}
+
+
+def _split_ids(dataset: SegmentationDataset, split: str, purpose: str) -> list[str]:
+    """The ids of ``split``; an empty split fails naming the dataset, the split and what it
+    was wanted for."""
+    ids = dataset.ids(split)
+    if not ids:
+        raise CamflowInputError(f"{dataset.name}/{split} has no images to {purpose}")
+    return ids
+
+
+def _predict_split(checkpoint: str | Path, dataset: SegmentationDataset, ids: list[str],
+                   scales: list[float], flip: bool, device: torch.device,
+                   amp: bool = True) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """``(image_id, image, probs)`` of every id, ``probs`` by :func:`predict_probs`.  Lazy:
+    the segmenter is loaded at the first draw — after the CRF workers of
+    :func:`camflow.runtime.parallel_map` are forked — and must have the dataset's classes."""
+    model = load_segmenter(checkpoint, device)
+    class_names = list(dataset.class_names)
+    if model.class_names != class_names:
+        raise CamflowInputError(f"segmenter {checkpoint} has classes {model.class_names}, "
+                                f"but dataset {dataset.name} has {class_names}")
+    for image_id in ids:
+        image = dataset.load_image(image_id)
+        yield image_id, image, predict_probs(model, image, scales, flip, device, amp)
+
+
+def _crf_prediction(params: dict[str, float], image: np.ndarray,
+                    probs: np.ndarray) -> np.ndarray:
+    """The CRF-refined prediction: argmax of the marginals of :func:`crf_scores`."""
+    return np.argmax(crf_scores(image, probs.astype(np.float32), **params), axis=0)
+
+
 def _crf_confusion(params: dict[str, float],
                    item: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     """Confusion matrix of the CRF-refined prediction of one ``(image, probs, mask)``."""
     image, probs, gt = item
-    pred = np.argmax(crf_scores(image, probs.astype(np.float32), **params), axis=0)
+    pred = _crf_prediction(params, image, probs)
     return ConfusionMatrix(probs.shape[0]).update(pred, gt).matrix
 
 
 def evaluate_segmentation(checkpoint: str | Path, dataset: SegmentationDataset, split: str,
                           scales: list[float], flip: bool, crf: dict[str, float] | None,
                           device: torch.device, workers: int = 1, amp: bool = True,
-                          progress: bool = True) -> dict[str, Any]:
+                          progress: bool = True, single_scale: bool = False) -> dict[str, Any]:
     """Score a trained segmenter on every image of ``split`` against its masks.
 
     Prediction = argmax of :func:`predict_probs` (scales × flips).  If ``crf`` is a dict
@@ -349,45 +412,27 @@ def evaluate_segmentation(checkpoint: str | Path, dataset: SegmentationDataset, 
     most ``2 × workers`` images wait for them (bounded memory).
     Returns an :func:`camflow.evaluate.evaluation_record` of kind ``segmentation``
     (provenance: checkpoint, scales, flip; ``crf``: the CRF-refined metrics with their
-    ``params``, or None).
+    ``params``, or None).  With ``single_scale`` the record's ``single_scale`` holds the
+    metrics of the prediction at scale 1 without flip too (a second pass over the split
+    unless that is the configured prediction): the "val" column of the segmentation tables.
     """
-
-
-    scales = [float(s) for s in scales]
-    if not scales or not all(np.isfinite(s) and s > 0 for s in scales):
-        raise CamflowInputError(f"scales must be a non-empty list of positive numbers, "
-                                f"got {scales}")
-    params: dict[str, float] | None = None
-    if crf is not None:
-        params = crf_score_defaults()
-        unknown = sorted(set(crf) - set(params))
-        if unknown:
-            raise CamflowInputError(f"unknown CRF parameter(s) {unknown}; "
-                                    f"known: {sorted(params)}")
-        params.update(crf)
-    ids = dataset.ids(split)
-    if not ids:
-        raise CamflowInputError(f"{dataset.name}/{split} has no images to evaluate")
+    scales = _check_scales(scales)
+    params = _crf_parameters(crf)
+    ids = _split_ids(dataset, split, "evaluate")
     class_names = list(dataset.class_names)
     n = len(class_names)
     conf = ConfusionMatrix(n)
     crf_conf = ConfusionMatrix(n)
 
     def predictions() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """``(image, probs, mask)`` of every image, the plain prediction scored on the way.
-        Lazy: the model is loaded at the first draw, after the CRF workers are forked."""
-        model = load_segmenter(checkpoint, device)
-        if model.class_names != class_names:
-            raise CamflowInputError(f"segmenter {checkpoint} has classes {model.class_names}, "
-                                    f"but dataset {dataset.name} has {class_names}")
-        for image_id in ids:
-            image = dataset.load_image(image_id)
+        """``(image, probs, mask)`` of every image, the plain prediction scored on the way."""
+        for image_id, image, probs in _predict_split(checkpoint, dataset, ids, scales, flip,
+                                                     device, amp):
             gt = np.asarray(dataset.load_mask(image_id, split))
             if gt.shape != image.shape[:2]:
                 raise CamflowInputError(
                     f"{dataset.name}: mask of {image_id!r} has size {gt.shape[1]}x{gt.shape[0]} "
                     f"but its image is {image.shape[1]}x{image.shape[0]}")
-            probs = predict_probs(model, image, scales, flip, device, amp)
             conf.update(np.argmax(probs, axis=0), gt)
             yield image, probs, gt
 
@@ -403,8 +448,81 @@ def evaluate_segmentation(checkpoint: str | Path, dataset: SegmentationDataset, 
         for part in crf_parts:
             crf_conf.matrix += part
     metrics = segmentation_metrics(conf.matrix, class_names)
+    if single_scale:
+        single = conf
+        if (scales, flip) != ([1.0], False):
+            single = ConfusionMatrix(n)
+            for image_id, _, probs in progress_bar(
+                    progress, iterable=_predict_split(checkpoint, dataset, ids, [1.0], False,
+                                                      device, amp),
+                    total=len(ids), desc=f"segment {split} (scale 1)", unit="img"):
+                single.update(np.argmax(probs, axis=0),
+                              np.asarray(dataset.load_mask(image_id, split)))
+        metrics["single_scale"] = segmentation_metrics(single.matrix, class_names)
     return evaluation_record(
         "segmentation", split, len(ids), metrics,
         {"checkpoint": str(checkpoint), "scales": scales, "flip": bool(flip)},
         None if params is None else {**segmentation_metrics(crf_conf.matrix, class_names),
                                      "params": params})
+
+
+# ---------------------------------------------------------------------------------------------
+# PASCAL VOC 2012 evaluation server
+
+SUBMISSION_DIR = "results/VOC2012/Segmentation/comp6_test_cls"
+
+
+def _label_map(params: dict[str, float] | None,
+               item: tuple[str, np.ndarray, np.ndarray]) -> tuple[str, np.ndarray]:
+    """``(image_id, uint8 class-index map)`` of one ``(image_id, image, probs)``: the argmax
+    of ``probs``, or of the CRF marginals with ``params``."""
+    image_id, image, probs = item
+    pred = np.argmax(probs, axis=0) if params is None else _crf_prediction(params, image, probs)
+    return image_id, pred.astype(np.uint8)
+
+
+def export_submission(checkpoint: str | Path, dataset: SegmentationDataset, split: str,
+                      scales: list[float], flip: bool, crf: dict[str, float] | None,
+                      device: torch.device, out_tar: str | Path, workers: int = 1,
+                      amp: bool = True, progress: bool = True) -> Path:
+    """Write the PASCAL VOC 2012 evaluation server's archive of a trained segmenter's
+    predictions on every image of ``split`` (VOC 2012 ``test``: images without masks).
+
+    Each prediction is the one :func:`evaluate_segmentation` scores: the argmax of
+    :func:`predict_probs` (``scales`` × flips) or, with ``crf`` (``{}`` for PSA's defaults,
+    or overrides), of the dense CRF's marginals, over ``workers`` processes.  ``out_tar``, a
+    gzip tar written atomically, holds one palette PNG per image at
+    ``results/VOC2012/Segmentation/comp6_test_cls/<image_id>.png`` — the layout the server
+    reads: the VOC colour map, the size of the image, pixel values the class indices 0..20.
+
+    comp6, not comp5: VOC 2012's segmentation competition 5 is "train on VOC 2012 data",
+    competition 6 "train on own data" (anything but the test images).  WSSS pipelines train
+    on SBD's annotations (``train_aug``: labels from Hariharan et al.'s masks, not VOC 2012's)
+    from ImageNet-initialised backbones, so they submit to comp6.  To submit, upload the
+    archive as a VOC 2012 segmentation result at http://host.robots.ox.ac.uk:8080/ (an
+    account is needed); the server's report gives the IoU of every class and the mIoU.  It
+    scores the 1,456 ``test`` images only; another split gives an archive of the same layout,
+    for a look at the predictions.
+    """
+    if tuple(dataset.class_names) != VOC12_CLASSES:
+        raise CamflowInputError(
+            f"the VOC 2012 evaluation server scores the 21 VOC classes; dataset "
+            f"{dataset.name} has {list(dataset.class_names)}")
+    scales = _check_scales(scales)
+    params = _crf_parameters(crf)
+    ids = _split_ids(dataset, split, "export")
+    labels = parallel_map(
+        functools.partial(_label_map, params),
+        _predict_split(checkpoint, dataset, ids, scales, flip, device, amp),
+        workers if params is not None else 1, progress, f"export {split}", total=len(ids),
+        max_pending=2 * max(workers, 1))
+    out = Path(out_tar)
+    with (contextlib.closing(labels), atomic_path(out, ".tar.gz") as tmp,
+          tarfile.open(tmp, "w:gz") as tar,
+          tempfile.TemporaryDirectory(prefix="camflow-submission-") as scratch):
+        for image_id, label in labels:
+            png = Path(scratch) / f"{image_id}.png"
+            write_label_png(png, label)
+            tar.add(png, arcname=f"{SUBMISSION_DIR}/{image_id}.png")
+    log.info("%s: %d predictions of %s/%s", out, len(ids), dataset.name, split)
+    return out

@@ -26,6 +26,12 @@ def open_dataset(data: dict[str, Any]) -> SegmentationDataset:
                          cache_dir=data.get("cache_dir"))
 
 
+def crf_settings(crf: dict[str, Any]) -> dict[str, Any] | None:
+    """The CRF parameters of an evaluation's ``crf`` block, or None when it is not
+    ``enabled``."""
+    return {k: v for k, v in crf.items() if k != "enabled"} if crf["enabled"] else None
+
+
 def run_check_dataset(report: str, data: dict[str, Any]) -> None:
     """Rule ``check_dataset``: every image of a split usable (one error naming every bad
     file), before any stage trains on or evaluates it."""
@@ -87,11 +93,10 @@ def run_eval_cams(cache: str, json_path: str, csv_path: str, evaluation: dict[st
     from camflow.evaluate import evaluate_cams, write_eval
 
     dataset = open_dataset(data)
-    crf = evaluation["crf"]
-    crf_params = {k: v for k, v in crf.items() if k != "enabled"} if crf["enabled"] else None
     with CamCache(cache) as cams:
         result = evaluate_cams(cams, dataset, data["split"], list(evaluation["thresholds"]),
-                               crf=crf_params, workers=max(1, workers))
+                               crf=crf_settings(evaluation["crf"]),
+                               workers=max(1, workers))
     write_eval(result, json_path, csv_path, dataset.class_names)
     log.info("%s: best mIoU %.4f at threshold %.2f", cache, result["miou"], result["threshold"])
 
@@ -275,14 +280,26 @@ def run_eval_segmentation(checkpoint: str, json_path: str, evaluation: dict[str,
     from camflow.io import write_json
     from camflow.segmentation import evaluate_segmentation
 
-    crf = evaluation["crf"]
-    crf_params = {k: v for k, v in crf.items() if k != "enabled"} if crf["enabled"] else None
     result = evaluate_segmentation(checkpoint, open_dataset(data), data["split"],
-                                   evaluation["scales"], evaluation["flip"], crf_params,
+                                   evaluation["scales"], evaluation["flip"],
+                                   crf_settings(evaluation["crf"]),
                                    select_device(runtime["device"]), workers=max(1, workers),
-                                   amp=runtime["amp"])
+                                   amp=runtime["amp"],
+                                   single_scale=evaluation.get("single_scale", False))
     write_json(json_path, result)
     log.info("%s on %s: mIoU %.4f", checkpoint, data["split"], result["miou"])
+
+
+def run_export_submission(checkpoint: str, out_tar: str, evaluation: dict[str, Any],
+                          data: dict[str, Any], runtime: dict[str, Any], workers: int) -> None:
+    """Rule ``export_submission``: the VOC 2012 evaluation server's archive of a segmenter's
+    predictions on a split, with the test-time settings of ``segmentation_eval``."""
+    from camflow.segmentation import export_submission
+
+    export_submission(checkpoint, open_dataset(data), data["split"], evaluation["scales"],
+                      evaluation["flip"], crf_settings(evaluation["crf"]),
+                      select_device(runtime["device"]), out_tar, workers=max(1, workers),
+                      amp=runtime["amp"])
 
 
 def git_commit(repo: Path) -> str:

@@ -16,11 +16,12 @@ import html
 import inspect
 import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from camflow.io import write_text
+from camflow.io import CamflowInputError, write_text
 from camflow.registry import Registry
 
 if TYPE_CHECKING:
@@ -150,6 +151,10 @@ class PaperTable:
     def figures(self, wf: Workflow, dataset: str) -> list[str]:
         """Figures of its own the report shows beside the table (CAM figures are added for
         every CAM cache it reads: :meth:`Workflow.table_targets`)."""
+        return []
+
+    def extras(self, wf: Workflow, dataset: str) -> list[str]:
+        """Other files its target rule builds (a test-server submission to upload)."""
         return []
 
     def subtitle(self) -> str:
@@ -429,43 +434,65 @@ class GSLMFig8(GSLMTable):
 
 @register_table("gslm_table1")
 class GSLMTable1(GSLMTable):
-    """Seed / +CRF / Mask for CAM, IRN (its masks of CAM), and each GSLM configuration (its
-    last stage, and the refiner's masks of it)."""
+    """Seed / +CRF / Mask for CAM, for the random walks of CAM (PSA = AffinityNet, IRN: a
+    row per refiner), and for each GSLM configuration (its last stage, and each refiner's
+    masks of it); a column group per dataset of ``datasets`` (VOC and COCO, as the paper)."""
 
     title = "GSLM pseudo masks (Table 1)"
 
     @classmethod
     def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
-        wf.refiner_config(spec["refiner"])
+        for name in spec["refiners"]:
+            wf.refiner_config(name)
+        for name in spec.get("datasets", []):
+            wf.dataset_config(name)
         return super().resolve(wf, spec)
 
+    def datasets(self, dataset: str) -> list[str]:
+        return list(self.spec.get("datasets") or [dataset])
+
     def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
-        c, refiner = self.spec["classifier"], self.spec["refiner"]
-        split = wf.dataset_config(dataset)["eval_split"]
-        paths = {"cam/seeds": wf.eval_path(c, "cam", dataset),
-                 "cam/masks": f"results/{dataset}/{c}/cam/{refiner}/{split}/eval.json"}
-        for g in self.spec["rows"]:
-            last = self.spec["stages"][g]
-            paths[f"{g}/seeds"] = self.stage(wf, dataset, g, last)
-            paths[f"{g}/masks"] = f"results/{dataset}/{c}/{g}/stage{last}/{refiner}/{split}/" \
-                                  "eval.json"
+        c = self.spec["classifier"]
+        paths = {}
+        for ds in self.datasets(dataset):
+            split = wf.dataset_config(ds)["eval_split"]
+            paths[f"{ds}/cam/seeds"] = wf.eval_path(c, "cam", ds)
+            for r in self.spec["refiners"]:
+                paths[f"{ds}/cam/{r}"] = f"results/{ds}/{c}/cam/{r}/{split}/eval.json"
+            for g in self.spec["rows"]:
+                last = self.spec["stages"][g]
+                paths[f"{ds}/{g}/seeds"] = self.stage(wf, ds, g, last)
+                for r in self.spec["refiners"]:
+                    paths[f"{ds}/{g}/{r}"] = (f"results/{ds}/{c}/{g}/stage{last}/{r}/{split}/"
+                                              "eval.json")
         return paths
 
     def subtitle(self) -> str:
-        return (f"classifier {self.spec['classifier']} (mIoU %; Mask = {self.spec['refiner']} "
-                "random walk)")
+        return (f"classifier {self.spec['classifier']} (mIoU %; Mask = the random walk of "
+                f"{', '.join(self.spec['refiners'])})")
 
     def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
-        cam = records["cam/seeds"]
-        seed, crf, under, over = _seed_cells(cam)
-        rows = [["CAM", 1, seed, crf, "-", under, over],
-                [f"IRN ({self.spec['refiner']})", 1, seed, crf,
-                 pct(records["cam/masks"]["miou"]), under, over]]
-        for g in self.spec["rows"]:
-            seed, crf, under, over = _seed_cells(records[f"{g}/seeds"])
-            rows.append([g, self.spec["stages"][g], seed, crf,
-                         pct(records[f"{g}/masks"]["miou"]), under, over])
-        return ["method", "stages", "seed", "crf", "mask", "m_under", "m_over"], rows
+        refiners = self.spec["refiners"]
+        shown = list(dict.fromkeys(key.split("/", 1)[0] for key in records))  # input order
+
+        def cells(key: str, masks: str | None) -> list[Any]:
+            """Seed, CRF, a Mask per refiner (only ``masks``'s for a CAM random-walk row),
+            m_under, m_over on every dataset."""
+            out: list[Any] = []
+            for ds in shown:
+                seed, crf, under, over = _seed_cells(records[f"{ds}/{key}/seeds"])
+                mask = [pct(records[f"{ds}/{key}/{r}"]["miou"]) if masks in (None, r) else "-"
+                        for r in refiners]
+                out += [seed, crf, *mask, under, over]
+            return out
+
+        stages = self.spec["stages"]
+        rows = [["CAM", 1, *cells("cam", "")]]
+        rows += [[f"random walk ({r})", 1, *cells("cam", r)] for r in refiners]
+        rows += [[g, stages[g], *cells(g, None)] for g in self.spec["rows"]]
+        group = ["seed", "crf", *(f"mask_{r}" for r in refiners), "m_under", "m_over"]
+        columns = [f"{ds}: {c}" if len(shown) > 1 else c for ds in shown for c in group]
+        return ["method", "stages", *columns], rows
 
 
 @register_table("gslm_table4")
@@ -814,3 +841,204 @@ class PnocEpochTable(StrategyTable):
 @register_table("pnoc_table4")
 class PnocTable4(PnocEpochTable):
     """P-NOC (David et al.) Table 4 (MS COCO 2014): Table 2's per-epoch mIoU."""
+
+
+# --------------------------------------------------------------------------- segmentation
+
+SEGMENTATION_ROWS_SCHEMA: dict[str, Any] = {
+    "type": "object", "minProperties": 1,
+    "additionalProperties": {"oneOf": [
+        {"type": "string"},
+        {"type": "object", "additionalProperties": False, "required": ["masks"],
+         "properties": {"masks": {"type": "string"}, "segmenter": {"$ref": "#/$defs/name"}}},
+    ]},
+    "description": "row label -> the pseudo masks that train its segmenter "
+                   "({classifier}/{source}/{refiner}, a GSLM stage as source, or gt), or "
+                   "{masks, segmenter} for a segmenter other than the table's",
+}
+
+SERVER_RESULT = "server.json"
+
+
+class SegmentationTable(PaperTable):
+    """Segmentation mIoU (%) of DeepLab trained on pseudo-mask sets, one row per (pseudo-mask
+    set → segmenter) pair: on the dataset's ``val_split`` at scale 1 without flip, with the
+    multi-scale + flip of ``segmentation_eval`` and with its dense CRF; and, on a dataset
+    with a ``test_split`` (VOC 2012 test, masks withheld), the mIoU the evaluation server
+    reported, which the user writes to
+    ``results/{dataset}/segmentation/{segmenter}/{masks}/{test_split}/server.json`` as
+    ``{"miou": <percent>}`` (the cell stays empty until then; the table's target builds
+    the submission archive to upload beside it)."""
+
+    schema: ClassVar[dict[str, Any]] = {
+        "additionalProperties": False,
+        "required": ["segmenter", "rows"],
+        "properties": {
+            "segmenter": {"$ref": "#/$defs/name",
+                          "description": "the segmenter of rows that name only masks"},
+            "rows": SEGMENTATION_ROWS_SCHEMA,
+        },
+    }
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        rows = {}
+        for label, row in spec["rows"].items():
+            row = {"masks": row} if isinstance(row, str) else row
+            key = f"tables.{cls.name}.rows.{label}"
+            rows[label] = {"masks": wf.check_masks(row["masks"], key),
+                           "segmenter": row.get("segmenter", spec["segmenter"])}
+            wf.segmenter_config(rows[label]["segmenter"])
+        return {**spec, "rows": rows}
+
+    columns_note: ClassVar[str] = (
+        "Columns: val mIoU at scale 1 without flip (val), with the multi-scale + flip of "
+        "segmentation_eval (val_msf) and with its dense CRF (val_crf); test: the evaluation "
+        "server's mIoU, from server.json beside the row's submission.tar.gz.")
+
+    @classmethod
+    def about(cls) -> dict[str, str]:
+        """Its own description, then what the columns are."""
+        about = super().about()
+        about["description"] = f"{about['description']} {cls.columns_note}".strip()
+        return about
+
+    def run_dir(self, dataset: str, label: str) -> str:
+        row = self.spec["rows"][label]
+        return f"results/{dataset}/segmentation/{row['segmenter']}/{row['masks']}"
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        """Each row's val evaluation, and its test-server result where the user has written
+        one (checked here, when the workflow is parsed; a new one reruns the table)."""
+        ds = wf.dataset_config(dataset)
+        paths = {}
+        for label in self.spec["rows"]:
+            paths[f"{label}/val"] = (f"{self.run_dir(dataset, label)}/"
+                                  f"{ds.get('val_split', 'val')}/eval.json")
+            if "test_split" in ds:
+                server = f"{self.run_dir(dataset, label)}/{ds['test_split']}/{SERVER_RESULT}"
+                if Path(server).exists():
+                    read_server_result(server)
+                    paths[f"{label}/test"] = server
+        return paths
+
+    def extras(self, wf: Workflow, dataset: str) -> list[str]:
+        """The submission archive of every row, on a dataset with a test split."""
+        split = wf.dataset_config(dataset).get("test_split")
+        return [f"{self.run_dir(dataset, label)}/{split}/submission.tar.gz"
+                for label in self.spec["rows"]] if split else []
+
+    def subtitle(self) -> str:
+        return f"segmenter {self.spec['segmenter']}"
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        test = any(k.endswith("/test") for k in records)
+        rows = []
+        for label, row in self.spec["rows"].items():
+            val = records[f"{label}/val"]
+            cells = [label, row["masks"], row["segmenter"],
+                     pct((val.get("single_scale") or {}).get("miou")), pct(val["miou"]),
+                     crf_pct(val)]
+            if test:
+                server = records.get(f"{label}/test")
+                cells.append("" if server is None else float(server["miou"]))
+            rows.append(cells)
+        columns = ["method", "masks", "segmenter", "val", "val_msf", "val_crf"]
+        return columns + (["test"] if test else []), rows
+
+
+def read_server_result(path: str | Path) -> dict[str, Any]:
+    """A test-server result the user wrote (``{"miou": <percent>}``), checked."""
+    import json
+
+    try:
+        result = json.loads(Path(path).read_text())
+        miou = result["miou"]
+        if isinstance(miou, bool) or not isinstance(miou, int | float) or not 0 <= miou <= 100:
+            raise ValueError(f"miou must be a percentage in 0..100, got {miou!r}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CamflowInputError(f"{path}: not a test-server result {{\"miou\": <percent>}} "
+                                f"({exc})") from exc
+    return result
+
+
+@register_table("gslm_table2")
+class GSLMTable2(SegmentationTable):
+    """GSLM (Mai et al.) Table 2: DeepLab trained on GSLM's and GSLM⁺'s pseudo masks, PASCAL
+    VOC 2012 val and test."""
+
+    paper = GSLM
+    short = "GSLM (Mai et al.)"
+    title = "Segmentation, VOC val / test (Table 2)"
+
+
+@register_table("gslm_table3")
+class GSLMTable3(SegmentationTable):
+    """GSLM (Mai et al.) Table 3: DeepLab trained on GSLM's pseudo masks, MS COCO 2014 val."""
+
+    paper = GSLM
+    short = "GSLM (Mai et al.)"
+    title = "Segmentation, COCO val (Table 3)"
+
+
+@register_table("fullcam_table6")
+class FullCamTable6(SegmentationTable):
+    """Fully-CAM (Song et al.) Table 6: DeepLab trained on IRN's masks of Fully-CAM, PASCAL
+    VOC 2012 val and test (image-level labels only)."""
+
+    paper = FULLCAM
+    short = "Fully-CAM (Song et al.)"
+    title = "Segmentation, VOC val / test (Table 6)"
+
+
+@register_table("fullcam_table7")
+class FullCamTable7(FullCamTable6):
+    """Fully-CAM (Song et al.) Table 7: the rows of Table 6 that the paper sets against
+    methods with extra supervision (its ResNet-101 row)."""
+
+    title = "Segmentation against extra supervision, VOC val / test (Table 7)"
+
+
+@register_table("fullcam_table1")
+class FullCamTable1(SegmentationTable):
+    """Fully-CAM (Song et al.) Table 1: per-class IoU (%) on the val split of DeepLab trained
+    on IRN's masks of Fully-CAM, one column per class and the mean, from the evaluation
+    ``column`` (``crf``: multi-scale + flip + CRF; ``msf``; ``single``: scale 1)."""
+
+    paper = FULLCAM
+    short = "Fully-CAM (Song et al.)"
+    title = "Segmentation per class, val (Table 1)"
+    columns_note = ""
+    schema: ClassVar[dict[str, Any]] = {
+        **SegmentationTable.schema,
+        "properties": {
+            **SegmentationTable.schema["properties"],
+            "column": {"enum": ["crf", "msf", "single"], "default": "crf",
+                       "description": "which evaluation of the val split the row shows"},
+        },
+    }
+
+    def extras(self, wf: Workflow, dataset: str) -> list[str]:
+        return []
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        return {k: v for k, v in super().inputs(wf, dataset).items() if k.endswith("/val")}
+
+    def subtitle(self) -> str:
+        return f"segmenter {self.spec['segmenter']}, {self.spec['column']} evaluation"
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        def metrics(record: Record) -> Record:
+            column = self.spec["column"]
+            chosen = {"msf": record, "crf": record.get("crf"),
+                      "single": record.get("single_scale")}[column]
+            if not chosen:
+                raise CamflowInputError(f"tables.{self.name}.column: the evaluation has no "
+                                        f"{column!r} result (segmentation_eval)")
+            return chosen
+
+        chosen = {label: metrics(records[f"{label}/val"]) for label in self.spec["rows"]}
+        classes = [c["class"] for c in next(iter(chosen.values()))["per_class"]]
+        rows = [[label, *(pct(c["iou"]) for c in m["per_class"]), pct(m["miou"])]
+                for label, m in chosen.items()]
+        return ["method", *classes, "mean"], rows

@@ -31,6 +31,7 @@ STAGES = {
     "train_slm",
     "train_segmentation",
     "eval_segmentation",
+    "export_submission",
 }
 
 
@@ -316,6 +317,31 @@ class Workflow:
             config_error(f"segmenters.{name}", f"no segmenter named {name!r}")
         return self.config["segmenters"][name]
 
+    def check_masks(self, masks: str, key: str) -> str:
+        """A pseudo-mask set that trains a segmenter — ``gt``, or
+        ``{classifier}/{source}/{refiner}`` with ``{source}`` a CAM source, a GSLM stage
+        ``{gslm}/stage{n}`` or a GSLM configuration (its last stage) — checked name by name
+        against the config (``key`` names it); returned with the stage spelled out."""
+        if masks == "gt":
+            return masks
+        parts = masks.split("/")
+        if len(parts) not in (3, 4) or (len(parts) == 4
+                                        and not re.fullmatch(r"stage[0-9]+", parts[2])):
+            config_error(key, f"{masks!r} is neither gt nor classifier/source/refiner "
+                              "(source: a CAM source, a GSLM configuration or gslm/stageN)")
+        self.classifier_config(parts[0])
+        self.refiner_config(parts[-1])
+        if len(parts) == 3 and parts[1] not in self.config["sources"] \
+                and parts[1] in self.config["gslm"]:
+            parts.insert(2, f"stage{self.gslm_config(parts[1])['stages']}")
+        if len(parts) == 3:
+            self.source_config(parts[1])
+        else:
+            n, last = int(parts[2][5:]), self.gslm_config(parts[1])["stages"]
+            if not 2 <= n <= last:
+                config_error(key, f"{masks!r}: GSLM {parts[1]!r} has stages 2..{last}")
+        return "/".join(parts)
+
     def segmentation_training_inputs(self, wildcards: Any) -> dict[str, Any]:
         """Pseudo masks of the dataset's train split, or nothing for the ground truth (gt)."""
         self.segmenter_config(wildcards.segmenter)
@@ -462,6 +488,10 @@ class Workflow:
                     {**cfg, "slm": {**cfg["slm"], "k": k}, "stages": stage},
                     None,
                 )
+        longest = max(spec["iterations"], default=0) + 1
+        if longest > cfg["stages"]:  # the iteration sweep goes past the base's last stage
+            yield ("iterations", f"{longest - 1}", f"{base}_stages{longest}",
+                   {**cfg, "stages": longest}, None)
 
     def add_gslm_sweeps(self) -> None:
         """Register the derived sweep points of `tables.gslm_fig8` in `self.config["gslm"]` (and
@@ -483,7 +513,8 @@ class Workflow:
 
     def gslm_fig8_variants(self, spec: dict[str, Any]) -> dict[str, list[list[Any]]]:
         """Per sweep of `tables.gslm_fig8`: [value label, gslm configuration, stage] per point;
-        the iterations are stages of the base."""
+        the iterations are stages of the base, or of the base run to more stages
+        (`{base}_stages{n}`) when the sweep goes past its last one."""
         base, stage = spec["base"], spec["sweep_stage"]
         last = self.gslm_config(base)["stages"]
         if stage > last:
@@ -491,16 +522,14 @@ class Workflow:
                 "tables.gslm_fig8.sweep_stage",
                 f"stage {stage} is past {base!r}'s last stage {last}",
             )
-        for it in spec["iterations"]:
-            if not 0 <= it < last:
-                config_error(
-                    "tables.gslm_fig8.iterations",
-                    f"{it} SLM iterations need stage {it + 1}; {base!r} has {last} stages",
-                )
-        variants = {"thresholds": [], "k": []}
+        variants: dict[str, list[list[Any]]] = {"thresholds": [], "k": []}
+        iterated = base
         for sweep, value, name, _, _ in self.gslm_sweep_points(spec):
-            variants[sweep].append([value, name, stage])
-        variants["iterations"] = [[str(it), base, it + 1] for it in spec["iterations"]]
+            if sweep == "iterations":
+                iterated = name
+            else:
+                variants[sweep].append([value, name, stage])
+        variants["iterations"] = [[str(it), iterated, it + 1] for it in spec["iterations"]]
         return variants
 
     def gslm_modules(self, name: str) -> dict[str, bool]:
@@ -624,9 +653,9 @@ class Workflow:
 
     def table_targets(self, name: str, dataset: str | None = None) -> list[str]:
         """What target rule ``name`` (and rule ``all``) builds for a table: its files
-        (``.csv``, ``.md``, ``.html``, ``_classes.png``, the paper's figure if it has one) and
+        (``.csv``, ``.md``, ``.html``, ``_classes.png``, the paper's figure if it has one),
         the figures the report shows beside it (the CAM figure of every CAM cache it reads,
-        the table's own extras)."""
+        the table's own figures) and its extras (test-server submissions)."""
         dataset = dataset or self.config["dataset"]
         table = self.table(name)
         base = f"results/{dataset}/tables/{name}"
@@ -635,7 +664,7 @@ class Workflow:
             files.append(f"{base}.png")
         cam_figures = (self.cam_figure(p) for p in table.inputs(self, dataset).values())
         files += sorted({f for f in cam_figures if f})
-        return files + table.figures(self, dataset)
+        return files + table.figures(self, dataset) + table.extras(self, dataset)
 
     def table_description(self, name: str) -> str:
         """The one line ``--list-target-rules`` shows for table ``name``'s target rule."""

@@ -50,3 +50,27 @@ rule eval_segmentation:
         CONDA_ENV
     script:
         "../workflow_scripts/eval_segmentation.py"
+
+
+# The PASCAL VOC 2012 evaluation server's archive (comp6) of the predictions on a split with
+# the settings of `segmentation_eval`; {split} = test, the images VOC 2012 gives no masks for.
+rule export_submission:
+    """VOC 2012 test-server archive of a DeepLab's predictions (multi-scale + flip, +CRF)."""
+    input:
+        dataset_marker,
+        model="results/{dataset}/segmentation/{segmenter}/{masks}/model.pt",
+    output:
+        archive="results/{dataset}/segmentation/{segmenter}/{masks}/{split}/submission.tar.gz",
+    params:
+        evaluation=config["segmentation_eval"],
+        data=lambda wc: split_params(wc.dataset, wc.split),
+        runtime=runtime_params(),
+    threads: W.threads
+    resources:
+        **stage_resources("export_submission"),
+    log:
+        "results/logs/{dataset}/segmentation/{segmenter}/{masks}/{split}/export_submission.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/export_submission.py"

@@ -33,6 +33,12 @@ VOC_SPLITS: dict[str, list[str]] = {
     "val": ["2008_000003"],
     "train_aug": ["2007_000032", "2007_000039", "2008_000002"],
 }
+# VOC 2012 test: images of different sizes (height, width) listed in test.txt, without masks
+VOC_TEST_SIZES: dict[str, tuple[int, int]] = {
+    "2008_000006": (30, 40),
+    "2009_000012": (36, 28),
+    "2010_000021": (24, 50),
+}
 
 
 def voc_fixture_mask(image_id: str, border: bool = True) -> np.ndarray:
@@ -72,7 +78,8 @@ def make_voc_fixture(tmp_path: Path) -> Path:
     """Build ``tmp_path/VOCdevkit/VOC2012`` and return it.
 
     ``SegmentationClass`` holds palette PNGs with 255 object outlines; ``SegmentationClassAug``
-    holds greyscale PNGs without outlines (so tests can tell which one was read).
+    holds greyscale PNGs without outlines (so tests can tell which one was read).  The
+    ``test`` split is images only (``VOC_TEST_SIZES``), like the real test set.
     """
     root = Path(tmp_path) / "VOCdevkit" / "VOC2012"
     seg_ids = set(VOC_SPLITS["train"]) | set(VOC_SPLITS["val"])
@@ -87,9 +94,13 @@ def make_voc_fixture(tmp_path: Path) -> Path:
                 root / "SegmentationClassAug" / f"{image_id}.png",
                 voc_fixture_mask(image_id, border=False),
             )
+    for image_id, (h, w) in VOC_TEST_SIZES.items():
+        scene = np.zeros((h, w), dtype=np.uint8)
+        scene[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 12
+        _write_jpeg(root / "JPEGImages" / f"{image_id}.jpg", scene)
     lists = root / "ImageSets" / "Segmentation"
     lists.mkdir(parents=True)
-    for split, ids in VOC_SPLITS.items():
+    for split, ids in {**VOC_SPLITS, "test": list(VOC_TEST_SIZES)}.items():
         (lists / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
     return root
 

@@ -20,6 +20,7 @@ from camflow.io import CamflowInputError
 from fixtures import (
     SYNTHETIC_CLASSES,
     VOC_SPLITS,
+    VOC_TEST_SIZES,
     make_coco_fixture,
     make_synthetic_fixture,
     make_voc_fixture,
@@ -57,7 +58,7 @@ def test_voc12_ids_and_classes(voc_root: Path) -> None:
     assert ds.class_names == VOC12_CLASSES
     assert ds.class_names[0] == "background" and ds.class_names[20] == "tvmonitor"
     assert ds.num_classes == 20
-    assert ds.splits() == ("train", "val", "train_aug")
+    assert ds.splits() == ("train", "val", "train_aug", "test")
     for split, ids in VOC_SPLITS.items():   # 2008_000002 is background only: left out
         assert ds.ids(split) == [i for i in ids if i != "2008_000002"]
     image = ds.load_image("2007_000032")
@@ -242,7 +243,25 @@ def test_voc12_bad_root(voc_root: Path, tmp_path: Path) -> None:
 
 
 def test_unknown_split(voc_root: Path) -> None:
-    with pytest.raises(CamflowInputError, match="unknown split 'test'"):
+    with pytest.raises(CamflowInputError, match="unknown split 'trainval'"):
+        VOC12Dataset(voc_root).ids("trainval")
+
+
+def test_voc12_test_split_is_images_only(voc_root: Path) -> None:
+    """VOC 2012 test (masks withheld by the evaluation server): every listed image is in the
+    split and loads; asking for its masks or labels says the split has none."""
+    ds = VOC12Dataset(voc_root)
+    assert ds.ids("test") == list(VOC_TEST_SIZES)
+    for image_id, size in VOC_TEST_SIZES.items():
+        assert ds.load_image(image_id).shape == (*size, 3)
+    assert [p.suffix for p in ds.source_files("test")] == [".txt"] + [".jpg"] * 3
+    first = next(iter(VOC_TEST_SIZES))
+    for read in (lambda: ds.load_mask(first, "test"), lambda: ds.image_labels("test")):
+        with pytest.raises(CamflowInputError, match="voc12: split 'test' has no masks"):
+            read()
+    path = voc_root / "ImageSets" / "Segmentation" / "test.txt"
+    path.unlink()
+    with pytest.raises(CamflowInputError, match=f"split 'test'.*{esc(path)}.*VOC2012test.tar"):
         VOC12Dataset(voc_root).ids("test")
 
 

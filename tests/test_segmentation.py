@@ -248,6 +248,23 @@ def test_evaluation_miou_matches_a_hand_computed_confusion_matrix(dataset, tmp_p
     assert with_crf["crf"]["per_class"] == sequential["crf"]["per_class"]
     pixels = sum(c["tp"] + c["fn"] for c in with_crf["crf"]["per_class"])
     assert pixels == 2 * 16 * 24
+    assert "single_scale" not in with_crf
+
+
+def test_single_scale_metrics_are_a_scale_1_no_flip_evaluation(dataset, tmp_path) -> None:
+    """The segmentation tables' "val" column: scale 1 without flip, beside the configured
+    multi-scale + flip prediction (a low learning rate keeps the tiny model's predictions
+    varied, so the two differ)."""
+    cfg = {**CFG, "iterations": 3, "optimizer": {**CFG["optimizer"], "lr": 1e-4}}
+    ckpt = train(cfg, dataset, tmp_path / "seg.pt")
+    both = evaluate_segmentation(ckpt, dataset, "train", [1.0, 0.5], True, None, CPU,
+                                 progress=False, single_scale=True)
+    single = evaluate_segmentation(ckpt, dataset, "train", [1.0], False, None, CPU,
+                                   progress=False)
+    assert both["single_scale"]["per_class"] == single["per_class"]
+    assert both["single_scale"]["per_class"] != both["per_class"]
+    assert both["per_class"] == evaluate_segmentation(
+        ckpt, dataset, "train", [1.0, 0.5], True, None, CPU, progress=False)["per_class"]
 
 
 def test_bad_inputs_name_the_key(dataset, tmp_path) -> None:

@@ -187,3 +187,77 @@ def test_results_doc_gathers_the_built_tables_and_copies_their_figures(
     assert Path("docs/results/demo/resnet_small__cam__train__figure.png").is_file()
     assert Path("docs/results/demo/parts__resnet_small__cam__train__figure.png").is_file()
     assert text.count("figure.png)") == 2           # a figure two tables share, shown once
+
+
+def seg_eval(msf: float, single: float, crf: float, classes: list[float]) -> dict[str, Any]:
+    """A segmentation record: ``classes`` are the +CRF per-class IoUs."""
+    names = ["background", "frog", "deer"]
+    per_class = [{"class": n, "iou": v} for n, v in zip(names, classes, strict=True)]
+    return {"kind": "segmentation", "miou": msf, "per_class": per_class,
+            "single_scale": {"miou": single, "per_class": per_class},
+            "crf": {"miou": crf, "per_class": per_class}}
+
+
+def test_segmentation_table_rows_columns_and_the_test_server_cell(
+        workflow: Workflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each row's val numbers come from its own record; the test column appears on a dataset
+    with a test split, filled only where the user wrote the server's result."""
+    monkeypatch.chdir(tmp_path)
+    table = workflow.table("gslm_table2")
+    assert table.spec["rows"] == {
+        "GSLM": {"masks": "resnet_small/gslm/stage4/irn_small", "segmenter": "deeplabv2_small"},
+        "GSLM+": {"masks": "resnet_small/gslm_plus/stage2/irn_small",
+                  "segmenter": "deeplabv2_small"}}
+    synthetic = table.inputs(workflow, "synthetic")
+    assert synthetic == {
+        "GSLM/val": "results/synthetic/segmentation/deeplabv2_small/"
+                    "resnet_small/gslm/stage4/irn_small/val/eval.json",
+        "GSLM+/val": "results/synthetic/segmentation/deeplabv2_small/"
+                     "resnet_small/gslm_plus/stage2/irn_small/val/eval.json"}
+    assert table.extras(workflow, "synthetic") == []
+    run = "results/voc12/segmentation/deeplabv2_small/resnet_small/gslm/stage4/irn_small"
+    assert f"{run}/test/submission.tar.gz" in table.extras(workflow, "voc12")
+    assert "GSLM/test" not in table.inputs(workflow, "voc12")
+    server = tmp_path / run / "test" / "server.json"
+    server.parent.mkdir(parents=True)
+    server.write_text('{"miou": 69.7}')
+    inputs = table.inputs(workflow, "voc12")
+    assert inputs["GSLM/test"] == f"{run}/test/server.json" and "GSLM+/test" not in inputs
+    records = {"GSLM/val": seg_eval(0.60, 0.55, 0.65, [0.9, 0.5, 0.55]),
+               "GSLM+/val": seg_eval(0.70, 0.66, 0.72, [0.9, 0.6, 0.66]),
+               "GSLM/test": {"miou": 69.7}}
+    built = table.build(records, "voc12")
+    assert built.columns == ["method", "masks", "segmenter", "val", "val_msf", "val_crf", "test"]
+    assert [[row[0], *(round(v, 6) for v in row[3:6]), row[6]] for row in built.rows] == [
+        ["GSLM", 55, 60, 65, 69.7], ["GSLM+", 66, 70, 72, ""]]
+    del records["GSLM/test"]
+    assert table.build(records, "synthetic").columns[-1] == "val_crf"
+    server.write_text('{"miou": 0.697e3}')
+    with pytest.raises(CamflowInputError, match="server.json.*percentage"):
+        table.inputs(workflow, "voc12")
+
+
+def test_fullcam_table1_is_per_class_from_the_chosen_evaluation(workflow: Workflow) -> None:
+    table = workflow.table("fullcam_table1")
+    records = {"IRN/val": seg_eval(0.60, 0.55, 0.65, [0.9, 0.5, 0.55]),
+               "Fully-CAM + IRN/val": seg_eval(0.70, 0.66, 0.72, [0.91, 0.6, 0.65])}
+    built = table.build(records, "synthetic")
+    assert built.columns == ["method", "background", "frog", "deer", "mean"]
+    assert [[row[0], *(round(v, 6) for v in row[1:])] for row in built.rows] == [
+        ["IRN", 90, 50, 55, 65], ["Fully-CAM + IRN", 91, 60, 65, 72]]
+    records["IRN/val"]["crf"] = None
+    with pytest.raises(CamflowInputError, match="tables.fullcam_table1.column"):
+        table.build(records, "synthetic")
+
+
+@pytest.mark.parametrize(("masks", "message"), [
+    ("resnet_small/cam", "neither gt nor"), ("nope/cam/irn_small", "classifiers.nope"),
+    ("resnet_small/cam/nope", "refiners.nope"), ("resnet_small/gslm/stage9/irn_small", "2..4"),
+    ("resnet_small/gslm/stagex/irn_small", "neither gt nor"),
+    ("resnet_small/nope/irn_small", "sources.nope")])
+def test_segmentation_rows_name_the_bad_masks(masks: str, message: str) -> None:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["tables"]["gslm_table2"]["rows"] = {"bad": masks}
+    wf = Workflow(config)
+    with pytest.raises(CamflowInputError, match=message):
+        wf.table("gslm_table2")

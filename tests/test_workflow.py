@@ -208,6 +208,31 @@ def test_base_pipeline_table_builds_end_to_end(built: Path) -> None:
                     "train_segmentation": 1, "eval_segmentation": 1, "table": 1}
 
 
+def test_segmentation_tables_build_from_their_evaluations(built: Path) -> None:
+    """GSLM Tables 2-3 and Fully-CAM Tables 1, 6, 7: DeepLab on each row's pseudo masks,
+    every number read from that run's val evaluation (the synthetic benchmark has no test
+    split, so no test column and no submission)."""
+    names = ["gslm_table2", "gslm_table3", "fullcam_table1", "fullcam_table6", "fullcam_table7"]
+    snakemake(built, *(f"results/synthetic/tables/{n}.csv" for n in names))
+    seg = built / "results/synthetic/segmentation/deeplabv2_small"
+    t6 = list(csv.reader((built / "results/synthetic/tables/fullcam_table6.csv").open()))
+    assert t6[0] == ["method", "masks", "segmenter", "val", "val_msf", "val_crf"]
+    assert [row[:2] for row in t6[1:]] == [["IRN", "resnet_small/cam/irn_small"],
+                                           ["Fully-CAM + IRN", "resnet_small/fullcam/irn_small"]]
+    for row in t6[1:]:
+        ev = json.loads((seg / row[1] / "val/eval.json").read_text())
+        assert [float(v) for v in row[3:]] == pytest.approx(
+            [100 * ev["single_scale"]["miou"], 100 * ev["miou"], 100 * ev["crf"]["miou"]],
+            abs=0.006)
+    t2 = list(csv.reader((built / "results/synthetic/tables/gslm_table2.csv").open()))
+    assert [row[:2] for row in t2[1:]] == [["GSLM", "resnet_small/gslm/stage3/irn_small"],
+                                           ["GSLM+", "resnet_small/gslm_plus/stage2/irn_small"]]
+    t1 = list(csv.reader((built / "results/synthetic/tables/fullcam_table1.csv").open()))
+    assert t1[0] == ["method", "background", "frog", "deer", "crab", "mean"]
+    assert t1[1][-1] == t6[1][5]                     # the +CRF mean is Table 6's val_crf
+    assert not list(seg.rglob("submission.tar.gz"))
+
+
 def test_table_target_rule_and_html_report(built: Path) -> None:
     """`snakemake base_pipeline` builds the table with the figures the report shows, and
     `--report` gathers the rendered table, its per-class IoU, the CAM figure and every
@@ -310,10 +335,15 @@ def test_gslm_fig8_sweeps_and_the_gslm_figures(built: Path) -> None:
     jobs = planned_jobs(snakemake(built, "-n", "results/synthetic/tables/gslm_fig8.csv", config={
         "tables": {"gslm_fig8": {"k": [6, 3, 4]}}}))
     assert jobs == {"train_slm": 1, "make_stage_cams": 1, "eval_cams": 1, "table": 1}
+    # iterations past the base's last stage run the base one configuration longer
+    longer = snakemake(built, "-n", "results/synthetic/tables/gslm_fig8.csv", config={
+        "tables": {"gslm_fig8": {"iterations": [0, 3]}}})
+    assert planned_jobs(longer)["train_slm"] == 3       # gslm_stages4: its stages 2, 3, 4
+    assert "gslm_stages4/stage4/train/eval.json" in longer.stdout
     bad = snakemake(built, "-n", "results/synthetic/tables/gslm_fig8.csv", check=False, config={
-        "tables": {"gslm_fig8": {"iterations": [0, 5]}}})
+        "tables": {"gslm_fig8": {"sweep_stage": 4}}})
     assert bad.returncode != 0
-    assert "tables.gslm_fig8.iterations" in bad.stdout + bad.stderr
+    assert "tables.gslm_fig8.sweep_stage" in bad.stdout + bad.stderr
 
 
 def test_gslm_tables_1_4_and_5_build(built: Path) -> None:
@@ -323,14 +353,21 @@ def test_gslm_tables_1_4_and_5_build(built: Path) -> None:
     t4 = (built / "results/synthetic/tables/gslm_table4.csv").read_text().splitlines()
     assert t4[0] == "source,gslm,stages,seed,gslm_seed,gain"
     assert [row.split(",")[:3] for row in t4[1:]] == [["cam", "gslm", "3"],
+                                                       ["cam/irn_small", "gslm_plus", "2"],
                                                        ["gradcam", "gslm_gradcam", "2"]]
     for row in t4[1:]:
         seed, after, gain = map(float, row.split(",")[3:])
         assert abs(after - seed - gain) < 0.02
     t1 = (built / "results/synthetic/tables/gslm_table1.csv").read_text().splitlines()
-    assert t1[0] == "method,stages,seed,crf,mask,m_under,m_over"
+    assert t1[0] == ("method,stages,seed,crf,mask_affinitynet_small,mask_irn_small,m_under,"
+                     "m_over")
     assert [row.split(",")[:2] for row in t1[1:]] == [
-        ["CAM", "1"], ["IRN (irn_small)", "1"], ["gslm", "3"], ["gslm_plus", "2"]]
+        ["CAM", "1"], ["random walk (affinitynet_small)", "1"], ["random walk (irn_small)", "1"],
+        ["gslm", "3"], ["gslm_plus", "2"]]
+    # a random-walk row shows its own refiner's masks of CAM; GSLM rows every refiner's
+    cells = [row.split(",")[4:6] for row in t1[1:]]
+    assert cells[0] == ["-", "-"] and cells[1][1] == "-" and cells[2][0] == "-"
+    assert all(c != "-" for row in cells[3:] for c in row)
     base = built / "results/synthetic/resnet_small"
     # GSLM+ starts from IRN's refined scores and its Mask column refines its own last stage
     plus = json.loads((base / "gslm_plus/stage2/train/eval.json").read_text())

@@ -7,10 +7,12 @@ Layout read, relative to ``root``::
     {mask_dir}/{id}.png                    palette (P) or greyscale (L) class indices, 255 = ignore
 
 Each split names its own mask directory (VOC 2012: ``SegmentationClass`` for ``train``/``val``,
-``SegmentationClassAug`` for ``train_aug``). Image-level labels are derived from the masks and,
-when ``cache_dir`` is given, cached as ``{cache_dir}/{name}_{split}_labels.json`` with the
-:meth:`fingerprint` of the split list, images and masks: a cache computed from other files
-(edited masks, another root) or for other ids is recomputed.
+``SegmentationClassAug`` for ``train_aug``), or none for a split of images only (VOC 2012
+``test``, scored by the evaluation server: it can be predicted, not trained on or evaluated).
+Image-level labels are derived from the masks and, when ``cache_dir`` is given, cached as
+``{cache_dir}/{name}_{split}_labels.json`` with the :meth:`fingerprint` of the split list,
+images and masks: a cache computed from other files (edited masks, another root) or for other
+ids is recomputed.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def write_labels_cache(path: Path, labels: Labels, fingerprint: str | None) -> N
 
 
 class VOCLayoutDataset(SegmentationDataset):
-    """A dataset in the VOC directory layout; ``mask_dirs`` maps each split to its mask dir."""
+    """A dataset in the VOC directory layout; ``mask_dirs`` maps each split to its mask dir
+    (None: the split has images only)."""
 
     name = "voc_layout"
 
@@ -102,7 +105,7 @@ class VOCLayoutDataset(SegmentationDataset):
         self,
         root: str | Path,
         class_names: Sequence[str],
-        mask_dirs: Mapping[str, str],
+        mask_dirs: Mapping[str, str | None],
         cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__(root)
@@ -129,8 +132,22 @@ class VOCLayoutDataset(SegmentationDataset):
     def image_path(self, image_id: str) -> Path:
         return self.root / "JPEGImages" / f"{image_id}.jpg"
 
+    def annotated(self, split: str) -> bool:
+        """Whether ``split`` has masks (VOC 2012 ``test`` has images only)."""
+        return self.mask_dirs[split] is not None
+
+    def mask_dir(self, split: str) -> Path:
+        """The mask directory of ``split``; a split of images only has none."""
+        folder = self.mask_dirs[split]
+        if folder is None:
+            raise CamflowInputError(
+                f"{self.name}: split {split!r} has no masks (images only, like the VOC 2012 "
+                "test set that the evaluation server scores): it can be predicted, not "
+                "trained on or evaluated")
+        return self.root / folder
+
     def mask_path(self, image_id: str, split: str) -> Path:
-        return self.root / self.mask_dirs[split] / f"{image_id}.png"
+        return self.mask_dir(split) / f"{image_id}.png"
 
     def split_file(self, split: str) -> Path:
         return self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
@@ -139,9 +156,12 @@ class VOCLayoutDataset(SegmentationDataset):
         """The split list, and every listed image and mask (absolute paths)."""
         root = self.root.resolve()
         ids = self._split_ids(split)
-        return [root / self.split_file(split).relative_to(self.root),
-                *(root / "JPEGImages" / f"{i}.jpg" for i in ids),
-                *(root / self.mask_dirs[split] / f"{i}.png" for i in ids)]
+        files = [root / self.split_file(split).relative_to(self.root),
+                 *(root / "JPEGImages" / f"{i}.jpg" for i in ids)]
+        if self.annotated(split):
+            masks = root / self.mask_dir(split).relative_to(self.root)
+            files += [masks / f"{i}.png" for i in ids]
+        return files
 
     def labels_cache_path(self, split: str) -> Path | None:
         """Where labels of ``split`` are cached, or ``None`` for an in-memory cache only."""
@@ -171,10 +191,10 @@ class VOCLayoutDataset(SegmentationDataset):
             )
 
     def _check_split_files(self, split: str) -> None:
-        for path, what in (
-            (self.split_file(split), "split list"),
-            (self.root / self.mask_dirs[split], "mask directory"),
-        ):
+        files = [(self.split_file(split), "split list")]
+        if self.annotated(split):
+            files.append((self.mask_dir(split), "mask directory"))
+        for path, what in files:
             if not path.exists():
                 raise CamflowInputError(
                     f"{self.name}: {what} of split {split!r} ({path}) does not exist"
@@ -182,6 +202,12 @@ class VOCLayoutDataset(SegmentationDataset):
                 )
 
     # -- the seam ----------------------------------------------------------------------------
+
+    def ids(self, split: str) -> list[str]:
+        """:meth:`SegmentationDataset.ids`; a split of images only keeps every listed id (it
+        has no labels to leave an image out by)."""
+        self.check_split(split)
+        return super().ids(split) if self.annotated(split) else self._split_ids(split)
 
     def _split_ids(self, split: str) -> list[str]:
         if split not in self._ids:
@@ -260,13 +286,16 @@ class VOC12Dataset(VOCLayoutDataset):
     """PASCAL VOC 2012; ``root`` is the ``VOCdevkit/VOC2012`` directory.
 
     Splits ``train`` and ``val`` use ``SegmentationClass/`` (from the VOC tarball); ``train_aug``
-    uses ``SegmentationClassAug/`` and ``ImageSets/Segmentation/train_aug.txt`` (from SBD).
+    uses ``SegmentationClassAug/`` and ``ImageSets/Segmentation/train_aug.txt`` (from SBD);
+    ``test`` is images only (``JPEGImages/`` and ``ImageSets/Segmentation/test.txt`` from the
+    test tarball): predicted for the evaluation server.
     """
 
-    MASK_DIRS: dict[str, str] = {
+    MASK_DIRS: dict[str, str | None] = {
         "train": "SegmentationClass",
         "val": "SegmentationClass",
         "train_aug": "SegmentationClassAug",
+        "test": None,
     }
 
     def __init__(self, root: str | Path, cache_dir: str | Path | None = None) -> None:
@@ -282,6 +311,9 @@ class VOC12Dataset(VOCLayoutDataset):
         )
 
     def _missing_hint(self, split: str) -> str:
+        if not self.annotated(split):
+            return (" (it is part of the VOC 2012 test tarball, VOC2012test.tar, from the "
+                    "evaluation server; it unpacks into the same VOCdevkit/VOC2012)")
         if self.mask_dirs[split] != "SegmentationClassAug":
             return " (it is part of VOCtrainval_11-May-2012.tar)"
         return (
