@@ -218,7 +218,7 @@ def test_segmentation_tables_build_from_their_evaluations(built: Path) -> None:
     t6 = list(csv.reader((built / "results/synthetic/tables/fullcam_table6.csv").open()))
     assert t6[0] == ["method", "masks", "segmenter", "val", "val_msf", "val_crf"]
     assert [row[:2] for row in t6[1:]] == [["IRN", "resnet_small/cam/irn_small"],
-                                           ["Fully-CAM + IRN", "resnet_small/fullcam/irn_small"]]
+                                           ["Fully-CAM + IRN", "resnet_small/fullcam_1x/irn_small"]]
     for row in t6[1:]:
         ev = json.loads((seg / row[1] / "val/eval.json").read_text())
         assert [float(v) for v in row[3:]] == pytest.approx(
