@@ -208,31 +208,6 @@ def test_base_pipeline_table_builds_end_to_end(built: Path) -> None:
                     "train_segmentation": 1, "eval_segmentation": 1, "table": 1}
 
 
-def test_segmentation_tables_build_from_their_evaluations(built: Path) -> None:
-    """GSLM Tables 2-3 and Fully-CAM Tables 1, 6, 7: DeepLab on each row's pseudo masks,
-    every number read from that run's val evaluation (the synthetic benchmark has no test
-    split, so no test column and no submission)."""
-    names = ["gslm_table2", "gslm_table3", "fullcam_table1", "fullcam_table6", "fullcam_table7"]
-    snakemake(built, *(f"results/synthetic/tables/{n}.csv" for n in names))
-    seg = built / "results/synthetic/segmentation/deeplabv2_small"
-    t6 = list(csv.reader((built / "results/synthetic/tables/fullcam_table6.csv").open()))
-    assert t6[0] == ["method", "masks", "segmenter", "val", "val_msf", "val_crf"]
-    assert [row[:2] for row in t6[1:]] == [["IRN", "resnet_small/cam/irn_small"],
-                                           ["Fully-CAM + IRN", "resnet_small/fullcam_1x/irn_small"]]
-    for row in t6[1:]:
-        ev = json.loads((seg / row[1] / "val/eval.json").read_text())
-        assert [float(v) for v in row[3:]] == pytest.approx(
-            [100 * ev["single_scale"]["miou"], 100 * ev["miou"], 100 * ev["crf"]["miou"]],
-            abs=0.006)
-    t2 = list(csv.reader((built / "results/synthetic/tables/gslm_table2.csv").open()))
-    assert [row[:2] for row in t2[1:]] == [["GSLM", "resnet_small/gslm/stage3/irn_small"],
-                                           ["GSLM+", "resnet_small/gslm_plus/stage2/irn_small"]]
-    t1 = list(csv.reader((built / "results/synthetic/tables/fullcam_table1.csv").open()))
-    assert t1[0] == ["method", "background", "frog", "deer", "crab", "mean"]
-    assert t1[1][-1] == t6[1][5]                     # the +CRF mean is Table 6's val_crf
-    assert not list(seg.rglob("submission.tar.gz"))
-
-
 def test_table_target_rule_and_html_report(built: Path) -> None:
     """`snakemake base_pipeline` builds the table with the figures the report shows, and
     `--report` gathers the rendered table, its per-class IoU, the CAM figure and every
@@ -384,6 +359,31 @@ def test_gslm_tables_1_4_and_5_build(built: Path) -> None:
     # without Coarse Generation the SLM learns from the previous stage's CAM cache itself
     log = (built / "results/logs/synthetic/resnet_small/gslm_no_cg/stage2/train_slm.log")
     assert "cam/train_aug/cams.h5" in log.read_text()
+
+
+def test_segmentation_tables_build_from_their_evaluations(built: Path) -> None:
+    """GSLM Tables 2-3 and Fully-CAM Tables 1, 6, 7: DeepLab on each row's pseudo masks,
+    every number read from that run's val evaluation (the synthetic benchmark has no test
+    split, so no test column and no submission)."""
+    names = ["gslm_table2", "gslm_table3", "fullcam_table1", "fullcam_table6", "fullcam_table7"]
+    snakemake(built, *(f"results/synthetic/tables/{n}.csv" for n in names))
+    seg = built / "results/synthetic/segmentation/deeplabv2_small"
+    t6 = list(csv.reader((built / "results/synthetic/tables/fullcam_table6.csv").open()))
+    assert t6[0] == ["method", "masks", "segmenter", "val", "val_msf", "val_crf"]
+    assert [row[:2] for row in t6[1:]] == [["IRN", "resnet_small/cam/irn_small"],
+                                           ["Fully-CAM + IRN", "resnet_small/fullcam_1x/irn_small"]]
+    for row in t6[1:]:
+        ev = json.loads((seg / row[1] / "val/eval.json").read_text())
+        assert [float(v) for v in row[3:]] == pytest.approx(
+            [100 * ev["single_scale"]["miou"], 100 * ev["miou"], 100 * ev["crf"]["miou"]],
+            abs=0.006)
+    t2 = list(csv.reader((built / "results/synthetic/tables/gslm_table2.csv").open()))
+    assert [row[:2] for row in t2[1:]] == [["GSLM", "resnet_small/gslm/stage3/irn_small"],
+                                           ["GSLM+", "resnet_small/gslm_plus/stage2/irn_small"]]
+    t1 = list(csv.reader((built / "results/synthetic/tables/fullcam_table1.csv").open()))
+    assert t1[0] == ["method", "background", "frog", "deer", "crab", "mean"]
+    assert t1[1][-1] == t6[1][5]                     # the +CRF mean is Table 6's val_crf
+    assert not list(seg.rglob("submission.tar.gz"))
 
 
 def test_claims_table_builds_on_both_benchmarks(built: Path) -> None:
