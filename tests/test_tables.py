@@ -261,3 +261,29 @@ def test_segmentation_rows_name_the_bad_masks(masks: str, message: str) -> None:
     wf = Workflow(config)
     with pytest.raises(CamflowInputError, match=message):
         wf.table("gslm_table2")
+
+
+def test_gslm_table1_puts_a_column_group_per_dataset(workflow: Workflow) -> None:
+    """GSLM Table 1's VOC and COCO columns: each dataset's numbers from its own records, a
+    Mask column per random walk, and a random-walk row showing only its own masks."""
+    spec = {**workflow.config["tables"]["gslm_table1"], "rows": ["gslm"],
+            "datasets": ["synthetic", "synthetic_parts"]}
+    table = table_class("gslm_table1")(table_class("gslm_table1").resolve(workflow, spec))
+    inputs = table.inputs(workflow, "synthetic")
+    assert inputs["synthetic_parts/gslm/irn_small"] == (
+        "results/synthetic_parts/resnet_small/gslm/stage4/irn_small/train/eval.json")
+    value = {"synthetic": 0.4, "synthetic_parts": 0.6}
+    records = {k: seed_eval(value[k.split("/")[0]] + 0.01 * ("irn" in k) + 0.02 * ("gslm" in k))
+               for k in inputs}
+    built = table.build(records, "synthetic")
+    assert built.columns[:5] == ["method", "stages", "synthetic: seed", "synthetic: crf",
+                                 "synthetic: mask_affinitynet_small"]
+    assert "synthetic_parts: mask_irn_small" in built.columns
+    rows = {row[0]: dict(zip(built.columns, row, strict=True)) for row in built.rows}
+    assert set(rows) == {"CAM", "random walk (affinitynet_small)", "random walk (irn_small)",
+                         "gslm"}
+    assert rows["random walk (irn_small)"]["synthetic: mask_irn_small"] == pytest.approx(41)
+    assert rows["random walk (irn_small)"]["synthetic: mask_affinitynet_small"] == "-"
+    assert rows["gslm"]["synthetic_parts: seed"] == pytest.approx(62)
+    assert rows["gslm"]["synthetic_parts: mask_irn_small"] == pytest.approx(63)
+    assert rows["CAM"]["synthetic_parts: mask_irn_small"] == "-"
