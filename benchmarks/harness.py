@@ -1,0 +1,159 @@
+"""What every benchmark in ``benchmarks/`` shares, so that each measures the same honest way.
+
+* :func:`alternate` times the implementations being compared in alternating order
+  (A B, then B A, …), after a warm-up of each, so that a slow phase of this shared machine
+  falls on both sides; it keeps every run, and :class:`Timing` reports the median and the
+  spread (max − min) of at least three.
+* :func:`peak_memory` runs one function in a fresh Python process and reports its peak
+  resident set (``ru_maxrss``) above the baseline taken after the imports and the set-up,
+  so that neither the interpreter, torch nor an earlier measurement is counted.
+* :func:`use_threads` sets torch's intra-op threads to what the pipeline's job uses
+  (Snakemake's ``threads:`` = ``runtime.workers``; 1 per worker process in the random walk).
+* :func:`write_result` writes ``results/benchmarks/{name}.json`` with :func:`machine_info`;
+  ``benchmarks/report.py`` turns those files into ``docs/benchmarks.md`` (``make bench``).
+
+The benchmark scripts import this module as ``harness`` (Python puts a script's own folder
+first on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from camflow.io import write_json
+
+RESULTS = Path("results/benchmarks")
+MIN_REPEATS = 3
+
+
+@dataclass
+class Timing:
+    """Wall-clock seconds of every timed run of one implementation."""
+
+    runs: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    @property
+    def spread(self) -> float:
+        """max − min of the runs, in seconds."""
+        return max(self.runs) - min(self.runs)
+
+    def per(self, n: float) -> dict[str, float]:
+        """Median and spread of a rate: ``n`` items per run → items per second."""
+        rates = sorted(n / t for t in self.runs)
+        return {"median": statistics.median(rates), "min": rates[0], "max": rates[-1]}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"median_s": self.median, "spread_s": self.spread, "runs_s": list(self.runs)}
+
+
+def alternate(cases: dict[str, Callable[[], object]], repeats: int = 5,
+              warmup: int = 1) -> dict[str, Timing]:
+    """Time every case ``repeats`` times, alternating their order round by round.
+
+    Each case first runs ``warmup`` times untimed (allocator, caches, lazy imports); then
+    round r runs the cases in order if r is even, reversed if odd (ABBA…), so drifts of the
+    machine's load weigh on both alike. ``repeats`` below 3 is refused: one run's noise on
+    this machine is larger than most effects measured here.
+    """
+    if repeats < MIN_REPEATS:
+        raise ValueError(f"repeats must be at least {MIN_REPEATS}, got {repeats}")
+    names = list(cases)
+    for name in names:
+        for _ in range(warmup):
+            cases[name]()
+    timings = {name: Timing() for name in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else reversed(names):
+            start = time.perf_counter()
+            cases[name]()
+            timings[name].runs.append(time.perf_counter() - start)
+    return timings
+
+
+@contextlib.contextmanager
+def use_threads(n: int) -> Iterator[None]:
+    """torch intra-op threads = ``n`` inside the block (the pipeline job's count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+_CHILD = r"""
+import json, resource, sys
+sys.path.insert(0, {folder!r})
+import torch
+torch.set_num_threads({threads})
+import {module} as bench
+setup = getattr(bench, {function!r} + "_setup", None)
+state = setup(**{kwargs!r}) if setup else None
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = getattr(bench, {function!r})(state, **{kwargs!r}) if setup else \
+    getattr(bench, {function!r})(**{kwargs!r})
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"baseline_mib": baseline / 1024, "peak_mib": peak / 1024,
+                  "above_baseline_mib": (peak - baseline) / 1024,
+                  "returned": out if isinstance(out, (int, float, str, dict, list)) else None}}))
+"""
+
+
+def peak_memory(script: str | Path, function: str, kwargs: dict[str, Any],
+                threads: int) -> dict[str, Any]:
+    """Peak resident memory of ``function(**kwargs)`` from the benchmark file ``script``,
+    in a fresh process with ``threads`` torch threads.
+
+    If the module defines ``{function}_setup(**kwargs)``, it runs first and its result is
+    passed to ``function`` as the first argument, so inputs built for the measurement count
+    in the baseline, not in the peak. ``ru_maxrss`` is the process's high-water mark (KiB on
+    Linux): the baseline is the mark after imports and set-up; the peak, after the call.
+    """
+    script = Path(script).resolve()
+    code = _CHILD.format(folder=str(script.parent), module=script.stem, function=function,
+                         kwargs=kwargs, threads=threads)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{script.name}:{function}{kwargs} failed in its fresh process:\n"
+                           f"{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0)
+            if torch.cuda.is_available() else None,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    """Write ``results/benchmarks/{name}.json`` (with :func:`machine_info`); returns its path."""
+    path = RESULTS / f"{name}.json"
+    write_json(path, {"benchmark": name, "machine": machine_info(), **result})
+    return path
