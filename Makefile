@@ -11,7 +11,7 @@ REPORT ?= results/report.html
 SNAKEMAKE := $(BIN)/snakemake
 OVERLAY = $(if $(CONFIG),--configfile=$(CONFIG))
 
-.PHONY: help demo test lint install tables report run results-doc clean-results
+.PHONY: help demo test lint install tables report run results-doc clean-results bench
 
 help:
 	@echo "make demo          install, run the demo pipeline (~5 min on 2 cores), print its tables"
@@ -19,6 +19,7 @@ help:
 	@echo "make tables        every paper table: its target rule, paper and result path"
 	@echo "make run TARGETS='gslm_table1' [CONFIG=config/voc12.yaml]   build tables"
 	@echo "make report [TARGETS=...] [CONFIG=...]   HTML report of what TARGETS built ($(REPORT))"
+	@echo "make bench         the benchmarks in benchmarks/ (about 20 min on 2 cores), then docs/benchmarks.md"
 	@echo "make results-doc   docs/results/{synthetic,synthetic_parts,demo}.md (builds what is missing: hours on 2 cores)"
 
 # Creates the virtual environment with pip when it is missing and installs camflow with
@@ -68,3 +69,9 @@ results-doc: $(STAMP)
 
 clean-results:
 	rm -rf results .snakemake
+
+# Every benchmark writes results/benchmarks/<name>.json; report.py renders docs/benchmarks.md.
+BENCHMARKS := random_walk fullcam cam_cache cam_inference
+bench: $(STAMP)
+	for b in $(BENCHMARKS); do $(BIN)/python benchmarks/$$b.py || exit 1; done
+	$(BIN)/python benchmarks/report.py

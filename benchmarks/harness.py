@@ -5,7 +5,7 @@
   falls on both sides; it keeps every run, and :class:`Timing` reports the median and the
   spread (max − min) of at least three.
 * :func:`peak_memory` runs one function in a fresh Python process and reports its peak
-  resident set (``ru_maxrss``) above the baseline taken after the imports and the set-up,
+  resident set (``VmHWM``) above the baseline taken after the imports and the set-up,
   so that neither the interpreter, torch nor an earlier measurement is counted.
 * :func:`use_threads` sets torch's intra-op threads to what the pipeline's job uses
   (Snakemake's ``threads:`` = ``runtime.workers``; 1 per worker process in the random walk).
@@ -99,19 +99,29 @@ def use_threads(n: int) -> Iterator[None]:
 
 
 _CHILD = r"""
-import json, resource, sys
+import json, sys
 sys.path.insert(0, {folder!r})
 import torch
 torch.set_num_threads({threads})
 import {module} as bench
+
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+
+
 setup = getattr(bench, {function!r} + "_setup", None)
 state = setup(**{kwargs!r}) if setup else None
-baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets VmHWM (the peak) to the current VmRSS
+baseline = status("VmRSS")
 out = getattr(bench, {function!r})(state, **{kwargs!r}) if setup else \
     getattr(bench, {function!r})(**{kwargs!r})
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"baseline_mib": baseline / 1024, "peak_mib": peak / 1024,
-                  "above_baseline_mib": (peak - baseline) / 1024,
+peak = status("VmHWM")
+print(json.dumps({{"baseline_mib": baseline, "peak_mib": peak,
+                  "above_baseline_mib": peak - baseline,
                   "returned": out if isinstance(out, (int, float, str, dict, list)) else None}}))
 """
 
@@ -123,8 +133,9 @@ def peak_memory(script: str | Path, function: str, kwargs: dict[str, Any],
 
     If the module defines ``{function}_setup(**kwargs)``, it runs first and its result is
     passed to ``function`` as the first argument, so inputs built for the measurement count
-    in the baseline, not in the peak. ``ru_maxrss`` is the process's high-water mark (KiB on
-    Linux): the baseline is the mark after imports and set-up; the peak, after the call.
+    in the baseline, not in the peak. The baseline is the resident set after imports and
+    set-up; then the kernel's high-water mark is reset to it (``/proc/self/clear_refs``, Linux
+    ≥ 4.0), so the peak after the call is the call's own, not an import's transient.
     """
     script = Path(script).resolve()
     code = _CHILD.format(folder=str(script.parent), module=script.stem, function=function,

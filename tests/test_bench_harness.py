@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -52,3 +53,26 @@ def test_write_result_adds_the_machine(tmp_path: Path, monkeypatch: pytest.Monke
     path = harness.write_result("x", {"value": 1})
     text = path.read_text()
     assert '"benchmark": "x"' in text and '"cpu_count"' in text and '"value": 1' in text
+
+
+def test_report_renders_every_number_from_the_json(tmp_path: Path) -> None:
+    import report
+
+    machine = {"date": "d", "cpu": "c", "cpu_count": 2, "torch": "t", "cuda": None}
+    walk = {"machine": machine, "squarings": 8, "radius": 5, "beta": 10.0, "threads": 1,
+            "repeats": 3, "sizes": [
+                {"side": 32, "image_side": 128, "pixels": 1024,
+                 "sparse": {"median_s": 0.0421, "spread_s": 0.005,
+                            "memory": {"above_baseline_mib": 18.2}},
+                 "dense": {"median_s": 0.96, "spread_s": 0.01,
+                           "memory": {"above_baseline_mib": 46.4}},
+                 "dense_over_sparse_time": 22.8, "max_abs_diff": 2.4e-4},
+                {"side": 96, "image_side": 384, "pixels": 9216,
+                 "sparse": {"median_s": 0.35, "spread_s": 0.02,
+                            "memory": {"above_baseline_mib": 30.0}},
+                 "dense_padded_matrix_mib": 437.2}]}
+    (tmp_path / "random_walk.json").write_text(json.dumps(walk))
+    text = report.render(tmp_path)
+    assert "| 128² | 1,024 | 0.042 (0.005) | 18 | 0.96 (0.01) | 46 | 22.8× | 2.4e-04 |" in text
+    assert "| 384² | 9,216 | 0.350 (0.020) | 30 | not run | ≥ 437" in text
+    assert "Not measured: `" in text and "fullcam.json` is missing" in text

@@ -1,0 +1,110 @@
+"""Write ``docs/benchmarks.md`` from the benchmarks' JSON (``results/benchmarks/*.json``).
+
+``make bench`` runs every benchmark and then this script; each section is rendered from one
+benchmark's JSON by the function registered for it in :data:`SECTIONS`, so every number in
+the document comes from a measurement (a benchmark that has not run is listed as missing).
+
+    .venv/bin/python benchmarks/report.py [--results results/benchmarks] [--out docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from camflow.io import write_text
+
+
+def _rate(r: dict[str, float]) -> str:
+    return f"{r['median']:.3g} ({r['min']:.3g}–{r['max']:.3g})"
+
+
+def _mib(m: dict[str, Any]) -> str:
+    return f"{m['above_baseline_mib']:,.0f}"
+
+
+def random_walk(res: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Sparse walk (camflow) against IRN's dense walk as published (padded dense affinity, "
+        f"transition matrix squared {res['squarings']} times), radius {res['radius']}, "
+        f"β = {res['beta']}, {res['threads']} thread (the pipeline's), median (spread) of "
+        f"{res['repeats']} alternated runs after a warm-up; peak memory above the baseline of "
+        f"a fresh process.", "",
+        "| image | grid pixels | sparse s | sparse MiB | dense s | dense MiB | dense / sparse "
+        "time | max abs diff |",
+        "|---|---|---|---|---|---|---|---|"]
+    for row in res["sizes"]:
+        s = row["sparse"]
+        cells = [f"{row['image_side']}²", f"{row['pixels']:,}",
+                 f"{s['median_s']:.3f} ({s['spread_s']:.3f})", _mib(s["memory"])]
+        if "dense" in row:
+            d = row["dense"]
+            cells += [f"{d['median_s']:.2f} ({d['spread_s']:.2f})", _mib(d["memory"]),
+                      f"{row['dense_over_sparse_time']:.1f}×", f"{row['max_abs_diff']:.1e}"]
+        else:
+            cells += ["not run", f"≥ {row['dense_padded_matrix_mib']:,.0f} (its padded "
+                      "matrix alone)", "–", "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def fullcam(res: dict[str, Any]) -> list[str]:
+    t, m = res["throughput"], res["memory_resnet50"]
+    lines = [
+        f"`cam` against `fullcam` on the same `{t['classifier']}` network (random weights), "
+        f"{t['images']} images of {t['side']}², scales {t['scales']}, flip {t['flip']}, "
+        f"{res['threads']} threads, device {res['device']}; images/s, median (min–max) of "
+        f"{len(next(iter(t['timings'].values()))['runs_s'])} alternated runs.", "",
+        "| source | images/s |", "|---|---|"]
+    lines += [f"| {name} | {_rate(rate)} |" for name, rate in t["images_per_s"].items()]
+    lines += ["", f"CAM / Fully-CAM throughput: {t['ratio_cam_over_fullcam']:.2f}×.", "",
+              f"ResNet-50, one {m['size']}² image, four scales + flip, two classes, each in a "
+              "fresh process:", "", "| source | hooked convs | peak MiB above baseline |",
+              "|---|---|---|"]
+    lines += [f"| {name} | {r['returned']['hooked_convs']} | {_mib(r)} |"
+              for name, r in m["sources"].items()]
+    return lines
+
+
+SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
+    "random_walk": ("Random walk", random_walk),
+    "fullcam": ("Fully-CAM", fullcam),
+}
+
+
+def render(results: Path) -> str:
+    lines = ["# Benchmarks", "",
+             "Written by `make bench` (`benchmarks/report.py`) from `results/benchmarks/*.json`;"
+             " do not edit by hand. Every benchmark alternates the implementations it compares"
+             " after a warm-up, reports the median and spread of at least three runs, uses the"
+             " pipeline's thread counts, and measures peak memory in a fresh process above the"
+             " baseline after imports (`benchmarks/harness.py`).", ""]
+    for name, (title, section) in SECTIONS.items():
+        path = results / f"{name}.json"
+        lines += [f"## {title} (`benchmarks/{name}.py`)", ""]
+        if not path.exists():
+            lines += [f"Not measured: `{path}` is missing.", ""]
+            continue
+        res = json.loads(path.read_text())
+        machine = res["machine"]
+        lines += section(res)
+        lines += ["", f"Measured {machine['date']} on {machine['cpu']} "
+                  f"({machine['cpu_count']} cores), torch {machine['torch']}"
+                  + (f", {machine['cuda']}" if machine.get("cuda") else "") + ".", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default="results/benchmarks")
+    parser.add_argument("--out", default="docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    write_text(args.out, render(Path(args.results)))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
