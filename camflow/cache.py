@@ -45,12 +45,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
 
 import h5py
+import hdf5plugin
 import numpy as np
 
 from camflow.data.base import IGNORE_INDEX
@@ -61,6 +65,13 @@ RESOLUTIONS = ("full", "stride4")
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 Resolution = Literal["full", "stride4"]
+
+# The filter of every float map (CAMs, label scores): Blosc's LZ4 over byte-shuffled values,
+# one chunk per map (module doc: why).  hdf5plugin registers the filter with HDF5 on import.
+MAP_FILTER: dict[str, Any] = dict(hdf5plugin.Blosc(cname="lz4", clevel=9,
+                                                   shuffle=hdf5plugin.Blosc.SHUFFLE))
+# Images the background writer may hold queued before add() waits (bounds the memory).
+WRITE_QUEUE = 8
 
 
 class MissingImageError(CamflowInputError, KeyError):
@@ -75,11 +86,83 @@ def _group_name(image_id: str) -> str:
     return quote(image_id, safe="")
 
 
+# torch runs a copy of at most this many elements on the calling thread (ATen's GRAIN_SIZE);
+# a larger one it splits over its intra-op threads, which on a busy machine or in a pool
+# worker costs milliseconds of waiting (a 2×375×500 map: 7 ms instead of 0.1 ms).
+_SERIAL_COPY = 32768
+
+
+def _cast(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A new C-contiguous array holding ``arr`` in ``dtype``; always a copy (the background
+    writer stores it after ``add`` has returned, when the caller may reuse ``arr``).
+
+    float16 ↔ float32 goes through torch's hardware conversion (F16C), correctly rounded
+    like numpy's ``astype`` but 3.5× faster (0.1 ms against 0.35 ms for two 375×500 maps),
+    in slices that keep it on this thread (:data:`_SERIAL_COPY`)."""
+    out = np.empty(arr.shape, dtype)
+    if {arr.dtype, out.dtype} != {np.dtype(np.float16), np.dtype(np.float32)}:
+        out[...] = arr
+        return out
+    import torch
+
+    src = torch.from_numpy(np.ascontiguousarray(arr).reshape(-1))
+    dst = torch.from_numpy(out.reshape(-1))
+    for start in range(0, out.size, _SERIAL_COPY):
+        dst[start:start + _SERIAL_COPY].copy_(src[start:start + _SERIAL_COPY])
+    return out
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _read_ahead(load: Callable[[_T], _R], items: list[_T], depth: int = 2) -> Iterator[_R]:
+    """``load(item)`` of every item in order, computed by a background thread up to ``depth``
+    items ahead of the consumer, so that reading and decompressing the next image overlaps
+    with whatever the consumer does with this one (h5py releases the GIL while HDF5 reads and
+    decompresses; torch and numpy while they convert).  An exception of ``load`` is raised
+    here at its item; closing the generator early stops the thread."""
+    results: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        for item in items:
+            if stop.is_set():
+                return
+            try:
+                results.put((True, load(item)))
+            except BaseException as exc:  # re-raised in the consumer's thread
+                results.put((False, exc))
+                return
+
+    thread = threading.Thread(target=produce, daemon=True, name="camflow read-ahead")
+    thread.start()
+    try:
+        for _ in items:
+            ok, value = results.get()
+            if not ok:
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                results.get(timeout=0.01)
+        thread.join()
+
+
 class _H5Writer:
     """Atomic HDF5 writer of per-image groups plus an ``/index``; a context manager.
 
     The file appears at ``path`` only when the ``with`` block exits without an exception;
     otherwise the temporary file is removed and an existing file at ``path`` is left untouched.
+
+    ``add`` validates an image and copies its arrays in the caller's thread, so a bad image
+    fails there, naming its id; a background thread (started by the first ``add``, after any
+    worker pool the caller forked) creates the datasets and runs the compression filters, so
+    the caller — a GPU loop — does not wait for them.  At most :data:`WRITE_QUEUE` images wait
+    for it.  If writing an image fails there, the next ``add`` or the end of the ``with``
+    block raises a :class:`RuntimeError` naming the file and the image id (the cause chained).
     """
 
     kind = "cams"
@@ -103,6 +186,11 @@ class _H5Writer:
         self._seen: set[str] = set()
         self._stack: contextlib.ExitStack | None = None
         self._h5: h5py.File | None = None
+        self._queue: queue.Queue[tuple[str, Callable[[], None]] | None] = queue.Queue(
+            WRITE_QUEUE)
+        self._thread: threading.Thread | None = None
+        self._cancelled = False
+        self._failure: tuple[str, BaseException] | None = None
 
     def __enter__(self) -> Self:
         stack = contextlib.ExitStack()
@@ -130,7 +218,10 @@ class _H5Writer:
         if stack is None:
             return False
         try:
+            self._cancelled = exc_type is not None
+            self._join()
             if exc_type is None:
+                self._raise_failure()
                 self._write_index()
         except BaseException as err:
             self._h5 = None
@@ -152,6 +243,7 @@ class _H5Writer:
         """Validate a new image id and its foreground ``keys``; returns (who, keys array)."""
         if self._h5 is None:
             raise RuntimeError(f"{type(self).__name__}.add() called outside its 'with' block")
+        self._raise_failure()
         who = f"{self.label} {self.path}: image {image_id!r}"
         if image_id in self._seen:
             raise CamflowInputError(f"{who} was already added")
@@ -170,13 +262,49 @@ class _H5Writer:
             raise CamflowInputError(f"{who}: keys {keys_arr.tolist()} contain duplicates")
         return who, keys_arr
 
-    def _new_group(self, image_id: str, keys: np.ndarray) -> h5py.Group:
-        assert self._h5 is not None
-        group = self._h5["images"].create_group(_group_name(image_id))
-        group.create_dataset("keys", data=keys.astype(np.int16))
+    def _submit(self, image_id: str, keys: np.ndarray,
+                datasets: dict[str, tuple[np.ndarray, dict[str, Any]]]) -> None:
+        """Queue the group of ``image_id``: its ``keys`` and ``datasets`` (name → (array,
+        h5py ``create_dataset`` options)), written in order by the background thread."""
+        keys16 = keys.astype(np.int16)
+
+        def write() -> None:
+            assert self._h5 is not None
+            group = self._h5["images"].create_group(_group_name(image_id))
+            group.create_dataset("keys", data=keys16)
+            for name, (arr, options) in datasets.items():
+                group.create_dataset(name, data=arr, **options)
+
         self._ids.append(image_id)
         self._seen.add(image_id)
-        return group
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._drain, daemon=True,
+                                            name=f"camflow writer {self.path.name}")
+            self._thread.start()
+        self._queue.put((image_id, write))
+
+    def _drain(self) -> None:
+        """The background thread: write queued images until ``None``; after a failure or a
+        cancel it only empties the queue, so that ``add`` never blocks on a dead writer."""
+        while (item := self._queue.get()) is not None:
+            image_id, write = item
+            if self._failure is None and not self._cancelled:
+                try:
+                    write()
+                except BaseException as exc:  # re-raised in the caller's thread
+                    self._failure = (image_id, exc)
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            image_id, exc = self._failure
+            raise RuntimeError(f"{self.label} {self.path}: writing image {image_id!r} failed: "
+                               f"{type(exc).__name__}: {exc}") from exc
 
 
 class CamCacheWriter(_H5Writer):
@@ -204,7 +332,8 @@ class CamCacheWriter(_H5Writer):
         ``full`` have shapes ``(len(keys), h4, w4)`` and ``(len(keys), H, W)``.  An image with
         no foreground class has ``len(keys) == 0`` and arrays of shape ``(0, h, w)``.  Values
         must be finite and representable in float16.  Any violation, or an id already added,
-        raises :class:`CamflowInputError` naming the image id.
+        raises :class:`CamflowInputError` naming the image id.  The arrays are copied: the
+        caller may reuse them as soon as ``add`` returns.
         """
         who, keys_arr = self._check_keys(image_id, keys)
         maps = {"stride4": np.asarray(stride4), "full": np.asarray(full)}
@@ -221,17 +350,10 @@ class CamCacheWriter(_H5Writer):
                     f"{who}: {name} has values beyond the float16 range (±{_FLOAT16_MAX:g}); "
                     "normalise the CAMs before caching"
                 )
-        group = self._new_group(image_id, keys_arr)
-        for name, arr in maps.items():
-            compression: dict[str, Any] = {}
-            if arr.shape[0]:
-                compression = {
-                    "chunks": (1, *arr.shape[1:]),
-                    "compression": "gzip",
-                    "compression_opts": 4,
-                    "shuffle": True,
-                }
-            group.create_dataset(name, data=arr.astype(self.dtype), **compression)
+        self._submit(image_id, keys_arr, {
+            name: (_cast(arr, self.dtype),
+                   {"chunks": (1, *arr.shape[1:]), **MAP_FILTER} if arr.shape[0] else {})
+            for name, arr in maps.items()})
 
 
 class LabelCacheWriter(_H5Writer):
@@ -262,13 +384,12 @@ class LabelCacheWriter(_H5Writer):
         if bad.size:
             raise CamflowInputError(f"{who}: labels {bad.tolist()} outside 0..{n_fg} "
                                     f"(255 = ignore)")
-        group = self._new_group(image_id, keys_arr)
-        group.create_dataset("labels", data=labels.astype(np.uint8), compression="gzip",
-                             compression_opts=4)
+        datasets = {"labels": (labels.astype(np.uint8),
+                               {"compression": "gzip", "compression_opts": 4})}
         if scores is not None:
-            group.create_dataset("scores", data=scores.astype(np.float16),
-                                 chunks=(1, *scores.shape[1:]), compression="gzip",
-                                 compression_opts=4, shuffle=True)
+            datasets["scores"] = (_cast(scores, np.dtype(np.float16)),
+                                  {"chunks": (1, *scores.shape[1:]), **MAP_FILTER})
+        self._submit(image_id, keys_arr, datasets)
 
 
 class _H5Reader:
@@ -286,8 +407,9 @@ class _H5Reader:
         self.path = Path(path)
         self._h5: h5py.File | None = None
         self._pid: int | None = None
+        self._images: h5py.h5g.GroupID | None = None
         self._ids: list[str] | None = None
-        self._id_set: frozenset[str] = frozenset()
+        self._position: dict[str, int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path}
@@ -325,14 +447,33 @@ class _H5Reader:
             h5.close()
             raise CamflowInputError(f"{self.label} {self.path} {problem}; "
                                     f"{rebuild_hint(self.path)}")
-        self._h5, self._pid = h5, os.getpid()
+        self._h5, self._pid, self._images = h5, os.getpid(), h5["images"].id
         return h5
 
     def _index(self) -> list[str]:
         if self._ids is None:
             self._ids = [str(i) for i in self._file()["index"].asstr()[()]]
-            self._id_set = frozenset(self._ids)
+            self._position = {image_id: i for i, image_id in enumerate(self._ids)}
         return self._ids
+
+    def _array(self, image_id: str, name: str) -> np.ndarray:
+        """Dataset ``name`` of ``image_id``'s group, as stored (dtype of the file).
+
+        Opens it by path through h5py's low-level API and reads it into a new array: a third
+        of the high-level ``file["images"][id][name][()]``'s overhead (module doc).  A missing
+        id must have been refused before; a damaged group raises :class:`CamflowInputError`.
+        """
+        self._file()
+        try:
+            dataset = h5py.h5d.open(self._images, f"{_group_name(image_id)}/{name}".encode())
+            out = np.empty(dataset.shape, dataset.dtype)
+            dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        except (KeyError, OSError) as exc:
+            raise CamflowInputError(
+                f"{self.label} {self.path}: image {image_id!r} is listed but unreadable "
+                f"(corrupt file?): {exc}; {rebuild_hint(self.path)}"
+            ) from exc
+        return out
 
     @property
     def ids(self) -> list[str]:
@@ -354,7 +495,7 @@ class _H5Reader:
 
     def __contains__(self, image_id: object) -> bool:
         self._index()
-        return image_id in self._id_set
+        return image_id in self._position
 
     def require(self, ids: list[str], where: str) -> None:
         """Fail unless every id of ``ids`` (the images of ``where``, e.g. "voc12/train") is in
@@ -371,6 +512,7 @@ class _H5Reader:
             self._h5.close()
         self._h5 = None
         self._pid = None
+        self._images = None
 
     def __enter__(self) -> Self:
         return self
@@ -392,22 +534,42 @@ class CamCache(_H5Reader):
         ``(len(keys), h4, w4)`` for ``"stride4"``.  A missing id raises
         :class:`MissingImageError` naming the id and the cache file.
         """
+        self._check_resolution(resolution)
+        if image_id not in self:
+            raise MissingImageError(f"image {image_id!r} is not in {self.label} {self.path}")
+        return self._load(image_id, resolution)
+
+    def iter_read(self, ids: Iterable[str] | None = None, resolution: Resolution = "full"
+                  ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """``(image_id, keys, cams)`` of every id of ``ids`` (default: every image), as
+        :meth:`read` gives them, in the order the images are stored in the file.
+
+        For a stage that reads many images: one membership check for all of them (the error
+        names every missing id and the file), then the images in file order, which on a cold
+        page cache reads the file front to back instead of seeking.
+        """
+        self._check_resolution(resolution)
+        self._index()
+        wanted = self.ids if ids is None else list(ids)
+        missing = [i for i in wanted if i not in self._position]
+        if missing:
+            raise MissingImageError(f"{len(missing)} image(s) are not in {self.label} "
+                                    f"{self.path}: {some_ids(missing)}")
+        order = sorted(wanted, key=self._position.__getitem__)
+        yield from _read_ahead(lambda image_id: (image_id, *self._load(image_id, resolution)),
+                               order)
+
+    def _check_resolution(self, resolution: str) -> None:
         if resolution not in RESOLUTIONS:
             raise CamflowInputError(
                 f"{self.label} {self.path}: unknown resolution {resolution!r}; use one of "
                 f"{RESOLUTIONS}"
             )
-        if image_id not in self:
-            raise MissingImageError(f"image {image_id!r} is not in {self.label} {self.path}")
-        try:
-            group = self._file()["images"][_group_name(image_id)]
-            keys = group["keys"][()].astype(np.int64)
-            cams = group[resolution][()].astype(np.float32)
-        except (KeyError, OSError) as exc:
-            raise CamflowInputError(
-                f"{self.label} {self.path}: image {image_id!r} is listed but unreadable "
-                f"(corrupt file?): {exc}; {rebuild_hint(self.path)}"
-            ) from exc
+
+    def _load(self, image_id: str, resolution: Resolution) -> tuple[np.ndarray, np.ndarray]:
+        """``read`` of an id known to be in the cache."""
+        keys = self._array(image_id, "keys").astype(np.int64)
+        cams = _cast(self._array(image_id, resolution), np.dtype(np.float32))
         if not np.isfinite(cams).all():
             raise CamflowInputError(
                 f"{self.label} {self.path}: image {image_id!r} has NaN or infinite values in "
@@ -426,21 +588,15 @@ class LabelCache(_H5Reader):
         """``(keys, labels)`` of ``image_id``: int64 classes and the uint8 H×W label map."""
         if image_id not in self:
             raise MissingImageError(f"image {image_id!r} is not in {self.label} {self.path}")
-        try:
-            group = self._file()["images"][_group_name(image_id)]
-            return group["keys"][()].astype(np.int64), group["labels"][()]
-        except (KeyError, OSError) as exc:
-            raise CamflowInputError(
-                f"{self.label} {self.path}: image {image_id!r} is listed but unreadable "
-                f"(corrupt file?): {exc}; {rebuild_hint(self.path)}"
-            ) from exc
+        return self._array(image_id, "keys").astype(np.int64), self._array(image_id, "labels")
 
     def read_scores(self, image_id: str) -> np.ndarray | None:
         """The float32 C×H×W score maps stored with ``image_id``'s labels, or None."""
         if image_id not in self:
             raise MissingImageError(f"image {image_id!r} is not in {self.label} {self.path}")
-        group = self._file()["images"][_group_name(image_id)]
-        return group["scores"][()].astype(np.float32) if "scores" in group else None
+        if "scores" not in self._file()["images"][_group_name(image_id)]:
+            return None
+        return _cast(self._array(image_id, "scores"), np.dtype(np.float32))
 
 
 def open_cache(path: str | os.PathLike) -> CamCache | LabelCache:

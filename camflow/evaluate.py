@@ -18,7 +18,7 @@ import io
 import logging
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -217,31 +217,32 @@ class _Job:
     crf_threshold: float = 0.0
     crf_params: dict[str, float] = dataclasses.field(default_factory=dict)
 
-    def load(self, image_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(keys, full-resolution cams, mask)`` of one image; sizes checked against each other
-        (the dataset validates the mask's labels)."""
-        gt = np.asarray(self.dataset.load_mask(image_id, self.split))
-        keys, cams = self.cache.read(image_id, "full")
-        if cams.shape[1:] != gt.shape:
-            raise CamflowInputError(
-                f"image {image_id!r}: CAM in {self.cache.path} has size "
-                f"{cams.shape[2]}x{cams.shape[1]} but its mask is {gt.shape[1]}x{gt.shape[0]}"
-            )
-        return keys, cams, gt
+    def load(self, ids: Sequence[str]) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+        """``(image_id, keys, full-resolution cams, mask)`` of every id of ``ids``, sizes
+        checked against each other (the dataset validates the mask's labels).
+
+        The CAMs come from :meth:`~camflow.cache.CamCache.iter_read`: in the cache's file
+        order, the next image read and decompressed while this one is scored."""
+        for image_id, keys, cams in self.cache.iter_read(ids, "full"):
+            gt = np.asarray(self.dataset.load_mask(image_id, self.split))
+            if cams.shape[1:] != gt.shape:
+                raise CamflowInputError(
+                    f"image {image_id!r}: CAM in {self.cache.path} has size "
+                    f"{cams.shape[2]}x{cams.shape[1]} but its mask is "
+                    f"{gt.shape[1]}x{gt.shape[0]}")
+            yield image_id, keys, cams, gt
 
 
 def _sweep_chunk(job: _Job, ids: Sequence[str]) -> tuple[int, np.ndarray]:
     total = np.zeros((len(job.thresholds), job.n_classes, job.n_classes), dtype=np.int64)
-    for image_id in ids:
-        keys, cams, gt = job.load(image_id)
+    for _, keys, cams, gt in job.load(ids):
         total += _sweep_confusions(keys, cams, gt, job.thresholds, job.n_classes)
     return len(ids), total
 
 
 def _crf_chunk(job: _Job, ids: Sequence[str]) -> tuple[int, np.ndarray]:
     conf = ConfusionMatrix(job.n_classes)
-    for image_id in ids:
-        keys, cams, gt = job.load(image_id)
+    for image_id, keys, cams, gt in job.load(ids):
         image = job.dataset.load_image(image_id) if keys.size else None
         channels, _ = crf_seed(image, keys, cams, job.crf_threshold, job.crf_params)
         conf.update(channel_lut(keys)[channels], gt)

@@ -7,10 +7,11 @@ import pickle
 from pathlib import Path
 
 import h5py
+import hdf5plugin
 import numpy as np
 import pytest
 
-from camflow.cache import CamCache, CamCacheWriter, MissingImageError
+from camflow.cache import MAP_FILTER, CamCache, CamCacheWriter, MissingImageError
 from camflow.io import CamflowInputError
 
 CLASSES = ["background", "cat", "dog", "bird"]
@@ -79,7 +80,11 @@ def test_layout(tmp_path: Path) -> None:
         full = group["full"]
         assert full.dtype == np.float16
         assert full.chunks == (1, 11, 13)
-        assert full.compression == "gzip" and full.compression_opts == 4 and full.shuffle
+        plist = full.id.get_create_plist()  # Blosc LZ4 + byte shuffle (camflow/cache.py)
+        assert plist.get_nfilters() == 1
+        filter_id, _, options, _ = plist.get_filter(0)
+        assert filter_id == MAP_FILTER["compression"] == hdf5plugin.BLOSC_ID
+        assert options[4:] == MAP_FILTER["compression_opts"][4:]  # clevel, shuffle, lz4
         assert f["images"]["train%2Fimg%201.jpg"]["full"].shape == (0, 7, 5)
 
 
