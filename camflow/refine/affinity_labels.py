@@ -70,6 +70,36 @@ def irn_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, fg_thresho
     return out.astype(np.uint8)
 
 
+def saliency_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray,
+                    saliency: np.ndarray, fg_threshold: float = 0.30,
+                    bg_threshold: float = 0.05,
+                    crf: dict[str, float] | None | bool = None) -> np.ndarray:
+    """P-NOC's saliency-aware affinity labels (David et al., Sec. 5): uint8 H×W, 0..K and 255.
+
+    Background where the saliency (H×W in [0, 1]) is below ``bg_threshold``; the CAM's class
+    where its map exceeds ``fg_threshold``; uncertain (255) where the image is salient but
+    no CAM is strong. As the authors' code does it (``scripts/rw/make_affinity_labels.py``),
+    each of the two maps is refined by the label CRF of :func:`irn_labels`: first the
+    salient / not-salient map, then the class seeds kept only where that map is salient —
+    so where saliency is low and a CAM strong (an overlap the paper does not order) the
+    label is background. ``crf=False``: both maps unrefined.
+    """
+    keys = np.asarray(keys, dtype=np.int64)
+    salient = (saliency > bg_threshold).astype(np.int64)
+    if crf is not False:
+        salient = crf_labels(image, salient, 2, **(crf or {}))
+    if keys.size == 0:
+        return np.where(salient == 1, IGNORE_INDEX, 0).astype(np.uint8)
+    channels = seed_channels(cams, fg_threshold) * salient
+    if crf is not False:
+        channels = crf_labels(image, channels, keys.size + 1, **(crf or {}))
+    fg = channel_lut(keys)[channels]
+    out = fg.copy()
+    out[fg == 0] = IGNORE_INDEX
+    out[(fg == 0) & (salient == 0)] = 0
+    return out.astype(np.uint8)
+
+
 def psa_scores(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, alpha_low: float = 4,
                alpha_high: float = 32, crf: dict[str, float] | None = None) -> np.ndarray:
     """PSA's two CRF score stacks (code: ``infer_cls.py``, ``_crf_with_alpha`` for

@@ -1,0 +1,129 @@
+"""C²AM and C²AM-H: class-agnostic saliency from contrastive learning, with hints from priors.
+
+C²AM (Xie et al. 2022, as David et al. write it in P-NOC Sec. 2.4.4, Eq. 7) maps a feature
+extractor's embedding A_i (C×h×w) of each image through a "disentangling" head φ to the
+probability p_i^{hw} that a position belongs to the first partition, pools the foreground
+and background embeddings v^f_i = φ(A_i)∘A_i and v^b_i = (1 − φ(A_i))∘A_i over positions,
+and over a batch of n images compares them with three cosine-similarity matrices S^f, S^b
+(fg–fg, bg–bg) and S^neg (fg–bg)::
+
+    L_C²AM = L_pos-f + L_pos-b + L_neg
+    L_pos-x = −1/(n(n−1)) Σ_{i≠j} w^x_ij log s^x_ij,   w^x_ij = exp(−α · rank(s^x_ij))
+    L_neg   = −1/n² Σ_{i,j} log(1 − s^neg_ij)
+
+C²AM-H (P-NOC Sec. 4.1, Eq. 11) adds the hint term
+λ_h Σ_i Σ_{h,w} 1[A_i^{hw} > δ_fg] ℓ_cls(ŷ_i^{hw}, p_i^{hw}) with hints ŷ = 1 where a CAM
+source's prior exceeds δ_fg, which anchors the partition: the foreground is the salient one.
+
+Choices where the paper is silent or disagrees with the authors' code
+(``docs/fidelity.md``, "C²AM-H"):
+
+* Eq. 7 prints the positive terms without the minus sign; read literally, minimising them
+  would push similar images *apart*, against the text ("approximate the representations of
+  the most visually similar patches") and both authors' code (−log s). camflow uses −log s.
+* rank(s_ij) is the rank of s_ij among image i's similarities to the other images, the most
+  similar first (rank 0), as both codes compute it (per row, the self-pair ranked first and
+  shifted out).
+* Similarities are clamped to [5e-4, 1 − 5e-4] before the logarithms (both codes; the paper
+  needs some guard, since log 0 is undefined).
+* ``pair_mean: paper`` averages the positive terms over the n(n−1) pairs i ≠ j; ``code``
+  averages over all n² entries, the self-pairs included (their log-similarity is the clamp's
+  log(1 − 5e-4) ≈ −5e-4, weighted by e^α), as ``core/ccam.py`` does.
+* ``hint_reduction: sum`` sums ℓ_cls over the hinted pixels of the batch (Eq. 11);
+  ``mean`` averages it over them (``scripts/ccam/train_hints.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+SIMILARITY_CLAMP = 5e-4
+
+
+def cosine_similarities(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """n×m cosine similarities of the rows of ``a`` (n×C) and ``b`` (m×C), clamped to
+    [5e-4, 1 − 5e-4] (module doc)."""
+    sim = F.normalize(a, dim=1) @ F.normalize(b, dim=1).t()
+    return sim.clamp(SIMILARITY_CLAMP, 1 - SIMILARITY_CLAMP)
+
+
+def rank_weights(sim: torch.Tensor, alpha: float) -> torch.Tensor:
+    """w_ij = exp(−α · rank(s_ij)) (Eq. 7): rank 0 for the image j ≠ i most similar to i,
+    1 for the next, …; the self-pair gets weight 0 (it is not a pair of Eq. 7)."""
+    n = sim.shape[0]
+    off = sim.masked_fill(torch.eye(n, dtype=torch.bool, device=sim.device), float("-inf"))
+    order = off.argsort(dim=1, descending=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(n, device=sim.device).expand(n, n).contiguous())
+    weights = torch.exp(-alpha * rank.to(sim.dtype))
+    return weights.masked_fill(torch.eye(n, dtype=torch.bool, device=sim.device), 0.0)
+
+
+def positive_loss(feats: torch.Tensor, alpha: float,
+                  pair_mean: Literal["paper", "code"] = "paper") -> torch.Tensor:
+    """L_pos of Eq. 7 for pooled embeddings ``feats`` (n×C): rank-weighted −log s_ij."""
+    sim = cosine_similarities(feats, feats)
+    n = sim.shape[0]
+    terms = -rank_weights(sim, alpha) * torch.log(sim)
+    if pair_mean == "paper":
+        return terms.sum() / (n * (n - 1))
+    # core/ccam.py: self-pairs ranked first (rank −1, weight e^α), mean over n² entries
+    self_terms = -torch.exp(torch.tensor(alpha, dtype=sim.dtype)) * torch.log(sim.diagonal())
+    return (terms.sum() + self_terms.sum()) / (n * n)
+
+
+def negative_loss(fg: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
+    """L_neg of Eq. 7: −1/n² Σ_ij log(1 − s^neg_ij), s^neg between foreground and background."""
+    return -torch.log(1 - cosine_similarities(bg, fg)).mean()
+
+
+def c2am_loss(fg: torch.Tensor, bg: torch.Tensor, alpha: float,
+              pair_mean: Literal["paper", "code"] = "paper") -> dict[str, torch.Tensor]:
+    """The three terms of Eq. 7 for a batch's pooled embeddings v^f, v^b (n×C each, n ≥ 2)."""
+    if fg.shape[0] < 2:
+        raise ValueError(f"C²AM's contrast needs at least 2 images per batch, got {fg.shape[0]}")
+    return {"pos_f": positive_loss(fg, alpha, pair_mean),
+            "pos_b": positive_loss(bg, alpha, pair_mean),
+            "neg": negative_loss(fg, bg)}
+
+
+def hint_loss(logits: torch.Tensor, prior: torch.Tensor, delta_fg: float,
+              delta_bg: float | None = None,
+              reduction: Literal["sum", "mean"] = "sum") -> torch.Tensor:
+    """The hint term of Eq. 11 (without λ_h): binary cross-entropy between φ's logits (n×h×w)
+    and the hints taken from a prior (n×h×w, a CAM source's map in [0, 1]).
+
+    Pixels with prior > ``delta_fg`` are foreground hints (target 1), the only ones Eq. 11
+    uses. With ``delta_bg`` set, pixels with prior < ``delta_bg`` are background hints
+    (target 0) as well — the variant the authors' code leaves commented out; P-NOC's
+    Figure 4 draws them at δ_bg = 0.1. ``reduction``: module doc. No hinted pixel: 0.
+    """
+    fg = prior > delta_fg
+    target = torch.ones_like(logits)
+    hinted = fg
+    if delta_bg is not None:
+        bg = prior < delta_bg
+        target = fg.to(logits.dtype)
+        hinted = fg | bg
+    if not hinted.any():
+        return logits.sum() * 0.0
+    loss = F.binary_cross_entropy_with_logits(logits[hinted], target[hinted], reduction="sum")
+    return loss / hinted.sum() if reduction == "mean" else loss
+
+
+def foreground_is_first(saliency: torch.Tensor, prior: torch.Tensor, delta_fg: float) -> bool:
+    """Whether φ's first partition is the foreground, judged against a prior: the mean
+    saliency where the prior exceeds ``delta_fg`` is at least the mean elsewhere.
+
+    C²AM's partition has no anchor (P-NOC Sec. 2.4.4, drawback ii), so a run may learn the
+    background as its first partition; its saliency is then 1 − p. ``saliency`` and
+    ``prior`` are maps of the same images (…×h×w). Without any pixel on one side of the
+    threshold the question has no answer and the partition is kept (True).
+    """
+    inside = prior > delta_fg
+    if not inside.any() or inside.all():
+        return True
+    return bool(saliency[inside].mean() >= saliency[~inside].mean())

@@ -1,0 +1,45 @@
+"""Saliency maps as priors' partners: the semantic map a saliency map makes with a set of
+priors, scored the way P-NOC's Table 6 scores saliency (David et al., Sec. 6.2 and 7.2).
+
+"Concatenating the pseudo-saliency maps of an input image with its CAM" (Sec. 6.2) is, in the
+authors' code (``scripts/evaluate.py`` with ``--sal_threshold``), a background channel equal
+to 1 where the saliency is below the threshold and 0 elsewhere, stacked in front of the class
+maps, then the argmax: background where the image is not salient, the strongest prior's
+class where it is. :func:`saliency_semantic_map` is that map; :func:`gt_prior_map` is the same
+with the ground truth as the priors (Table 6's "GT" rows): a pixel is right when it is salient
+and annotated with a class, or not salient and annotated background.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from camflow.data.base import IGNORE_INDEX
+from camflow.evaluate import channel_lut
+
+
+def saliency_semantic_map(saliency: np.ndarray, keys: np.ndarray, cams: np.ndarray,
+                          threshold: float) -> np.ndarray:
+    """uint8 H×W class map: 0 where ``saliency`` < ``threshold``, else the class (of
+    ``keys``) of the strongest map of ``cams`` (n_keys×H×W), 0 where every map is 0."""
+    keys = np.asarray(keys, dtype=np.int64)
+    background = (saliency < threshold).astype(np.float32)[None]
+    stack = np.concatenate([background, np.asarray(cams, dtype=np.float32)])
+    return channel_lut(keys)[np.argmax(stack, axis=0)].astype(np.uint8)
+
+
+def gt_prior_map(saliency: np.ndarray, gt: np.ndarray, threshold: float) -> np.ndarray:
+    """The semantic map of ``saliency`` with the ground truth ``gt`` (H×W, 255 ignored) as
+    the priors: salient pixels take their annotated class; a salient pixel annotated
+    background takes the image's largest annotated class (a false positive of that class);
+    pixels that are not salient are background. An image without an annotated class is all
+    background."""
+    salient = saliency >= threshold
+    classes, counts = np.unique(gt[(gt != 0) & (gt != IGNORE_INDEX)], return_counts=True)
+    out = np.zeros(gt.shape, dtype=np.uint8)
+    if classes.size == 0:
+        return out
+    out[salient] = classes[np.argmax(counts)]
+    annotated = salient & (gt != 0) & (gt != IGNORE_INDEX)
+    out[annotated] = gt[annotated]
+    return out

@@ -1,0 +1,83 @@
+"""C²AM's contrastive loss (P-NOC Eq. 7), C²AM-H's hint term (Eq. 11) and the partition
+direction, against values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from camflow.methods.c2am import (
+    c2am_loss,
+    foreground_is_first,
+    hint_loss,
+    positive_loss,
+    rank_weights,
+)
+
+ALPHA = 0.25
+# three embeddings: cos(0,1) = 2/√5, cos(1,2) = 1/√5, cos(0,2) = 0 → clamped to 5e-4
+FG = torch.tensor([[1.0, 0.0], [2.0, 1.0], [0.0, 1.0]], dtype=torch.float64)
+S01, S12, S02 = 2 / math.sqrt(5), 1 / math.sqrt(5), 5e-4
+
+
+def test_rank_weights_rank_each_row_most_similar_first() -> None:
+    sim = torch.tensor([[1.0, S01, S02], [S01, 1.0, S12], [S02, S12, 1.0]], dtype=torch.float64)
+    w = rank_weights(sim, ALPHA)
+    e = math.exp(-ALPHA)
+    # row 0: image 1 first, image 2 second; row 1: 0 then 2; row 2: 1 then 0; no self-pairs
+    expected = torch.tensor([[0, 1, e], [1, 0, e], [e, 1, 0]], dtype=torch.float64)
+    torch.testing.assert_close(w, expected)
+
+
+def test_positive_loss_by_hand() -> None:
+    e = math.exp(-ALPHA)
+    rank0 = -math.log(S01) - math.log(S01) - math.log(S12)  # (0,1), (1,0), (2,1)
+    rank1 = -math.log(S02) - math.log(S12) - math.log(S02)  # (0,2), (1,2), (2,0)
+    paper = (rank0 + e * rank1) / 6
+    assert positive_loss(FG, ALPHA).item() == pytest.approx(paper, rel=1e-9)
+    # the authors' code: self-pairs at weight e^α with log(1 − 5e-4), mean over n² = 9
+    code = (rank0 + e * rank1 - 3 * math.exp(ALPHA) * math.log(1 - 5e-4)) / 9
+    assert positive_loss(FG, ALPHA, "code").item() == pytest.approx(code, rel=1e-9)
+
+
+def test_c2am_loss_terms_by_hand() -> None:
+    bg = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    terms = c2am_loss(FG, bg, ALPHA)
+    # negative term: −1/9 Σ log(1 − cos(bg_i, fg_j)), each cosine clamped to [5e-4, 1 − 5e-4]
+    neg = 0.0
+    for b in bg.tolist():
+        for f in FG.tolist():
+            cos = (b[0] * f[0] + b[1] * f[1]) / (math.hypot(*b) * math.hypot(*f))
+            neg -= math.log(1 - min(max(cos, 5e-4), 1 - 5e-4))
+    assert terms["neg"].item() == pytest.approx(neg / 9, rel=1e-9)
+    assert terms["pos_f"].item() == pytest.approx(positive_loss(FG, ALPHA).item())
+    # bg: cos(0,1) = 0, cos(0,2) = cos(1,2) = 1/√2; rank 0 to the √½ pairs
+    e, s = math.exp(-ALPHA), -math.log(1 / math.sqrt(2))
+    rows = [s + e * -math.log(5e-4), s + e * -math.log(5e-4), s + e * s]
+    assert terms["pos_b"].item() == pytest.approx(sum(rows) / 6, rel=1e-9)
+    with pytest.raises(ValueError, match="at least 2"):
+        c2am_loss(FG[:1], bg[:1], ALPHA)
+
+
+def test_hint_term_counts_only_pixels_above_delta_fg() -> None:
+    logits = torch.tensor([[[2.0, -1.0], [0.5, 3.0]]])
+    prior = torch.tensor([[[0.9, 0.4], [0.41, 0.1]]])  # 0.4 is not above δ_fg = 0.4
+    softplus = [math.log1p(math.exp(-2.0)), math.log1p(math.exp(-0.5))]  # BCE(x, 1)
+    assert hint_loss(logits, prior, 0.4).item() == pytest.approx(sum(softplus), rel=1e-6)
+    assert hint_loss(logits, prior, 0.4, reduction="mean").item() == pytest.approx(
+        sum(softplus) / 2, rel=1e-6)
+    # background hints (δ_bg = 0.2): the pixel at 0.1 joins with target 0: BCE(3, 0)
+    both = sum(softplus) + math.log1p(math.exp(3.0))
+    assert hint_loss(logits, prior, 0.4, delta_bg=0.2).item() == pytest.approx(both, rel=1e-6)
+    assert hint_loss(logits, torch.zeros_like(prior), 0.4).item() == 0.0
+
+
+def test_partition_direction_follows_the_prior() -> None:
+    prior = torch.zeros(1, 4, 4)
+    prior[0, 1:3, 1:3] = 0.8
+    salient_object = 0.1 + 0.8 * (prior > 0.4).float()
+    assert foreground_is_first(salient_object, prior, 0.4)
+    assert not foreground_is_first(1 - salient_object, prior, 0.4)
+    assert foreground_is_first(1 - salient_object, torch.zeros(1, 4, 4), 0.4)  # no evidence
