@@ -81,3 +81,21 @@ def test_partition_direction_follows_the_prior() -> None:
     assert foreground_is_first(salient_object, prior, 0.4)
     assert not foreground_is_first(1 - salient_object, prior, 0.4)
     assert foreground_is_first(1 - salient_object, torch.zeros(1, 4, 4), 0.4)  # no evidence
+
+
+def test_network_pools_foreground_and_background_embeddings() -> None:
+    from camflow.methods.c2am import C2AMNetwork
+
+    torch.manual_seed(0)
+    net = C2AMNetwork({"arch": "resnet_small", "strides": [2, 2, 1, 1], "widths": [8, 8, 8, 16],
+                       "blocks": [1, 1, 1, 1], "weights": "none"}).eval()
+    x = torch.randn(3, 3, 32, 32)
+    fg, bg, logits = net(x)
+    assert fg.shape == bg.shape == (3, 24) and logits.shape == (3, 4, 4)
+    # v^f + v^b is the plain average of the features, whatever φ says
+    low, high = net.backbone(x)[-2:]
+    mean = torch.cat([high, low], dim=1).mean(dim=(2, 3))
+    torch.testing.assert_close(fg + bg, mean)
+    assert all(torch.isfinite(t) for t in c2am_loss(fg, bg, ALPHA).values())
+    hint_loss(logits, torch.rand(3, 4, 4), 0.4).backward()  # the hints reach φ
+    assert net.head[0].weight.grad is not None and net.head[0].weight.grad.abs().sum() > 0

@@ -35,12 +35,47 @@ Choices where the paper is silent or disagrees with the authors' code
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from camflow.models.backbones import build_backbone
 
 SIMILARITY_CLAMP = 5e-4
+
+
+class C2AMNetwork(nn.Module):
+    """Feature extractor f and disentangling head φ of C²AM (P-NOC Sec. 2.4.4).
+
+    A = the last two stages' features (the last upsampled to the previous one's grid if
+    their sizes differ), concatenated: "low and high level features" (Sec. 2.4.4; the code
+    concatenates stages 3 and 4). φ is a 3×3 convolution to one channel and a batch norm,
+    whose sigmoid is p^{hw}, the probability of the first partition (the code's
+    ``Disentangler``). ``forward`` returns (v^f, v^b, logits): v^f = Σ_hw p·A / hw and
+    v^b = Σ_hw (1 − p)·A / hw (n×C each) and φ's logits (n×h×w).
+    """
+
+    def __init__(self, backbone: dict[str, Any]) -> None:
+        super().__init__()
+        self.backbone = build_backbone(backbone)
+        channels = sum(self.backbone.stage_channels[-2:])
+        self.head = nn.Sequential(nn.Conv2d(channels, 1, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        low, high = self.backbone(x)[-2:]
+        if high.shape[-2:] != low.shape[-2:]:
+            high = F.interpolate(high, low.shape[-2:], mode="bilinear", align_corners=False)
+        feats = torch.cat([high, low], dim=1)
+        logits = self.head(feats)[:, 0]
+        p = torch.sigmoid(logits).flatten(1)[:, None]            # n×1×hw
+        a = feats.flatten(2).transpose(1, 2)                      # n×hw×C
+        hw = a.shape[1]
+        fg = (p @ a)[:, 0] / hw
+        bg = ((1 - p) @ a)[:, 0] / hw
+        return fg, bg, logits
 
 
 def cosine_similarities(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
