@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
+from camflow.cache import CamCache, CamCacheWriter
+from camflow.data.voc import SyntheticDataset
 from camflow.methods.c2am import (
+    C2AMNetwork,
+    C2AMTraining,
     c2am_loss,
     foreground_is_first,
     hint_loss,
     positive_loss,
     rank_weights,
 )
+from camflow.models.backbones import build_backbone
+from camflow.trainer import Trainer, metrics_path
+from fixtures import SYNTHETIC_CLASSES, make_synthetic_fixture
 
 ALPHA = 0.25
 # three embeddings: cos(0,1) = 2/√5, cos(1,2) = 1/√5, cos(0,2) = 0 → clamped to 5e-4
@@ -83,12 +91,14 @@ def test_partition_direction_follows_the_prior() -> None:
     assert foreground_is_first(1 - salient_object, torch.zeros(1, 4, 4), 0.4)  # no evidence
 
 
-def test_network_pools_foreground_and_background_embeddings() -> None:
-    from camflow.methods.c2am import C2AMNetwork
+def tiny_backbone():
+    return build_backbone({"arch": "resnet_small", "strides": [2, 2, 1, 1],
+                           "widths": [8, 8, 8, 16], "blocks": [1, 1, 1, 1], "weights": "none"})
 
+
+def test_network_pools_foreground_and_background_embeddings() -> None:
     torch.manual_seed(0)
-    net = C2AMNetwork({"arch": "resnet_small", "strides": [2, 2, 1, 1], "widths": [8, 8, 8, 16],
-                       "blocks": [1, 1, 1, 1], "weights": "none"}).eval()
+    net = C2AMNetwork(tiny_backbone()).eval()
     x = torch.randn(3, 3, 32, 32)
     fg, bg, logits = net(x)
     assert fg.shape == bg.shape == (3, 24) and logits.shape == (3, 4, 4)
@@ -99,3 +109,32 @@ def test_network_pools_foreground_and_background_embeddings() -> None:
     assert all(torch.isfinite(t) for t in c2am_loss(fg, bg, ALPHA).values())
     hint_loss(logits, torch.rand(3, 4, 4), 0.4).backward()  # the hints reach φ
     assert net.head[0].weight.grad is not None and net.head[0].weight.grad.abs().sum() > 0
+
+
+def test_c2am_h_trains_with_hints_from_a_cam_cache(tmp_path) -> None:
+    """C²AM-H through the one trainer on the tiny fixture: the hints come from a CAM cache
+    (the masks as priors), every term is logged, and the hint term falls."""
+    dataset = SyntheticDataset(make_synthetic_fixture(tmp_path))
+    priors = tmp_path / "cams.h5"
+    with CamCacheWriter(priors, SYNTHETIC_CLASSES) as writer:
+        for image_id in dataset.ids("train_aug"):
+            mask = dataset.load_mask(image_id, "train_aug")
+            keys = np.unique(mask[(mask > 0) & (mask < 255)])
+            cams = np.stack([(mask == k).astype(np.float32) for k in keys])
+            writer.add(image_id, keys, stride4=cams[:, ::4, ::4], full=cams)
+    cfg = {"seed": 0, "alpha": 0.25, "pair_mean": "paper", "batch_size": 2, "epochs": 12,
+           "hints": {"delta_fg": 0.4, "delta_bg": None, "weight": 1.0, "reduction": "mean"},
+           "optimizer": {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "poly_power": 0.9,
+                         "head_lr_mult": 10},
+           "augment": {"resize_long": [24, 24], "resample": "bilinear", "flip": True,
+                       "crop": 32}}
+    backbone = tiny_backbone()
+    with CamCache(priors) as cache:
+        task = C2AMTraining(cfg, dataset, "train_aug", backbone, cache, torch.device("cpu"))
+        out = tmp_path / "c2am.pt"
+        Trainer(task, cfg, out, torch.device("cpu"), {"cfg": cfg}, progress=False).fit({})
+    rows = metrics_path(out).read_text().splitlines()
+    header = rows[0].split(",")
+    assert {"pos_f", "pos_b", "neg", "hint", "total"} <= set(header)
+    hint = [float(r.split(",")[header.index("hint")]) for r in rows[1:]]
+    assert len(hint) == 12 and hint[-1] < hint[0]

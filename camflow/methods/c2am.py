@@ -37,11 +37,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 
-from camflow.models.backbones import build_backbone
+from camflow.cache import CamCache
+from camflow.data.base import SegmentationDataset
+from camflow.data.transforms import joint_augment, torch_nearest
+from camflow.io import CamflowInputError
+from camflow.models.backbones import Backbone
+from camflow.runtime import seed_everything
+from camflow.trainer import OptimizerSpec, Progress, Update
 
 SIMILARITY_CLAMP = 5e-4
 
@@ -57,9 +65,9 @@ class C2AMNetwork(nn.Module):
     v^b = Σ_hw (1 − p)·A / hw (n×C each) and φ's logits (n×h×w).
     """
 
-    def __init__(self, backbone: dict[str, Any]) -> None:
+    def __init__(self, backbone: Backbone) -> None:
         super().__init__()
-        self.backbone = build_backbone(backbone)
+        self.backbone = backbone
         channels = sum(self.backbone.stage_channels[-2:])
         self.head = nn.Sequential(nn.Conv2d(channels, 1, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(1))
@@ -162,3 +170,94 @@ def foreground_is_first(saliency: torch.Tensor, prior: torch.Tensor, delta_fg: f
     if not inside.any() or inside.all():
         return True
     return bool(saliency[inside].mean() >= saliency[~inside].mean())
+
+
+class HintDataset(Dataset):
+    """A split's images with IRN's augmentation and, for C²AM-H, each image's prior: the
+    maximum over its classes of a CAM cache's full-resolution maps (0 without a class),
+    augmented with the image (resized nearest, padded with 0: no hint). Seeded by
+    ``(seed, epoch, index)`` like :class:`~camflow.data.transforms.ClassificationDataset`."""
+
+    def __init__(self, dataset: SegmentationDataset, split: str, augment: dict[str, Any],
+                 seed: int, priors: CamCache | None = None) -> None:
+        self.dataset, self.augment, self.seed, self.priors = dataset, augment, seed, priors
+        self.ids = dataset.ids(split)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def prior(self, image_id: str, size: tuple[int, int]) -> np.ndarray:
+        """1×H×W: the strongest class map of the image (module doc)."""
+        assert self.priors is not None
+        _, cams = self.priors.read(image_id, "full")
+        if cams.shape[1:] != size:
+            raise CamflowInputError(
+                f"image {image_id!r} is {size[1]}x{size[0]} but its CAM in {self.priors.path} "
+                f"is {cams.shape[2]}x{cams.shape[1]}")
+        if cams.shape[0] == 0:
+            return np.zeros((1, *size), dtype=np.float32)
+        return cams.max(axis=0, keepdims=True).astype(np.float32)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image_id = self.ids[index]
+        image = self.dataset.load_image(image_id)
+        prior = None if self.priors is None else self.prior(image_id, image.shape[:2])
+        x, prior = joint_augment(image, self.augment, rng, prior, fill=0.0,
+                                 resize_maps=torch_nearest)
+        hints = torch.zeros(0) if prior is None else torch.from_numpy(prior[0])
+        return torch.from_numpy(x), hints
+
+
+class C2AMTraining:
+    """C²AM, or C²AM-H when ``cfg["hints"]`` is set, as a :class:`camflow.trainer.TrainingTask`.
+
+    ``cfg``: ``alpha`` (rank weight α), ``pair_mean`` (module doc), ``hints``
+    (``delta_fg``, ``delta_bg``, ``weight`` λ_h, ``reduction``), ``optimizer`` (SGD with
+    polynomial decay; the head at ``head_lr_mult`` × lr), ``augment``, ``seed``. The hints
+    are bicubically resized to φ's grid (the code's ``interp`` for CAM priors) before the
+    threshold.
+    """
+
+    def __init__(self, cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
+                 backbone: Backbone, priors: CamCache | None, device: torch.device) -> None:
+        seed_everything(int(cfg["seed"]))
+        if cfg.get("hints") and priors is None:
+            raise ValueError("C²AM-H needs the priors' CAM cache for its hints")
+        self.model = C2AMNetwork(backbone).to(device)
+        self.networks = {"c2am": self.model}
+        self.cfg, self.dataset, self.split, self.priors = cfg, dataset, split, priors
+        self.device = device
+
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        opt = self.cfg["optimizer"]
+        lr, wd = float(opt["lr"]), float(opt["weight_decay"])
+        head = lr * float(opt["head_lr_mult"])
+        return {"c2am": OptimizerSpec([
+            {"params": list(self.model.backbone.parameters()), "lr": lr, "initial_lr": lr,
+             "weight_decay": wd},
+            {"params": list(self.model.head.parameters()), "lr": head, "initial_lr": head,
+             "weight_decay": wd}], opt)}
+
+    def training_data(self) -> HintDataset:
+        priors = self.priors if self.cfg.get("hints") else None
+        return HintDataset(self.dataset, self.split, self.cfg["augment"], int(self.cfg["seed"]),
+                           priors)
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor], progress: Progress,
+             update: Update) -> dict[str, torch.Tensor]:
+        images, priors = (t.to(self.device) for t in batch)
+        fg, bg, logits = self.model(images)
+        terms = c2am_loss(fg.float(), bg.float(), float(self.cfg["alpha"]),
+                          self.cfg["pair_mean"])
+        hints = self.cfg.get("hints")
+        if hints:
+            grid = F.interpolate(priors[:, None], logits.shape[-2:], mode="bicubic",
+                                 align_corners=False)[:, 0]
+            terms["hint"] = float(hints["weight"]) * hint_loss(
+                logits.float(), grid, float(hints["delta_fg"]), hints.get("delta_bg"),
+                hints["reduction"])
+        terms["total"] = sum(terms.values())
+        update("c2am", terms["total"])
+        return {k: v.detach() for k, v in terms.items()}
