@@ -22,18 +22,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from camflow.cache import CamCacheWriter
 from camflow.data.base import SegmentationDataset
 from camflow.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     ClassificationDataset,
     InferenceDataset,
-    normalize,
     pil_rescale,
 )
 from camflow.methods.base import TrainingMethod, register_method
 from camflow.models.classifier import build_classifier, multilabel_loss
+from camflow.models.inference import retained_heap
 from camflow.runtime import progress_bar
 from camflow.trainer import Progress, Update
 
@@ -50,29 +52,94 @@ def strided_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
     return math.ceil(size[0] / stride), math.ceil(size[1] / stride)
 
 
+#: ``cams.batch_size: auto`` on a CPU: this many pixels per batch at scale 1 (four 500×375
+#: images), at most :data:`AUTO_CPU_MAX_BATCH` images; larger images go one at a time.
+#: Measured with ResNet-50 (IRN strides, 4 scales × flip, 2 threads, the heap retained:
+#: :func:`~camflow.models.inference.retained_heap`): a batch of 4 gave 2.2× batch 1's
+#: images/s at 224², 1.4× at 320² and 500×375; the small ResNet at 128² gained up to batch
+#: 16 (3.8×).  Peak memory grows with the batch: about 1.5 GiB of activations at 3 M pixels.
+AUTO_CPU_BATCH_PIXELS = 4 * 500 * 375
+AUTO_CPU_MAX_BATCH = 16
+#: ``auto`` on CUDA: this many pixels per batch at scale 1 (16 images of 512²), at most
+#: :data:`AUTO_CUDA_MAX_BATCH` images: enough work per launch to fill the GPU, while the
+#: scale-2 activations of a batch stay within a few GiB in bfloat16.
+AUTO_CUDA_BATCH_PIXELS = 16 * 512 * 512
+AUTO_CUDA_MAX_BATCH = 32
+
+BatchSize = int | str
+
+
+def batch_size_for(batch_size: BatchSize, size: tuple[int, int], device: torch.device) -> int:
+    """Images per forward pass for images of ``size`` (H, W): ``batch_size`` itself, or for
+    ``"auto"`` as many as fit the device's pixel budget (:data:`AUTO_CPU_BATCH_PIXELS`,
+    :data:`AUTO_CUDA_BATCH_PIXELS`), at least 1."""
+    if batch_size != "auto":
+        return int(batch_size)
+    pixels = size[0] * size[1]
+    if device.type == "cuda":
+        return max(1, min(AUTO_CUDA_MAX_BATCH, AUTO_CUDA_BATCH_PIXELS // pixels))
+    return max(1, min(AUTO_CPU_MAX_BATCH, AUTO_CPU_BATCH_PIXELS // pixels))
+
+
+def network_input(images: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+    """A B×H×W×3 uint8 batch as the network's normalised float B×3×H×W input on ``device``.
+
+    The uint8 pixels travel (a quarter of the float bytes; asynchronously from pinned
+    memory) and are normalised on ``device`` with the same float32 operations as
+    :func:`~camflow.data.transforms.normalize`, so the values are bit for bit its.  The
+    result is channels_last-strided, the layout IRN's ``HWC_to_CHW`` transpose happens to
+    give its network and the one the convolutions run fastest in
+    (:func:`camflow.models.inference.prepare_for_inference`).
+    """
+    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+    mean = torch.from_numpy(IMAGENET_MEAN).to(x.device).view(1, 3, 1, 1)
+    std = torch.from_numpy(IMAGENET_STD).to(x.device).view(1, 3, 1, 1)
+    return (x / 255.0 - mean) / std
+
+
+def rescaled(image: np.ndarray, scales: Sequence[float]) -> list[torch.Tensor]:
+    """``image`` (uint8 H×W×3) at every scale, PIL bicubic to (round(H·s), round(W·s)) (IRN's
+    ``VOC12ClassificationDatasetMSF``)."""
+    return [torch.from_numpy(np.array(pil_rescale(image, s, "bicubic"))) for s in scales]
+
+
 def fuse_tta(cam_fn: CamFn, images: Sequence[np.ndarray], scales: Sequence[float], flip: bool,
              outputs: Sequence[tuple[tuple[int, int], int]],
              device: torch.device | None = None) -> list[torch.Tensor]:
     """Sum of CAMs over scales (and flips), as IRN's ``step/make_cam.py``.
 
-    ``images`` are B uint8 H×W×3 images of one size.  At each scale they are rescaled with
-    PIL bicubic to (round(H·s), round(W·s)) and then normalised (IRN's
-    ``VOC12ClassificationDatasetMSF``); ``cam_fn`` maps the batch to B×K×h×w non-negative
+    ``images`` are B uint8 H×W×3 images of one size, rescaled by :func:`rescaled` and fused
+    by :func:`fuse_scaled`.  Returns one B×K×h×w tensor per output.
+    """
+    per_image = [rescaled(image, scales) for image in images]
+    return fuse_scaled(cam_fn, [list(batch) for batch in zip(*per_image, strict=True)],
+                       flip, outputs, device)
+
+
+def fuse_scaled(cam_fn: CamFn, scaled: Sequence[Sequence[torch.Tensor]], flip: bool,
+                outputs: Sequence[tuple[tuple[int, int], int]],
+                device: torch.device | None = None) -> list[torch.Tensor]:
+    """Sum of CAMs over scales (and flips) of images already rescaled.
+
+    ``scaled[k]`` holds the B images at scale k (uint8 h×w×3 tensors, :func:`rescaled`),
+    normalised by :func:`network_input`; ``cam_fn`` maps the batch to B×K×h×w non-negative
     maps; a flipped image's map is flipped back and added.  Each output ``(size, grid)`` is
     every scale's map resized bilinearly to ``size`` rounded up to a multiple of ``grid`` and
     cropped to ``size`` (IRN: grid 16 for the full-resolution map, ``get_strided_up_size``;
-    grid 1 for the stride-4 map), then summed over scales.  Returns one B×K×h×w tensor per
-    output.
+    grid 1 for the stride-4 map), then summed over scales in at least float32 (maps of a
+    bfloat16 autocast are widened first).  Nothing here waits for the device, so on CUDA
+    the scales queue back to back.
     """
     fused: list[torch.Tensor] = [torch.zeros(0) for _ in outputs]
-    for scale in scales:
-        x = torch.from_numpy(np.stack([normalize(pil_rescale(img, scale, "bicubic"))
-                                       for img in images])).to(device)
+    for images in scaled:
+        x = network_input(torch.stack([image.to(device, non_blocking=True)
+                                       for image in images]), device)
         if flip:
             cams = cam_fn(torch.cat([x, x.flip(-1)]))
             cams = cams[: len(x)] + cams[len(x):].flip(-1)
         else:
             cams = cam_fn(x)
+        cams = cams.to(torch.promote_types(cams.dtype, torch.float32)).contiguous()
         for i, ((h, w), grid) in enumerate(outputs):
             up = F.interpolate(cams, (-(-h // grid) * grid, -(-w // grid) * grid),
                                mode="bilinear", align_corners=False)[..., :h, :w]
@@ -85,16 +152,36 @@ def max_normalize(cams: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return cams / (cams.amax(dim=(-2, -1), keepdim=True) + eps)
 
 
+class MultiScaleImages(Dataset):
+    """The inference images with every scale already rescaled, as IRN's
+    ``VOC12ClassificationDatasetMSF``: the DataLoader's workers resize the next images while
+    the network runs.  Items: (id, (H, W), labels, one uint8 h×w×3 tensor per scale)."""
+
+    def __init__(self, data: InferenceDataset, scales: Sequence[float]) -> None:
+        self.data = data
+        self.scales = list(scales)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[str, tuple[int, int], tuple[int, ...],
+                                               list[torch.Tensor]]:
+        image_id, image, labels = self.data[index]
+        return image_id, image.shape[:2], labels, rescaled(image, self.scales)
+
+
 def _as_is(item: tuple) -> tuple:
-    """Keep a loaded item as numpy (the default collate would turn it into tensors)."""
+    """Keep a loaded item as it is (the default collate would add a batch dimension)."""
     return item
 
 
-def _same_size_batches(loader: Iterator, batch_size: int) -> Iterator[list[tuple]]:
-    """Group consecutive images of equal size into batches of at most ``batch_size``."""
+def _same_size_batches(loader: Iterator, batch_size: Callable[[tuple[int, int]], int]
+                       ) -> Iterator[list[tuple]]:
+    """Group consecutive images of equal size into batches of at most ``batch_size(size)``."""
     batch: list[tuple] = []
     for item in loader:
-        if batch and (len(batch) == batch_size or item[1].shape != batch[0][1].shape):
+        if batch and (len(batch) == batch_size(tuple(batch[0][1]))
+                      or tuple(item[1]) != tuple(batch[0][1])):
             yield batch
             batch = []
         batch.append(item)
@@ -103,43 +190,52 @@ def _same_size_batches(loader: Iterator, batch_size: int) -> Iterator[list[tuple
 
 
 def make_cams(source: ClassCamFn, dataset: SegmentationDataset, split: str,
-              out_path: str | Path, scales: Sequence[float], flip: bool, batch_size: int,
-              grid: int, device: torch.device, workers: int = 0, amp: bool = True,
-              progress: bool = True, provenance: dict[str, Any] | None = None,
-              dtype: str = "float16") -> Path:
+              out_path: str | Path, scales: Sequence[float], flip: bool,
+              batch_size: BatchSize, grid: int, device: torch.device, workers: int = 0,
+              amp: bool = True, progress: bool = True,
+              provenance: dict[str, Any] | None = None, dtype: str = "float16") -> Path:
     """Compute TTA CAMs of ``source`` for every image of ``split``; write the cache ``out_path``.
 
     A batch's maps are computed for the union of its images' classes, then each image keeps
     its own classes. Gradient-based sources enable gradients themselves (``no_grad`` here).
-    ``grid``: the full-resolution map's rounding (:func:`fuse_tta`; IRN 16); ``dtype``: the
-    cache's precision (:class:`~camflow.cache.CamCacheWriter`).
+    ``batch_size``: images of one size per forward pass, or ``"auto"``
+    (:func:`batch_size_for`).  ``workers`` DataLoader processes load and rescale the next
+    images (pinned for an asynchronous copy on CUDA).  ``grid``: the full-resolution map's
+    rounding (:func:`fuse_scaled`; IRN 16); ``dtype``: the cache's precision
+    (:class:`~camflow.cache.CamCacheWriter`).  On CUDA with ``amp`` the network runs under
+    bfloat16 autocast; the fusion is float32.  Freed activations stay in the heap
+    meanwhile (:func:`~camflow.models.inference.retained_heap`).
     """
-    data = InferenceDataset(dataset, split)
+    data = MultiScaleImages(InferenceDataset(dataset, split), scales)
     loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=workers,
-                        collate_fn=_as_is)
+                        collate_fn=_as_is, pin_memory=device.type == "cuda")
     use_amp = amp and device.type == "cuda"
     meta = {"split": split, "scales": list(scales), "flip": flip, "grid": grid,
             **(provenance or {})}
     with CamCacheWriter(out_path, dataset.class_names, meta, dtype) as writer, \
-            torch.no_grad():
+            torch.no_grad(), retained_heap():
         bar = progress_bar(progress, total=len(data), desc=f"CAMs {split}")
-        for batch in _same_size_batches(iter(loader), batch_size):
-            h, w = batch[0][1].shape[:2]
+        batches = _same_size_batches(iter(loader),
+                                     functools.partial(batch_size_for, batch_size,
+                                                       device=device))
+        for batch in batches:
+            h, w = batch[0][1]
             union = sorted({c for item in batch for c in item[2]})
-            classes = torch.as_tensor([c - 1 for c in union], dtype=torch.long, device=device)
+            classes = torch.as_tensor([c - 1 for c in union], dtype=torch.long).to(
+                device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                full, stride4 = fuse_tta(functools.partial(source, classes=classes),
-                                         [item[1] for item in batch], scales, flip,
-                                         [((h, w), grid), (strided_size((h, w), 4), 1)],
-                                         device)
-            full, stride4 = full.float(), stride4.float()
-            for i, (image_id, _, labels) in enumerate(batch):
-                keys = np.asarray(labels, dtype=np.int64)
-                idx = torch.as_tensor([union.index(c) for c in labels], dtype=torch.long,
-                                      device=device)
-                writer.add(image_id, keys,
-                           stride4=max_normalize(stride4[i, idx]).cpu().numpy(),
-                           full=max_normalize(full[i, idx]).cpu().numpy())
+                full, stride4 = fuse_scaled(
+                    functools.partial(source, classes=classes),
+                    [[item[3][k] for item in batch] for k in range(len(scales))], flip,
+                    [((h, w), grid), (strided_size((h, w), 4), 1)], device)
+            # each map is normalised by its own maximum, so the union's maps can be
+            # normalised at once and copied back once per batch
+            full = max_normalize(full).cpu().numpy()
+            stride4 = max_normalize(stride4).cpu().numpy()
+            for i, (image_id, _, labels, _) in enumerate(batch):
+                idx = [union.index(c) for c in labels]
+                writer.add(image_id, np.asarray(labels, dtype=np.int64),
+                           stride4=stride4[i, idx], full=full[i, idx])
             bar.update(len(batch))
         bar.close()
     log.info("wrote %s (%d images)", out_path, len(data))

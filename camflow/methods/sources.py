@@ -7,11 +7,13 @@ fuses it over the test-time transformations and writes the cache.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
 from camflow.methods.base import TrainingMethod
 from camflow.methods.cam import ClassCamFn
+from camflow.models.inference import prepare_for_inference
 from camflow.registry import Registry
 
 SourceBuilder = Callable[[TrainingMethod, dict[str, Any]], ClassCamFn]
@@ -35,8 +37,15 @@ def source_schema(method: str, key: str) -> dict[str, Any]:
 
 @register_source("cam")
 def method_cams(trained: TrainingMethod, spec: dict[str, Any]) -> ClassCamFn:
-    """The ``cam`` source: the trained method's own inference map."""
-    return trained.cam
+    """The ``cam`` source: the trained method's own inference map, on a copy of its
+    classifier made fast for inference (batch norms folded into the convolutions,
+    channels_last: :func:`~camflow.models.inference.prepare_for_inference`; the maps are
+    unchanged up to float rounding).  ``trained`` keeps its own classifier, so a gradient
+    source built from it afterwards still reads the unfolded layers."""
+    fast = copy.copy(trained)
+    fast.networks = {**trained.networks,
+                     "classifier": prepare_for_inference(copy.deepcopy(trained.classifier))}
+    return fast.cam
 
 
 def build_source(trained: TrainingMethod, spec: dict[str, Any]) -> ClassCamFn:
