@@ -128,7 +128,7 @@ def run_eval_epochs(epochs_dir: str, json_path: str, evaluation: dict[str, Any],
         for path in files:
             cache = Path(tmp) / f"{path.stem}.h5"
             make_cams(build_source(load_method(path, device), {"method": "cam"}), dataset,
-                      data["split"], cache, scales=[1.0], flip=False, batch_size=16,
+                      data["split"], cache, scales=[1.0], flip=False, batch_size="auto",
                       grid=int(evaluation["grid"]),
                       device=device, workers=workers, amp=runtime["amp"], progress=False,
                       provenance={"checkpoint": str(path)})
