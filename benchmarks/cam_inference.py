@@ -1,0 +1,366 @@
+"""Benchmark CAM inference: camflow's ``make_cams`` against IRN's ``step/make_cam.py``.
+
+Both run the same ResNet-50 (IRN strides (2, 2, 2, 1), fixed random weights and batch-norm
+statistics: speed does not depend on training) on the same random uint8 images, scales
+1.0, 0.5, 1.5, 2.0 × flip, with the pipeline's threads (``runtime.workers``: the
+``make_cams`` job's ``threads:``):
+
+* ``camflow``: :func:`camflow.methods.cam.make_cams` with the ``cam`` source
+  (:func:`camflow.methods.sources.build_source`) and ``config.yaml``'s ``cams`` settings
+  (``batch_size``, ``grid``, ``dtype``), the DataLoader workers the job has, writing its
+  HDF5 cache — what a user waits for.
+* ``irn``: IRN's procedure, written here from its published algorithm: per image and scale
+  a PIL-bicubic rescale, ImageNet normalisation in float64 stored as float32, HWC → CHW with
+  ``np.transpose`` and the image stacked with its flip by ``np.stack`` and collated as IRN's
+  DataLoader does (so the tensor has IRN's strides), one forward of the pair, ReLU of the CAM
+  conv, the flip flipped back and added; each scale upsampled bilinearly to the stride-4 size
+  and to the full size rounded up to 16 then cropped, summed; the image's classes kept and
+  divided by their max + 1e-5.  The network is the same, unfolded, in its default layout.
+* ``bare``: camflow's network (as its ``cam`` source runs it) on the same pixels, every
+  scale × flip, already normalised: no pre- or post-processing.
+
+Per size it reports images/s (median, spread, runs) of each, camflow / IRN, camflow's
+fraction of the bare forward, the largest absolute difference between camflow's maps
+(float32 cache) and IRN's (both max-normalised to [0, 1]), the convolutions' FLOPs per
+image and camflow's achieved fraction of this CPU's float32 matmul rate, and the peak
+memory of one image of each in a fresh process.  On CUDA a second section compares
+camflow (bfloat16 autocast, ``batch_size: auto``) with the bare forward and with IRN's
+one-image float32 path; without CUDA it says so.
+
+    .venv/bin/python benchmarks/cam_inference.py            # about 10 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from harness import alternate, peak_memory, use_threads, write_result
+from PIL import Image
+from torch.utils.data import default_collate
+from torch.utils.flop_counter import FlopCounterMode
+
+from camflow.cache import CamCache
+from camflow.methods.cam import CAM, batch_size_for, make_cams, network_input, rescaled
+from camflow.methods.sources import build_source
+from camflow.models.backbones import batch_norms
+
+CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+SCALES = (1.0, 0.5, 1.5, 2.0)
+#: name → (H, W): a square image and VOC's most common landscape size (500 wide, 375 high)
+SIZES = {"320x320": (320, 320), "500x375": (375, 500)}
+NUM_CLASSES = 20
+LABELS = (3, 8, 15)  # every image's foreground classes (1-based, as the cache keys)
+RESNET50 = {"backbone": {"arch": "resnet50", "strides": [2, 2, 2, 1], "weights": "none"},
+            "freeze_bn_stats": True, "trainable_from_stage": 3}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def config() -> dict[str, Any]:
+    return yaml.safe_load(CONFIG.read_text())
+
+
+def trained_network(device: torch.device) -> CAM:
+    """The CAM method with a ResNet-50 whose batch norms have non-trivial statistics and
+    affine parameters (a fresh one's are the identity up to ε)."""
+    torch.manual_seed(0)
+    trained = CAM(RESNET50, NUM_CLASSES)
+    with torch.no_grad():
+        for bn in batch_norms(trained.classifier):
+            bn.running_mean.uniform_(-0.1, 0.1)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.0)
+            bn.bias.uniform_(-0.1, 0.1)
+    trained.classifier.eval()
+    return trained.to(device)
+
+
+def random_images(size: tuple[int, int], n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+class MemoryImages:
+    """The dataset interface ``make_cams`` reads (``ids``, ``image_labels``, ``load_image``,
+    ``class_names``) over images held in memory: no decoding is timed on either side."""
+
+    def __init__(self, images: list[np.ndarray]) -> None:
+        self.images = {f"img{i:04d}": image for i, image in enumerate(images)}
+        self.class_names = ("background", *(f"c{k}" for k in range(1, NUM_CLASSES + 1)))
+
+    def ids(self, split: str) -> list[str]:
+        return list(self.images)
+
+    def image_labels(self, split: str) -> dict[str, tuple[int, ...]]:
+        return {image_id: LABELS for image_id in self.images}
+
+    def load_image(self, image_id: str) -> np.ndarray:
+        return self.images[image_id]
+
+
+# --- IRN's procedure (step/make_cam.py with voc12/dataloader.py's MSF dataset) --------------
+
+def irn_pairs(image: np.ndarray) -> list[torch.Tensor]:
+    """Per scale, the image and its flip as IRN's DataLoader hands them to the network."""
+    h, w = image.shape[:2]
+    pairs = []
+    for s in SCALES:
+        size = (int(np.round(h * s)), int(np.round(w * s)))
+        scaled = image if size == (h, w) else np.asarray(
+            Image.fromarray(image).resize(size[::-1], Image.BICUBIC))
+        norm = np.empty_like(scaled, np.float32)
+        for c in range(3):
+            norm[..., c] = (scaled[..., c] / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c]
+        chw = np.transpose(norm, (2, 0, 1))
+        pairs.append(default_collate([np.stack([chw, np.flip(chw, -1)], axis=0)])[0])
+    return pairs
+
+
+def irn_cams(net: torch.nn.Module, image: np.ndarray, labels: tuple[int, ...],
+             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """IRN's stride-4 and full-resolution maps of ``labels`` (1-based), max-normalised."""
+    h, w = image.shape[:2]
+    outputs = []
+    for pair in irn_pairs(image):
+        x = F.relu(net.head(net.features(pair.to(device, non_blocking=True))))
+        outputs.append(x[0] + x[1].flip(-1))
+    strided = (math.ceil(h / 4), math.ceil(w / 4))
+    up = (math.ceil(h / 16) * 16, math.ceil(w / 16) * 16)
+    stride4 = torch.stack([F.interpolate(o[None], strided, mode="bilinear",
+                                         align_corners=False)[0] for o in outputs]).sum(0)
+    full = torch.stack([F.interpolate(o[:, None], up, mode="bilinear", align_corners=False)
+                        for o in outputs]).sum(0)[:, 0, :h, :w]
+    valid = torch.as_tensor([c - 1 for c in labels], device=device)
+    stride4, full = stride4[valid], full[valid]
+    stride4 = stride4 / (F.adaptive_max_pool2d(stride4, (1, 1)) + 1e-5)
+    full = full / (F.adaptive_max_pool2d(full, (1, 1)) + 1e-5)
+    return stride4.cpu(), full.cpu()
+
+
+def run_irn(net: torch.nn.Module, images: list[np.ndarray], device: torch.device) -> list:
+    with torch.no_grad():
+        return [irn_cams(net, image, LABELS, device) for image in images]
+
+
+# --- camflow ---------------------------------------------------------------------------------
+
+def run_camflow(source: Callable, images: list[np.ndarray], out: Path, cams: dict[str, Any],
+                device: torch.device, workers: int, dtype: str | None = None) -> Path:
+    return make_cams(source, MemoryImages(images), "bench", out, scales=list(SCALES),
+                     flip=True, batch_size=cams["batch_size"], grid=int(cams["grid"]),
+                     device=device, workers=workers, amp=True, progress=False,
+                     dtype=dtype or cams["dtype"])
+
+
+def bare_inputs(images: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    """Every scale × flip of ``images`` as camflow's network takes them (channels_last)."""
+    per_image = [rescaled(image, SCALES) for image in images]
+    inputs = []
+    for scale in zip(*per_image, strict=True):
+        x = network_input(torch.stack(scale), device)
+        inputs.append(torch.cat([x, x.flip(-1)]))
+    return inputs
+
+
+def run_bare(source: Callable, inputs: list[torch.Tensor], classes: torch.Tensor,
+             device: torch.device, amp: bool) -> None:
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        for x in inputs:
+            source(x, classes)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_bare_batches(source: Callable, batches: list[list[torch.Tensor]],
+                     classes: torch.Tensor, device: torch.device) -> None:
+    for inputs in batches:
+        run_bare(source, inputs, classes, device, amp=True)
+
+
+def max_difference(cache: Path, irn: list, n: int) -> dict[str, float]:
+    worst = {"full": 0.0, "stride4": 0.0}
+    with CamCache(cache) as cams:
+        for i in range(n):
+            for kind, ref in zip(("stride4", "full"), irn[i], strict=True):
+                keys, got = cams.read(f"img{i:04d}", kind)
+                assert keys.tolist() == list(LABELS)
+                worst[kind] = max(worst[kind], float(np.abs(got - ref.numpy()).max()))
+    return worst
+
+
+def rates(timing: Any, n: int) -> dict[str, Any]:
+    per = timing.per(n)
+    return {"img_per_s": per["median"], "spread_img_per_s": per["max"] - per["min"],
+            "runs_img_per_s": sorted(n / t for t in timing.runs), **timing.as_dict()}
+
+
+def conv_flops(source: Callable, inputs: list[torch.Tensor], classes: torch.Tensor,
+               n: int) -> float:
+    """FLOPs of one image's forward passes (every scale × flip), as torch counts them."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        for x in inputs:
+            source(x, classes)
+    return counter.get_total_flops() / n
+
+
+def matmul_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """float32 GFLOP/s of an n×n matmul with ``threads`` threads: this CPU's GEMM rate."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    with use_threads(threads):
+        a @ b
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+# --- one image in a fresh process (harness.peak_memory) -------------------------------------
+
+def camflow_once_setup(size: str) -> tuple:
+    device = torch.device("cpu")
+    return build_source(trained_network(device), {"method": "cam"}), \
+        random_images(SIZES[size], 1)
+
+
+def camflow_once(state: tuple, size: str) -> None:
+    source, images = state
+    with tempfile.TemporaryDirectory() as tmp:
+        run_camflow(source, images, Path(tmp) / "cams.h5", config()["cams"],
+                    torch.device("cpu"), workers=0)
+
+
+def irn_once_setup(size: str) -> tuple:
+    return trained_network(torch.device("cpu")).classifier, random_images(SIZES[size], 1)
+
+
+def irn_once(state: tuple, size: str) -> None:
+    net, images = state
+    run_irn(net, images, torch.device("cpu"))
+
+
+# --- the sections ---------------------------------------------------------------------------
+
+def cpu_section(n_images: int, repeats: int, threads: int, gemm: float,
+                memory: bool) -> dict[str, Any]:
+    device = torch.device("cpu")
+    cams = config()["cams"]
+    trained = trained_network(device)
+    source = build_source(trained, {"method": "cam"})
+    classes = torch.as_tensor([c - 1 for c in LABELS])
+    result: dict[str, Any] = {}
+    for name, size in SIZES.items():
+        images = random_images(size, n_images)
+        inputs = bare_inputs(images, device)
+        with tempfile.TemporaryDirectory() as tmp, use_threads(threads):
+            out = Path(tmp) / "cams.h5"
+            exact = run_camflow(source, images, Path(tmp) / "exact.h5", cams, device,
+                                threads, dtype="float32")
+            diff = max_difference(exact, run_irn(trained.classifier, images, device),
+                                  n_images)
+            timings = alternate({
+                "camflow": partial(run_camflow, source, images, out, cams, device, threads),
+                "irn": partial(run_irn, trained.classifier, images, device),
+                "bare": partial(run_bare, source, inputs, classes, device, amp=False),
+            }, repeats=repeats)
+        flops = conv_flops(source, inputs, classes, n_images)
+        entry = {name: rates(t, n_images) for name, t in timings.items()}
+        camflow, irn, bare = (entry[k]["img_per_s"] for k in ("camflow", "irn", "bare"))
+        entry.update({
+            "images": n_images, "size_hw": list(size),
+            "camflow_over_irn": camflow / irn,
+            "camflow_fraction_of_bare": camflow / bare,
+            "max_abs_difference": diff,
+            "gflop_per_image": flops / 1e9,
+            "camflow_gflops": flops * camflow / 1e9,
+            "camflow_fraction_of_matmul": flops * camflow / 1e9 / gemm,
+            "irn_fraction_of_matmul": flops * irn / 1e9 / gemm,
+        })
+        if memory:
+            script = Path(__file__)
+            entry["peak_memory_one_image"] = {
+                impl: peak_memory(script, f"{impl}_once", {"size": name}, threads)
+                for impl in ("camflow", "irn")}
+        result[name] = entry
+        print(f"{name}: camflow {camflow:.3f} img/s, IRN {irn:.3f} img/s "
+              f"({camflow / irn:.2f}x), bare {bare:.3f} img/s "
+              f"({camflow / bare:.0%}), max |diff| {max(diff.values()):.2e}", flush=True)
+    return result
+
+
+def cuda_section(n_images: int, repeats: int, workers: int) -> dict[str, Any]:
+    """camflow on CUDA (bfloat16 autocast, ``batch_size: auto``) against the bare forward
+    (same autocast, channels_last, the same batches) and IRN's one-image float32 path."""
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device on this machine; the GPU path was not measured"}
+    device = torch.device("cuda")
+    cams = {**config()["cams"], "batch_size": "auto"}
+    trained = trained_network(device)
+    source = build_source(trained, {"method": "cam"})
+    classes = torch.as_tensor([c - 1 for c in LABELS], device=device)
+    result: dict[str, Any] = {"device": torch.cuda.get_device_name(0)}
+    for name, size in SIZES.items():
+        images = random_images(size, n_images)
+        batch = batch_size_for("auto", size, device)
+        inputs = [bare_inputs(images[i:i + batch], device)
+                  for i in range(0, n_images, batch)]
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "cams.h5"
+            exact = run_camflow(source, images, Path(tmp) / "exact.h5", cams, device,
+                                workers, dtype="float32")
+            diff = max_difference(exact, run_irn(trained.classifier, images, device),
+                                  n_images)
+            timings = alternate({
+                "camflow": partial(run_camflow, source, images, out, cams, device, workers),
+                "irn": partial(run_irn, trained.classifier, images, device),
+                "bare": partial(run_bare_batches, source, inputs, classes, device),
+            }, repeats=repeats)
+        entry = {name: rates(t, n_images) for name, t in timings.items()}
+        camflow, irn, bare = (entry[k]["img_per_s"] for k in ("camflow", "irn", "bare"))
+        entry.update({"images": n_images, "batch_size": batch,
+                      "camflow_fraction_of_bare": camflow / bare,
+                      "camflow_over_irn_fp32": camflow / irn,
+                      "targets": {"fraction_of_bare": 0.7, "over_irn_fp32": 2.0},
+                      "max_abs_difference_bf16_vs_irn_fp32": diff})
+        result[name] = entry
+        print(f"cuda {name}: camflow {camflow:.1f} img/s, IRN fp32 {irn:.1f} img/s, "
+              f"bare {bare:.1f} img/s", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=2, help="images per size and run")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cuda-images", type=int, default=64)
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak memory")
+    parser.add_argument("--name", default="cam_inference", help="results file name")
+    args = parser.parse_args()
+    threads = max(1, int(config()["runtime"]["workers"]))
+    gemm = matmul_gflops(threads)
+    print(f"float32 matmul, {threads} threads: {gemm:.1f} GFLOP/s", flush=True)
+    result = {
+        "threads": threads, "scales": list(SCALES), "flip": True,
+        "cams": config()["cams"],
+        "matmul_gflops": gemm,
+        "cpu": cpu_section(args.images, args.repeats, threads, gemm, not args.no_memory),
+        "cuda": cuda_section(args.cuda_images, args.repeats, threads),
+    }
+    print(write_result(args.name, result))
+
+
+if __name__ == "__main__":
+    main()
