@@ -1,9 +1,11 @@
 """What keying the image-level labels cache by content costs (issue: stale label caches).
 
 On a VOC-sized split (10,582 masks of 375×500, as ``train_aug``) in a temporary folder, times
-the check a warm cache now makes — :func:`camflow.data.voc.stat_fingerprint` of every mask,
+the check a warm cache now makes — :func:`camflow.io.stat_fingerprint` of every mask,
 one ``stat`` each — against recomputing the labels from the masks (read + decode + classes),
-which is what the check saves.  Prints the medians of ``--repeats`` runs and their ratio.
+which is what the check saves.  The two alternate after a warm-up (``harness.alternate``);
+prints and writes (``results/benchmarks/labels_cache.json``) the medians, spreads and ratio.
+The masks are read from the page cache (written just before, read once in the warm-up).
 
     .venv/bin/python benchmarks/labels_cache.py --images 10582
 """
@@ -12,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from harness import alternate, write_result
 from PIL import Image
 
 from camflow.data.base import labels_from_mask
-from camflow.data.voc import stat_fingerprint
-from camflow.io import read_label_png
+from camflow.io import read_label_png, stat_fingerprint
 
 
 def main() -> None:
@@ -39,20 +39,19 @@ def main() -> None:
             paths.append(Path(tmp).resolve() / f"{i:06d}.png")
             Image.fromarray(mask, mode="L").save(paths[-1])
 
-        def timed(fn) -> float:
-            times = []
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
-            return statistics.median(times)
-
-        check = timed(lambda: stat_fingerprint(paths))
-        recompute = timed(lambda: [labels_from_mask(read_label_png(p, p.stem), 20)
-                                   for p in paths])
-    print(json.dumps({"images": args.images, "fingerprint_s": round(check, 4),
-                      "recompute_s": round(recompute, 3),
-                      "recompute_over_fingerprint": round(recompute / check, 1)}))
+        timings = alternate({
+            "fingerprint": lambda: stat_fingerprint(paths),
+            "recompute": lambda: [labels_from_mask(read_label_png(p, p.stem), 20) for p in paths],
+        }, repeats=args.repeats)
+    check, recompute = timings["fingerprint"], timings["recompute"]
+    result = {"images": args.images, "fingerprint": check.as_dict(),
+              "recompute": recompute.as_dict(),
+              "recompute_over_fingerprint": recompute.median / check.median}
+    path = write_result("labels_cache", result)
+    print(json.dumps({"images": args.images, "fingerprint_s": round(check.median, 4),
+                      "recompute_s": round(recompute.median, 3),
+                      "recompute_over_fingerprint": round(recompute.median / check.median, 1)}))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -221,8 +221,8 @@ class _Job:
         """``(image_id, keys, full-resolution cams, mask)`` of every id of ``ids``, sizes
         checked against each other (the dataset validates the mask's labels).
 
-        The CAMs come from :meth:`~camflow.cache.CamCache.iter_read`: in the cache's file
-        order, the next image read and decompressed while this one is scored."""
+        The CAMs come from :meth:`~camflow.cache.CamCache.iter_read`, in the cache's file
+        order."""
         for image_id, keys, cams in self.cache.iter_read(ids, "full"):
             gt = np.asarray(self.dataset.load_mask(image_id, self.split))
             if cams.shape[1:] != gt.shape:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import h5py
@@ -57,17 +56,6 @@ def test_bulk_read_names_every_missing_id(tmp_path: Path) -> None:
     with CamCache(path) as cache, \
             pytest.raises(MissingImageError, match=rf"2 image\(s\).*{path}.*'x'.*'y'"):
         list(cache.iter_read(["img0", "x", "y"]))
-
-
-def test_bulk_read_stopped_early_ends_its_thread(tmp_path: Path) -> None:
-    path = tmp_path / "cams.h5"
-    _write(path, _images(9))
-    before = threading.active_count()
-    with CamCache(path) as cache:
-        reader = cache.iter_read()
-        next(reader)
-        reader.close()
-    assert threading.active_count() == before
 
 
 def test_bulk_read_raises_a_damaged_image_at_its_place(tmp_path: Path) -> None:
