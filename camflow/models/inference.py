@@ -4,7 +4,7 @@
   it: BN(conv(x)) = conv'(x) with W' = W·γ/σ and b' = (b − μ)·γ/σ + β, σ = √(var + ε).  Exact
   in eval mode up to float reassociation (the running statistics are constants there); the
   batch norms were 8–15 % of the CPU profile of ResNet-50's CAM inference
-  (``docs/architecture.md``, CAM inference speed).
+  (``docs/fidelity.md``, CAM inference: inference speed).
 * :func:`prepare_for_inference` adds the channels_last memory format, which the CPU
   (oneDNN) and CUDA (cuDNN) convolutions run faster in; IRN's numpy preprocessing hands its
   network channels_last-strided input by accident (``docs/fidelity.md``).
