@@ -26,29 +26,30 @@ damaged file and is refused.
 Why this filter (``benchmarks/cam_cache.py``: synthetic CAM-like maps of 500×375, two classes
 per image on average, float16, page cache warm, 2 shared CPU cores; medians of alternated
 runs): the aim was reads as fast as IRN's per-image float32 ``.npy`` files at no more than a
-quarter of their bytes.  gzip reads in 4.3–4.9 ms per image at every level 1–9 (zlib's
-inflate is the cost, not the bytes; the level trades 14–84 ms of writing for 8 % of size),
-lzf in 3.6–4.3 ms, Zstd (plain, Blosc, Blosc2) in 1.8–2.4 ms, LZ4 (plain, Blosc, Blosc2) in
+quarter of their bytes.  gzip reads in 4.4–5.0 ms per image at every level 1–9 (zlib's
+inflate is the cost, not the bytes; the level trades 14–78 ms of writing for 8 % of size),
+lzf in 3.8–4.5 ms, Zstd (plain, Blosc, Blosc2) in 1.9–2.5 ms, LZ4 (plain, Blosc, Blosc2) in
 1.1–1.9 ms; uncompressed maps read in 0.9 ms but are only 2.0× smaller than npy.  LZ4 needs a
 byte shuffle to stay under a quarter (3.7× smaller without, 5.1× with; bitshuffle 3.7–4.0×
 on float16 maps); Blosc's own shuffle reads faster than HDF5's shuffle filter in front of
-plain LZ4 (1.35 against 1.58 ms), Blosc2 writes slower, LZ4HC saves 13 % more for 3× the
-write time (17 ms), and chunks of 64 rows or one per image change nothing.  Hence Blosc LZ4
-level 9 + shuffle: 5.1× smaller than npy (the earlier gzip: 6.0×), 5 ms per image to
-compress.  It reads an image in 1.4 ms against the earlier cache's 5.1 ms (the same file with
-the reader before these changes) and npy's 0.5 ms: the floor here is LZ4's decompression plus
-widening float16 into a new float32 array, which a float32 ``.npy`` file does not need.  In a
-stage that works on every image the gap shrinks to its share: the evaluation's threshold
-sweep reads and scores an image in 10.7 ms from the cache, 9.5 ms from npy files.  On real
-CAMs of the demo's 128×128 images every filter compresses less (gzip 4: 3.6×, this filter
-3.2× smaller than npy): small maps are less smooth per pixel.
+plain LZ4 (1.5 against 1.7 ms), Blosc2 writes slower, Blosc's LZ4 levels 1–9 and LZ4HC read
+alike (1.4–1.7 ms, within the runs' spread) but LZ4HC's 13 % fewer bytes cost 3× the write
+time (16 ms), and chunks of 64 rows or one per image change nothing.  Hence Blosc LZ4 level 9
++ shuffle: 5.1× smaller than npy (the earlier gzip: 6.0×), 5 ms per image to compress.  It
+reads an image in 1.3 ms against the earlier cache's 5.1 ms (the same file with the reader
+before these changes) and npy's 0.6 ms: the floor here is LZ4's decompression plus widening
+float16 into a new float32 array, which a float32 ``.npy`` file does not need.  In a stage
+that works on every image the gap shrinks to its share: the evaluation's threshold sweep reads
+and scores an image in 9.9 ms from the cache, 9.3 ms from npy files.  On real CAMs of the
+demo's 128×128 images every filter compresses less (gzip 4: 3.6×, this filter 3.2× smaller
+than npy): small maps are less smooth per pixel.
 
 Reading opens the datasets by path through h5py's low-level API (a third of the high-level
 lookups' overhead), widens float16 with torch (F16C, :func:`_cast`) and checks finiteness with
 two reductions (:func:`_value_range`).  Writing validates and converts in ``add`` and leaves
 the compression to a background thread (:class:`_H5Writer`): behind a simulated 10 ms GPU
-step per image the caller spends 1.8 ms per image on the cache, against 6.5 ms with the filter
-on its own thread, 19.6 ms with the earlier gzip and 4.9 ms for ``np.save``.  Compressing in
+step per image the caller spends 1.9 ms per image on the cache, against 6.0 ms with the filter
+on its own thread, 19.8 ms with the earlier gzip and 5.0 ms for ``np.save``.  Compressing in
 worker processes and writing the raw chunks (``write_direct_chunk``) measured no better in a
 one-off prototype (2.0 against 2.25 ms above the GPU step; 5.8 against 4.6 ms per image with
 no GPU step).
@@ -553,8 +554,8 @@ class CamCache(_H5Reader):
         For a stage that reads many images: one membership check for all of them (the error
         names every missing id and the file), then the images in file order, so that a cold
         page cache is read front to back instead of seeking.  (A thread reading the next image
-        ahead while the caller scores this one measured no faster on 2 shared cores:
-        ``benchmarks/cam_cache.py``, module doc.)
+        ahead while the caller works on this one measured no faster on 2 shared cores, so
+        there is none.)
         """
         self._check_resolution(resolution)
         self._index()
