@@ -568,8 +568,9 @@ class Claims(PaperTable):
                            "description": "whose records the claims read (a claim may "
                            "name its own)"},
             "claims": {"type": "object", "minProperties": 1,
-                       "additionalProperties": {"type": "object"},
-                       "description": "claim name (camflow/claims.py) -> its settings"},
+                       "additionalProperties": {"type": ["object", "null"]},
+                       "description": "claim name (camflow/claims.py) -> its settings; "
+                       "null leaves the claim out (an overlay's way to drop one)"},
         },
     }
 
@@ -577,18 +578,23 @@ class Claims(PaperTable):
     def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
         from camflow.claims import claim_class
         from camflow.schema import extend, validate_block
+        from camflow.workflow import config_error
 
         for name in spec.get("datasets", []):
             wf.dataset_config(name)
         claims = {}
         for name, block in spec["claims"].items():
             claim = claim_class(name)
+            if block is None:
+                continue
             own = extend({"type": "object", "properties": {"classifier": {
                 "$ref": "#/$defs/name", "default": spec["classifier"]}}}, claim.schema)
-            block = validate_block(block or {}, f"tables.claims.claims.{name}", own,
+            block = validate_block(block, f"tables.claims.claims.{name}", own,
                                    wf.schema["$defs"])
             wf.classifier_config(block["classifier"])
             claims[name] = claim.resolve(wf, block)
+        if not claims:
+            config_error("tables.claims.claims", "every claim is null: nothing to compare")
         return {**spec, "claims": claims}
 
     def datasets(self, dataset: str) -> list[str]:

@@ -130,3 +130,19 @@ def test_every_claim_names_its_paper_and_where() -> None:
     for name in CLAIMS.names():
         cls = claim_class(name)
         assert cls.paper and cls.where and cls.__doc__, name
+
+
+def test_a_null_claim_is_left_out(workflow: Workflow) -> None:
+    """An overlay drops a claim (and every input it needs) by setting it to null."""
+    claims = {"crf": {"source": "cam"}, "gslm_iterations": {"gslm": "gslm"}}
+    full = table_class("claims").resolve(workflow, {"classifier": "resnet_small",
+                                                    "claims": claims})
+    dropped = table_class("claims").resolve(
+        workflow, {"classifier": "resnet_small", "claims": {**claims, "gslm_iterations": None}})
+    assert list(dropped["claims"]) == ["crf"]
+    before = table_class("claims")(full).inputs(workflow, "synthetic")
+    after = table_class("claims")(dropped).inputs(workflow, "synthetic")
+    assert set(after) < set(before) and not any("gslm" in v for v in after.values())
+    with pytest.raises(CamflowInputError, match="every claim is null"):
+        table_class("claims").resolve(workflow, {"classifier": "resnet_small",
+                                                 "claims": {"crf": None}})
