@@ -69,7 +69,40 @@ def fullcam(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ms(m: dict[str, float]) -> str:
+    return f"{m['median_ms']:.2f} ({m['spread_ms']:.2f})"
+
+
+def cam_cache(res: dict[str, Any]) -> list[str]:
+    h, w = res["size"]
+    b = res["bytes_per_image"]
+    lines = [
+        f"The CAM cache ({res['cache_filter']['filter']}, {res['cache_filter']['chunks']}) "
+        f"against IRN's per-image float32 `.npy` dicts on {res['images']} synthetic {w}×{h} "
+        f"images ({res['classes_per_image']:.2f} classes each), {res['stored_dtype']}; "
+        f"{res['page_cache']}; ms per image, median (spread) of {res['repeats']} alternated "
+        "runs.", "",
+        f"Bytes per image: cache {b['cache']:,.0f}, `.npy` {b['npy']:,.0f} "
+        f"(`.npy` / cache = {res['bytes_npy_over_cache']:.2f}).", "",
+        "| read | ms / image |", "|---|---|"]
+    lines += [f"| {name} | {_ms(m)} |" for name, m in res["read_ms_per_image"].items()]
+    lines += ["", "| read + the seed evaluation's threshold sweep | ms / image |", "|---|---|"]
+    lines += [f"| {name} | {_ms(m)} |" for name, m in res["read_and_sweep_ms_per_image"].items()]
+    lines += ["", "| write | ms / image | above a simulated 10 ms GPU step |", "|---|---|---|"]
+    gpu = res["write_ms_per_image"]["gpu_10ms"]
+    lines += [f"| {name} | {_ms(m)} | {gpu[name]['above_gpu_ms']:.2f} |"
+              for name, m in res["write_ms_per_image"]["gpu_0ms"].items() if name in gpu]
+    lines += ["", "Filters and chunks measured (read ms median (spread); write on the caller's "
+              "thread):", "", "| filter | chunks | bytes / image | `.npy` / this | read ms | "
+              "write ms |", "|---|---|---|---|---|---|"]
+    lines += [f"| {f['filter']} | {f['chunks']} | {f['bytes_per_image']:,.0f} | "
+              f"{f['bytes_npy_over']:.2f} | {_ms(f['read_ms'])} | "
+              f"{f['write_ms_caller_thread']:.1f} |" for f in res["filters"]]
+    return lines
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
+    "cam_cache": ("The CAM cache", cam_cache),
     "random_walk": ("Random walk", random_walk),
     "fullcam": ("Fully-CAM", fullcam),
 }
