@@ -167,6 +167,19 @@ def read_label_png(path: str | os.PathLike, image_id: str | None = None) -> np.n
     return np.asarray(im, dtype=np.uint8)
 
 
+def read_saliency_png(path: str | os.PathLike, image_id: str | None = None) -> np.ndarray:
+    """Read a saliency map PNG (greyscale 0–255, as off-the-shelf detectors write them; an
+    RGB one is converted to grey) as ``float32`` H×W in [0, 1]."""
+    path = Path(path)
+    who = f"saliency map of {image_id!r} ({path})" if image_id else f"saliency map {path}"
+    im = _open(path, who)
+    if im.mode not in ("L", "RGB", "I;16", "I"):
+        raise CamflowInputError(f"{who} has mode {im.mode!r}; expected a greyscale PNG")
+    if im.mode in ("I;16", "I"):
+        return np.asarray(im, dtype=np.float32) / 65535.0
+    return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+
+
 @functools.cache
 def _palette() -> tuple[int, ...]:
     return tuple(voc_palette())

@@ -12,10 +12,13 @@ and annotated with a class, or not salient and annotated background.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from camflow.data.base import IGNORE_INDEX
+from camflow.data.base import IGNORE_INDEX, SegmentationDataset
 from camflow.evaluate import channel_lut
+from camflow.io import CamflowInputError, read_saliency_png, some_ids
 
 
 def saliency_semantic_map(saliency: np.ndarray, keys: np.ndarray, cams: np.ndarray,
@@ -43,3 +46,38 @@ def gt_prior_map(saliency: np.ndarray, gt: np.ndarray, threshold: float) -> np.n
     annotated = salient & (gt != 0) & (gt != IGNORE_INDEX)
     out[annotated] = gt[annotated]
     return out
+
+
+class SaliencyFolder:
+    """Saliency maps from an external source: a folder of ``<image id>.png`` greyscale maps
+    (0–255), as users of EPS and similar methods have them from off-the-shelf detectors.
+
+    :meth:`check` names every image of a split without a map before any work starts;
+    :meth:`read` names the file and the image when a map is unreadable or its size is not
+    the image's.
+    """
+
+    def __init__(self, root: str | Path, dataset: SegmentationDataset) -> None:
+        self.root = Path(root)
+        self.dataset = dataset
+
+    def path(self, image_id: str) -> Path:
+        return self.root / f"{image_id}.png"
+
+    def check(self, ids: list[str]) -> None:
+        if not self.root.is_dir():
+            raise CamflowInputError(f"saliency folder {self.root} does not exist")
+        missing = [i for i in ids if not self.path(i).is_file()]
+        if missing:
+            raise CamflowInputError(f"saliency folder {self.root}: no map for {len(missing)} "
+                                    f"of {len(ids)} images: {some_ids(missing)}")
+
+    def read(self, image_id: str) -> np.ndarray:
+        """float32 H×W in [0, 1], the size of the image."""
+        sal = read_saliency_png(self.path(image_id), image_id)
+        h, w = self.dataset.load_image(image_id).shape[:2]
+        if sal.shape != (h, w):
+            raise CamflowInputError(
+                f"saliency map of {image_id!r} ({self.path(image_id)}) is "
+                f"{sal.shape[1]}x{sal.shape[0]}, the image {w}x{h}")
+        return sal

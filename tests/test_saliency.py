@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from PIL import Image
 
+from camflow.data.voc import SyntheticDataset
 from camflow.evaluate import ConfusionMatrix
-from camflow.saliency import gt_prior_map, saliency_semantic_map
+from camflow.io import CamflowInputError
+from camflow.saliency import SaliencyFolder, gt_prior_map, saliency_semantic_map
+from fixtures import make_synthetic_fixture
 
 SAL = np.array([[0.9, 0.9, 0.2], [0.9, 0.6, 0.1]], np.float32)
 GT = np.array([[1, 2, 0], [0, 2, 255]], np.uint8)
@@ -31,3 +36,23 @@ def test_gt_priors_count_salient_annotated_pixels_as_right() -> None:
     conf = ConfusionMatrix(3).update(pred, GT).matrix
     np.testing.assert_array_equal(conf, [[1, 0, 1], [0, 1, 0], [0, 0, 2]])
     assert not gt_prior_map(SAL, np.zeros_like(GT), 0.5).any()
+
+
+def test_a_saliency_folder_names_what_is_missing_or_wrong(tmp_path) -> None:
+    dataset = SyntheticDataset(make_synthetic_fixture(tmp_path))
+    folder = tmp_path / "sal"
+    folder.mkdir()
+    grey = np.zeros((16, 24), np.uint8)
+    grey[2:8, 2:8] = 255
+    Image.fromarray(grey).save(folder / "syn_0000.png")
+    Image.fromarray(grey[:8]).save(folder / "syn_0001.png")
+    source = SaliencyFolder(folder, dataset)
+    with pytest.raises(CamflowInputError, match="no map for 1 of 3 images: 'syn_0002'"):
+        source.check(["syn_0000", "syn_0001", "syn_0002"])
+    sal = source.read("syn_0000")
+    assert sal.dtype == np.float32 and sal.max() == 1.0 and sal[0, 0] == 0.0
+    with pytest.raises(CamflowInputError, match=r"syn_0001.*24x8, the image 24x16"):
+        source.read("syn_0001")
+    (folder / "syn_0002.png").write_bytes(b"not a png")
+    with pytest.raises(CamflowInputError, match="syn_0002.*corrupt"):
+        source.read("syn_0002")
