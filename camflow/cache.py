@@ -88,6 +88,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import quote
 
+import blosc
 import h5py
 import hdf5plugin
 import numpy as np
@@ -147,6 +148,16 @@ def _cast(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return out
 
 
+def _all_finite(arr: np.ndarray) -> bool:
+    """Whether ``arr`` holds no NaN and no infinity.  For float16 one pass over the bits
+    decides the common case: non-negative finite values are exactly the bit patterns below
+    that of +inf (0x7c00); maps with a negative value (or a non-finite one) get the exact
+    check (:func:`_value_range`)."""
+    if arr.dtype == np.float16 and arr.size and int(arr.view(np.uint16).max()) < 0x7C00:
+        return True
+    return all(map(math.isfinite, _value_range(arr)))
+
+
 def _value_range(arr: np.ndarray) -> tuple[float, float]:
     """``(min, max)`` of ``arr`` ((0, 0) if empty); NaN if it holds a NaN (min and max
     propagate it), ±inf if it holds one.  Two reductions without a temporary array: the
@@ -188,6 +199,7 @@ class _H5Writer:
             )
         self.provenance = dict(provenance or {})
         self._ids: list[str] = []
+        self._keys: list[np.ndarray] = []
         self._seen: set[str] = set()
         self._stack: contextlib.ExitStack | None = None
         self._h5: h5py.File | None = None
@@ -243,6 +255,10 @@ class _H5Writer:
         self._h5.create_dataset(
             "index", data=np.array(self._ids, dtype=object), dtype=h5py.string_dtype("utf-8")
         )
+        offsets = np.cumsum([0, *map(len, self._keys)], dtype=np.int64)
+        self._h5.create_dataset("index_keys", data=np.concatenate(
+            [np.zeros(0, np.int16), *self._keys]).astype(np.int16))
+        self._h5.create_dataset("index_keys_offsets", data=offsets)
 
     def _check_keys(self, image_id: str, keys: np.ndarray) -> tuple[str, np.ndarray]:
         """Validate a new image id and its foreground ``keys``; returns (who, keys array)."""
@@ -281,6 +297,7 @@ class _H5Writer:
                 group.create_dataset(name, data=arr, **options)
 
         self._ids.append(image_id)
+        self._keys.append(keys16)
         self._seen.add(image_id)
         if self._thread is None:
             self._thread = threading.Thread(target=self._drain, daemon=True,
@@ -417,6 +434,9 @@ class _H5Reader:
         self._images: h5py.h5g.GroupID | None = None
         self._ids: list[str] | None = None
         self._position: dict[str, int] = {}
+        self._fd: int | None = None
+        self._keys: np.ndarray | None = None
+        self._keys_offsets: np.ndarray | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path}
@@ -455,13 +475,91 @@ class _H5Reader:
             raise CamflowInputError(f"{self.label} {self.path} {problem}; "
                                     f"{rebuild_hint(self.path)}")
         self._h5, self._pid, self._images = h5, os.getpid(), h5["images"].id
+        self._fd = None
+        if hasattr(os, "preadv"):  # HDF5's own descriptor of the file (sec2 driver): raw chunks
+            with contextlib.suppress(TypeError, ValueError, RuntimeError, OSError):
+                self._fd = int(h5.id.get_vfd_handle())
         return h5
 
     def _index(self) -> list[str]:
         if self._ids is None:
-            self._ids = [str(i) for i in self._file()["index"].asstr()[()]]
-            self._position = {image_id: i for i, image_id in enumerate(self._ids)}
+            h5 = self._file()
+            ids = [str(i) for i in h5["index"].asstr()[()]]
+            if "index_keys" in h5 and "index_keys_offsets" in h5:
+                keys = h5["index_keys"][()].astype(np.int64)
+                offsets = h5["index_keys_offsets"][()].astype(np.int64)
+                if (offsets.shape != (len(ids) + 1,) or offsets[0] != 0
+                        or offsets[-1] != keys.size or np.any(np.diff(offsets) < 0)):
+                    raise CamflowInputError(
+                        f"{self.label} {self.path}: its keys table does not match its index "
+                        f"(corrupt file?); {rebuild_hint(self.path)}")
+                self._keys, self._keys_offsets = keys, offsets
+            self._position = {image_id: i for i, image_id in enumerate(ids)}
+            self._ids = ids
         return self._ids
+
+    def _unreadable(self, image_id: str, exc: BaseException) -> CamflowInputError:
+        return CamflowInputError(
+            f"{self.label} {self.path}: image {image_id!r} is listed but unreadable "
+            f"(corrupt file?): {exc}; {rebuild_hint(self.path)}")
+
+    def _image_keys(self, image_id: str) -> np.ndarray:
+        """The int64 classes of ``image_id`` (known to be in the file): from the keys table
+        read with the index (files written before it: the image's ``keys`` dataset)."""
+        self._index()
+        if self._keys is None or self._keys_offsets is None:
+            return self._array(image_id, "keys").astype(np.int64)
+        i = self._position[image_id]
+        return self._keys[self._keys_offsets[i]:self._keys_offsets[i + 1]].copy()
+
+    def _maps(self, image_id: str, name: str) -> np.ndarray:
+        """Map stack ``name`` of ``image_id`` as stored (dtype of the file).
+
+        Maps stored as the writer stores them (float16, one Blosc chunk per map) are decoded
+        from their raw chunks: one ``pread`` of the image's chunks and python-blosc's decoder
+        into the new array, bypassing HDF5's filter pipeline (module doc); any other dataset
+        (gzip-era files, float32 maps) is read through HDF5.
+        """
+        self._file()
+        try:
+            dataset = h5py.h5d.open(self._images, f"{_group_name(image_id)}/{name}".encode())
+            out = self._blosc_maps(dataset)
+            if out is None:
+                out = np.empty(dataset.shape, dataset.dtype)
+                dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        except (KeyError, OSError, RuntimeError, ValueError) as exc:
+            raise self._unreadable(image_id, exc) from exc
+        return out
+
+    def _blosc_maps(self, dataset: h5py.h5d.DatasetID) -> np.ndarray | None:
+        """The maps of ``dataset`` decoded from its raw chunks, or None unless it is stored
+        as the writer stores it: float16 (n, h, w), n > 0, one chunk per map, Blosc its only
+        filter, every chunk written and filtered, the chunks adjacent in the file."""
+        shape = dataset.shape
+        if self._fd is None or len(shape) != 3 or not shape[0] or dataset.dtype != np.float16:
+            return None
+        plist = dataset.get_create_plist()
+        if (plist.get_layout() != h5py.h5d.CHUNKED or plist.get_chunk() != (1, *shape[1:])
+                or plist.get_nfilters() != 1 or plist.get_filter(0)[0] != hdf5plugin.BLOSC_ID
+                or dataset.get_num_chunks() != shape[0]):
+            return None
+        chunks = [dataset.get_chunk_info(j) for j in range(shape[0])]
+        start = min(c.byte_offset for c in chunks)
+        size = max(c.byte_offset + c.size for c in chunks) - start
+        if any(c.filter_mask for c in chunks) or size != sum(c.size for c in chunks):
+            return None
+        raw = np.empty(size, np.uint8)
+        if os.preadv(self._fd, [raw], start) != size:
+            raise OSError(f"short read of {size} bytes at offset {start}")
+        out = np.empty(shape, np.float16)
+        for c in chunks:
+            j = c.chunk_offset[0]
+            chunk = raw[c.byte_offset - start:c.byte_offset - start + c.size]
+            # the decoder writes as many bytes as the chunk's header says: check them first
+            if blosc.get_cbuffer_sizes(chunk)[:2] != (out[j].nbytes, c.size):
+                raise OSError(f"chunk {j} of {shape} maps has a damaged Blosc header")
+            blosc.decompress_ptr(chunk, out[j].ctypes.data)
+        return out
 
     def _array(self, image_id: str, name: str) -> np.ndarray:
         """Dataset ``name`` of ``image_id``'s group, as stored (dtype of the file).
@@ -476,10 +574,7 @@ class _H5Reader:
             out = np.empty(dataset.shape, dataset.dtype)
             dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
         except (KeyError, OSError) as exc:
-            raise CamflowInputError(
-                f"{self.label} {self.path}: image {image_id!r} is listed but unreadable "
-                f"(corrupt file?): {exc}; {rebuild_hint(self.path)}"
-            ) from exc
+            raise self._unreadable(image_id, exc) from exc
         return out
 
     @property
@@ -520,6 +615,7 @@ class _H5Reader:
         self._h5 = None
         self._pid = None
         self._images = None
+        self._fd = None
 
     def __enter__(self) -> Self:
         return self
@@ -576,14 +672,17 @@ class CamCache(_H5Reader):
 
     def _load(self, image_id: str, resolution: Resolution) -> tuple[np.ndarray, np.ndarray]:
         """``read`` of an id known to be in the cache."""
-        keys = self._array(image_id, "keys").astype(np.int64)
-        cams = _cast(self._array(image_id, resolution), np.dtype(np.float32))
-        if not all(map(math.isfinite, _value_range(cams))):
+        keys = self._image_keys(image_id)
+        stored = self._maps(image_id, resolution)
+        if stored.ndim != 3 or stored.shape[0] != keys.size:
+            raise self._unreadable(image_id, ValueError(
+                f"its {resolution} maps have shape {stored.shape} for {keys.size} keys"))
+        if not _all_finite(stored):
             raise CamflowInputError(
                 f"{self.label} {self.path}: image {image_id!r} has NaN or infinite values in "
                 f"its {resolution} maps (the writer refuses them: written by another program, "
                 f"or damaged); {rebuild_hint(self.path)}")
-        return keys, cams
+        return keys, _cast(stored, np.dtype(np.float32))
 
 
 class LabelCache(_H5Reader):
@@ -596,7 +695,7 @@ class LabelCache(_H5Reader):
         """``(keys, labels)`` of ``image_id``: int64 classes and the uint8 H×W label map."""
         if image_id not in self:
             raise MissingImageError(f"image {image_id!r} is not in {self.label} {self.path}")
-        return self._array(image_id, "keys").astype(np.int64), self._array(image_id, "labels")
+        return self._image_keys(image_id), self._array(image_id, "labels")
 
     def read_scores(self, image_id: str) -> np.ndarray | None:
         """The float32 C×H×W score maps stored with ``image_id``'s labels, or None."""
@@ -604,7 +703,7 @@ class LabelCache(_H5Reader):
             raise MissingImageError(f"image {image_id!r} is not in {self.label} {self.path}")
         if "scores" not in self._file()["images"][_group_name(image_id)]:
             return None
-        return _cast(self._array(image_id, "scores"), np.dtype(np.float32))
+        return _cast(self._maps(image_id, "scores"), np.dtype(np.float32))
 
 
 def open_cache(path: str | os.PathLike) -> CamCache | LabelCache:

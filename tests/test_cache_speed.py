@@ -11,6 +11,7 @@ import pytest
 
 import camflow.cache as cache_module
 from camflow.cache import CamCache, CamCacheWriter, MissingImageError
+from camflow.io import CamflowInputError
 
 CLASSES = ["background", "cat", "dog", "bird"]
 
@@ -144,3 +145,77 @@ def test_file_of_the_earlier_filter_still_reads(tmp_path: Path) -> None:
             np.testing.assert_array_equal(keys, want_keys)
             np.testing.assert_allclose(cams, full, atol=2.0 ** -12)
             np.testing.assert_array_equal(cache.read(image_id)[1], cams)
+
+
+def test_keys_table_and_raw_chunk_reads(tmp_path: Path) -> None:
+    """The writer adds a keys table beside the index; the reader's raw Blosc chunk decoding
+    gives exactly what HDF5's filter pipeline gives, and files without the table (written
+    before it) read the per-image keys."""
+    path = tmp_path / "cams.h5"
+    data = _images(5)
+    _write(path, data)
+    with h5py.File(path, "r") as f:
+        assert f["index_keys"].dtype == np.int16
+        offsets = f["index_keys_offsets"][()]
+        np.testing.assert_array_equal(offsets, np.cumsum([0, *(len(d[0]) for d in data.values())]))
+        np.testing.assert_array_equal(f["index_keys"][()], np.concatenate(
+            [d[0] for d in data.values()]))
+        via_hdf5 = {i: f["images"][i]["full"][()].astype(np.float32) for i in data}
+    with CamCache(path) as cache:
+        for image_id, (keys, _, _) in data.items():
+            got_keys, cams = cache.read(image_id)
+            np.testing.assert_array_equal(got_keys, keys)
+            np.testing.assert_array_equal(cams, via_hdf5[image_id])
+            got_keys[...] = 0  # a copy: the next read is unchanged
+            np.testing.assert_array_equal(cache.read(image_id)[0], keys)
+    with h5py.File(path, "r+") as f:
+        del f["index_keys"], f["index_keys_offsets"]
+    with CamCache(path) as cache:
+        for (_, keys, _cams), (want_keys, _, _) in zip(cache.iter_read(), data.values(),
+                                                      strict=True):
+            np.testing.assert_array_equal(keys, want_keys)
+
+
+def test_damaged_chunk_or_keys_table_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "cams.h5"
+    ramp = np.linspace(0, 1, 2 * 64 * 64, dtype=np.float32).reshape(2, 64, 64)
+    maps = np.sqrt(ramp)  # compressible: Blosc keeps its chunks (filter_mask 0)
+    _write(path, {"img0": (np.array([2, 3]), maps, maps), "img1": (np.array([1, 3]), maps, maps)})
+    with h5py.File(path, "r") as f:
+        chunk = f["images"]["img1"]["full"].id.get_chunk_info(0)
+        assert chunk.filter_mask == 0
+        offset = chunk.byte_offset
+        want = f["images"]["img1"]["full"][()].astype(np.float32)
+    with CamCache(path) as cache:  # the raw chunk decoding equals HDF5's filter pipeline
+        np.testing.assert_array_equal(cache.read("img1")[1], want)
+    raw = bytearray(path.read_bytes())
+    raw[offset + 4:offset + 8] = (10**9).to_bytes(4, "little")  # Blosc header: nbytes
+    path.write_bytes(bytes(raw))
+    with CamCache(path) as cache:
+        cache.read("img1", "stride4")
+        with pytest.raises(CamflowInputError, match="image 'img1' is listed but unreadable"):
+            cache.read("img1", "full")
+    with h5py.File(path, "r+") as f:
+        f["index_keys_offsets"][-1] = 99
+    with pytest.raises(CamflowInputError, match="keys table does not match its index"):
+        len(CamCache(path))
+
+
+@pytest.mark.parametrize(("values", "finite"), [
+    ([0.0, 0.5, 65504.0], True), ([-1.0, 0.5], True), ([0.5, np.nan], False),
+    ([np.inf, 0.0], False), ([-np.inf, 0.5], False), ([-np.nan, 0.5], False)])
+def test_all_finite(values: list[float], finite: bool) -> None:
+    for dtype in (np.float16, np.float32):
+        assert cache_module._all_finite(np.array(values, dtype)) is finite
+
+
+def test_float32_maps_read_through_hdf5(tmp_path: Path) -> None:
+    path = tmp_path / "cams.h5"
+    data = _images(3)
+    with CamCacheWriter(path, CLASSES, {}, dtype="float32") as writer:
+        for image_id, (keys, s4, full) in data.items():
+            writer.add(image_id, keys, s4, full)
+    with CamCache(path) as cache:
+        for image_id, (_, s4, full) in data.items():
+            np.testing.assert_array_equal(cache.read(image_id)[1], full)
+            np.testing.assert_array_equal(cache.read(image_id, "stride4")[1], s4)
