@@ -101,7 +101,50 @@ def cam_cache(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def cam_inference(res: dict[str, Any]) -> list[str]:
+    cpu = res["cpu"]
+    lines = [
+        "camflow's `make_cams` (the `cam` source: batch norms folded, channels_last, "
+        f"`batch_size: {res['cams']['batch_size']}`) against IRN's `step/make_cam.py` "
+        f"procedure on the same ResNet-50 (IRN strides), scales {res['scales']} × flip, "
+        f"{res['threads']} threads; images/s, median (spread) of the alternated runs; the "
+        "bare forward is the same network on the same pixels without pre- or post-processing; "
+        "the matmul rate is float32 GEMM alternated with them.", "",
+        "| measure | " + " | ".join(cpu) + " |", "|---|" + "---|" * len(cpu)]
+
+    def row(label: str, cell: Callable[[dict[str, Any]], str]) -> None:
+        lines.append(f"| {label} | " + " | ".join(cell(e) for e in cpu.values()) + " |")
+
+    for impl in ("camflow", "irn", "bare"):
+        row(f"{impl} images/s", lambda e, i=impl: f"{e[i]['img_per_s']:.3f} "
+            f"({e[i]['spread_img_per_s']:.3f})")
+    row("camflow / IRN", lambda e: f"**{e['camflow_over_irn']:.2f}×**")
+    row("camflow / bare forward", lambda e: f"{e['camflow_fraction_of_bare']:.0%}")
+    row("GFLOP per image", lambda e: f"{e['gflop_per_image']:.0f}")
+    row("matmul GFLOP/s", lambda e: f"{e['matmul_gflops']:.0f}")
+    row("camflow, fraction of the matmul rate", lambda e: f"{e['camflow_fraction_of_matmul']:.0%}")
+    row("IRN, fraction of the matmul rate", lambda e: f"{e['irn_fraction_of_matmul']:.0%}")
+    row("max abs difference (full, stride 4)", lambda e: ", ".join(
+        f"{v:.1e}" for v in e["max_abs_difference"].values()))
+    if all("peak_memory_one_image" in e for e in cpu.values()):
+        row("peak MiB above baseline, one image (camflow / IRN)", lambda e: " / ".join(
+            _mib(m) for m in e["peak_memory_one_image"].values()))
+    cuda = res["cuda"]
+    lines.append("")
+    if "skipped" in cuda:
+        lines.append(f"CUDA: {cuda['skipped']}.")
+    else:
+        lines.append(f"CUDA ({cuda['device']}, bfloat16 autocast):")
+        lines += ["", "| size | camflow images/s | / bare forward | / IRN fp32 one image |",
+                  "|---|---|---|---|"]
+        lines += [f"| {name} | {e['camflow']['img_per_s']:.1f} | "
+                  f"{e['camflow_fraction_of_bare']:.0%} | {e['camflow_over_irn_fp32']:.2f}× |"
+                  for name, e in cuda.items() if name != "device"]
+    return lines
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
+    "cam_inference": ("CAM inference", cam_inference),
     "cam_cache": ("The CAM cache", cam_cache),
     "random_walk": ("Random walk", random_walk),
     "fullcam": ("Fully-CAM", fullcam),
