@@ -17,8 +17,10 @@ from camflow.methods.c2am import (
     c2am_loss,
     foreground_is_first,
     hint_loss,
+    partition_sign,
     positive_loss,
     rank_weights,
+    saliency_map,
 )
 from camflow.models.backbones import build_backbone
 from camflow.trainer import Trainer, metrics_path
@@ -138,3 +140,36 @@ def test_c2am_h_trains_with_hints_from_a_cam_cache(tmp_path) -> None:
     assert {"pos_f", "pos_b", "neg", "hint", "total"} <= set(header)
     hint = [float(r.split(",")[header.index("hint")]) for r in rows[1:]]
     assert len(hint) == 12 and hint[-1] < hint[0]
+
+
+class _Flipped(torch.nn.Module):
+    """A C²AM stand-in whose logits are high off the object of the fixture: its first
+    partition is the background."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        bright = x.mean(dim=1)  # the fixture's objects are brighter than its background
+        logits = -(bright - bright.mean(dim=(1, 2), keepdim=True)) * 10
+        return x.mean(dim=(2, 3)), x.mean(dim=(2, 3)), logits
+
+
+def test_partition_sign_anchors_the_direction_on_the_priors(tmp_path) -> None:
+    dataset = SyntheticDataset(make_synthetic_fixture(tmp_path))
+    ids = dataset.ids("train")
+    priors = tmp_path / "cams.h5"
+    with CamCacheWriter(priors, SYNTHETIC_CLASSES) as writer:
+        for image_id in ids:
+            mask = dataset.load_mask(image_id, "train")
+            keys = np.unique(mask[(mask > 0) & (mask < 255)])
+            cams = np.stack([(mask == k).astype(np.float32) for k in keys])
+            writer.add(image_id, keys, stride4=cams[:, ::4, ::4], full=cams)
+    model = _Flipped()
+    with CamCache(priors) as cache:
+        sign = partition_sign(model, dataset, ids, cache, 0.4, torch.device("cpu"))
+    assert sign == -1
+    image = dataset.load_image(ids[0])
+    mask = dataset.load_mask(ids[0], "train") > 0
+    sal = saliency_map(model, image, sign, [1.0, 0.5], True, 1, torch.device("cpu"))
+    assert sal.shape == mask.shape and sal.max() == pytest.approx(1.0, abs=1e-4)
+    assert sal[mask].mean() > 3 * sal[~mask].mean()  # the object is salient once flipped
+    unflipped = saliency_map(model, image, 1, [1.0], False, 1, torch.device("cpu"))
+    assert unflipped[mask].mean() < unflipped[~mask].mean()

@@ -47,6 +47,7 @@ from camflow.cache import CamCache
 from camflow.data.base import SegmentationDataset
 from camflow.data.transforms import joint_augment, torch_nearest
 from camflow.io import CamflowInputError
+from camflow.methods.cam import fuse_tta, max_normalize
 from camflow.models.backbones import Backbone
 from camflow.runtime import seed_everything
 from camflow.trainer import OptimizerSpec, Progress, Update
@@ -261,3 +262,35 @@ class C2AMTraining:
         terms["total"] = sum(terms.values())
         update("c2am", terms["total"])
         return {k: v.detach() for k, v in terms.items()}
+
+
+def partition_sign(model: C2AMNetwork, dataset: SegmentationDataset, ids: list[str],
+                   priors: CamCache, delta_fg: float, device: torch.device) -> int:
+    """+1 if φ's first partition is the foreground on these images, −1 if it is the
+    background (:func:`foreground_is_first` on φ's probabilities at scale 1, resized to each
+    image, against the priors' strongest class map) — the anchor C²AM lacks, taken from the
+    same priors C²AM-H's hints come from."""
+    saliency, prior = [], []
+    model.eval()
+    with torch.no_grad():
+        for image_id in ids:
+            image = dataset.load_image(image_id)
+            logits = fuse_tta(lambda x: model(x)[2][:, None], [image], [1.0], False,
+                              [(image.shape[:2], 1)], device)[0]
+            saliency.append(torch.sigmoid(logits[0, 0]).flatten().cpu())
+            _, cams = priors.read(image_id, "full")
+            prior.append(torch.from_numpy(cams.max(axis=0) if cams.shape[0] else
+                                          np.zeros(image.shape[:2], np.float32)).flatten())
+    return 1 if foreground_is_first(torch.cat(saliency), torch.cat(prior), delta_fg) else -1
+
+
+def saliency_map(model: C2AMNetwork, image: np.ndarray, sign: int, scales: list[float],
+                 flip: bool, grid: int, device: torch.device) -> np.ndarray:
+    """C²AM's saliency of one image (float32 H×W in [0, 1]): ReLU of φ's logits (of the
+    foreground partition: ``sign``), summed over scales and flips and divided by its maximum,
+    as the authors' ``scripts/ccam/inference.py`` (its default ``relu`` activation) and
+    camflow's CAM inference (:func:`~camflow.methods.cam.fuse_tta`) do."""
+    with torch.no_grad():
+        full = fuse_tta(lambda x: F.relu(sign * model(x)[2])[:, None], [image], scales, flip,
+                        [(image.shape[:2], grid)], device)[0]
+    return max_normalize(full[0, 0].float()).cpu().numpy()
