@@ -9,9 +9,12 @@ or trained network and runs anywhere.  Measured:
 
 * ``bytes_per_image`` of both stores;
 * ``read``: ms per image for per-image reads (``CamCache.read`` / ``np.load``), bulk reads
-  (``CamCache.iter_read``), the previous cache (gzip 4 + shuffle through h5py's high-level
-  API, as camflow read it before), and bulk reads while a consumer scores every image (the
-  evaluation's threshold sweep, ``camflow.evaluate._sweep_confusions``);
+  (``CamCache.iter_read``), the same file through HDF5's filter pipeline (camflow's reader
+  before it decoded the raw Blosc chunks itself), the previous cache (gzip 4 + shuffle
+  through h5py's high-level API, as camflow read it before), and reads while a consumer
+  scores every image (the evaluation's threshold sweep,
+  ``camflow.evaluate._sweep_confusions``).  Every read hands back float32 maps, as
+  ``np.load`` does;
 * ``write``: ms per image of the caller for ``np.save`` and for the cache writer (filters
   on its background thread) against the same filter, and the previous gzip, on the caller's
   thread — with no other work, and behind a simulated GPU step per image (``time.sleep``,
@@ -41,7 +44,7 @@ import hdf5plugin
 import numpy as np
 from harness import alternate, write_result
 
-from camflow.cache import MAP_FILTER, CamCache, CamCacheWriter
+from camflow.cache import MAP_FILTER, CamCache, CamCacheWriter, _cast, _value_range
 from camflow.evaluate import _sweep_confusions
 
 H, W = 375, 500
@@ -175,6 +178,25 @@ def read_bulk(path: Path, consume: Callable[..., object] | None = None) -> None:
                 consume(keys, cams)
 
 
+def read_filter_pipeline(path: Path, consume: Callable[..., object] | None = None) -> None:
+    """camflow's reader before the raw chunk decoding (4c82f7c): keys and maps through HDF5's
+    low-level API and its Blosc filter, torch's widening, a min/max finiteness check."""
+    def array(group: Any, name: bytes) -> np.ndarray:
+        dataset = h5py.h5d.open(group, name)
+        out = np.empty(dataset.shape, dataset.dtype)
+        dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        return out
+
+    with h5py.File(path, "r") as h5:
+        images = h5["images"].id
+        for image_id in h5["index"].asstr()[()]:
+            keys = array(images, f"{image_id}/keys".encode()).astype(np.int64)
+            cams = _cast(array(images, f"{image_id}/full".encode()), np.dtype(np.float32))
+            _value_range(cams)
+            if consume:
+                consume(keys, cams)
+
+
 def read_before(path: Path) -> None:
     """How camflow read a cache before (h5py's high-level API, numpy's float16 astype)."""
     with h5py.File(path, "r") as h5:
@@ -197,7 +219,9 @@ def _ms(timing: Any, n: int) -> dict[str, float]:
 
 
 def filter_table(tmp: Path, maps: Maps, repeats: int) -> list[dict[str, Any]]:
-    """Bytes, per-image read ms and write ms of every filter × chunking setting."""
+    """Bytes, per-image read ms and write ms of every filter × chunking setting (reads through
+    ``CamCache.read``: Blosc maps chunked per map decoded from their raw chunks, any other
+    setting through HDF5's filter pipeline)."""
     settings = [(name, "map") for name in FILTERS] + [
         (name, chunking) for name in CHUNK_FILTERS for chunking in CHUNKINGS if chunking != "map"]
     rows, cases = [], {}
@@ -236,6 +260,9 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {
         "images": n, "size": [H, W], "classes_per_image": float(np.mean([len(m[1]) for m in maps])),
         "repeats": args.repeats, "stored_dtype": "float16 (npy: float32)",
+        "returned_dtype": "float32 for every reader (as np.load of IRN's float32 npy files)",
+        "cache_reader": "raw Blosc chunks: one pread per image and resolution, python-blosc's "
+                        "decoder, keys from the table read with the index",
         "page_cache": "warm: every store read right after it is written and once untimed "
                       "before timing",
         "cache_filter": {"filter": "Blosc (hdf5plugin) lz4, clevel 9, byte shuffle",
@@ -255,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
             "npy (np.load)": lambda: read_npy(npy, ids),
             "cache per-image (read)": lambda: read_per_image(cache),
             "cache bulk (iter_read)": lambda: read_bulk(cache),
+            "cache, HDF5 filter pipeline (reader of 4c82f7c)": lambda: read_filter_pipeline(cache),
             "before: gzip file, this reader": lambda: read_per_image(before),
             "before: gzip file, previous reader": lambda: read_before(before),
         }, repeats=args.repeats)
@@ -263,6 +291,7 @@ def main(argv: list[str] | None = None) -> None:
             "npy (np.load) + sweep": lambda: read_npy(npy, ids, sweep),
             "cache per-image + sweep": lambda: read_per_image(cache, sweep),
             "cache bulk + sweep": lambda: read_bulk(cache, sweep),
+            "cache, HDF5 filter pipeline + sweep": lambda: read_filter_pipeline(cache, sweep),
         }, repeats=args.repeats)
         result["read_and_sweep_ms_per_image"] = {name: _ms(t, n) for name, t in consumed.items()}
 
@@ -316,7 +345,7 @@ def _print(result: dict[str, Any]) -> None:
           + f"  (npy / cache {result['bytes_npy_over_cache']:.2f})")
     for section in ("read_ms_per_image", "read_and_sweep_ms_per_image"):
         for name, t in result[section].items():
-            print(f"{name:40s} {t['median_ms']:7.3f} ms/image (spread {t['spread_ms']:.3f})")
+            print(f"{name:50s} {t['median_ms']:7.3f} ms/image (spread {t['spread_ms']:.3f})")
     for gpu, rows in result["write_ms_per_image"].items():
         for name, t in rows.items():
             print(f"write {gpu:10s} {name:38s} {t['median_ms']:7.3f} ms/image "

@@ -14,6 +14,10 @@ Layout (``format_version`` 1)::
                       (float32 for both where the writer was asked for it)
     /index            variable-length UTF-8 strings: the image ids, in insertion order,
                       written when the writer closes successfully
+    /index_keys       int16: every image's ``keys``, concatenated in the order of ``/index``
+    /index_keys_offsets  int64 (n_images + 1,): image i's keys are
+                      ``index_keys[offsets[i]:offsets[i + 1]]``; both written with the index
+                      (files written before them read the per-image ``keys``)
 
 The maps are compressed with Blosc's LZ4 codec over byte-shuffled values (:data:`MAP_FILTER`,
 HDF5 filter 32001, registered by ``hdf5plugin``), one chunk per class map, so reading an image
@@ -26,33 +30,61 @@ damaged file and is refused.
 Why this filter (``benchmarks/cam_cache.py``: synthetic CAM-like maps of 500×375, two classes
 per image on average, float16, page cache warm, 2 shared CPU cores; medians of alternated
 runs): the aim was reads as fast as IRN's per-image float32 ``.npy`` files at no more than a
-quarter of their bytes.  gzip reads in 4.4–5.0 ms per image at every level 1–9 (zlib's
-inflate is the cost, not the bytes; the level trades 14–78 ms of writing for 8 % of size),
-lzf in 3.8–4.5 ms, Zstd (plain, Blosc, Blosc2) in 1.9–2.5 ms, LZ4 (plain, Blosc, Blosc2) in
-1.1–1.9 ms; uncompressed maps read in 0.9 ms but are only 2.0× smaller than npy.  LZ4 needs a
-byte shuffle to stay under a quarter (3.7× smaller without, 5.1× with; bitshuffle 3.7–4.0×
-on float16 maps); Blosc's own shuffle reads faster than HDF5's shuffle filter in front of
-plain LZ4 (1.5 against 1.7 ms), Blosc2 writes slower, Blosc's LZ4 levels 1–9 and LZ4HC read
-alike (1.4–1.7 ms, within the runs' spread) but LZ4HC's 13 % fewer bytes cost 3× the write
-time (16 ms), and chunks of 64 rows or one per image change nothing.  Hence Blosc LZ4 level 9
-+ shuffle: 5.1× smaller than npy (the earlier gzip: 6.0×), 5 ms per image to compress.  It
-reads an image in 1.3 ms against the earlier cache's 5.1 ms (the same file with the reader
-before these changes) and npy's 0.6 ms: the floor here is LZ4's decompression plus widening
-float16 into a new float32 array, which a float32 ``.npy`` file does not need.  In a stage
-that works on every image the gap shrinks to its share: the evaluation's threshold sweep reads
-and scores an image in 9.9 ms from the cache, 9.3 ms from npy files.  On real CAMs of the
-demo's 128×128 images every filter compresses less (gzip 4: 3.6×, this filter 3.2× smaller
-than npy): small maps are less smooth per pixel.
+quarter of their bytes. (The filter timings here are reads through HDF5's filter pipeline in an
+earlier, busier run, where ``np.load`` took 0.6 ms.) gzip reads in 4.4–5.0 ms per image at
+every level 1–9 (zlib's inflate is the cost, not the bytes; the level trades 14–78 ms of
+writing for 8 % of size), lzf in 3.8–4.5 ms, Zstd (plain, Blosc, Blosc2) in 1.9–2.5 ms, LZ4
+(plain, Blosc, Blosc2) in 1.1–1.9 ms; uncompressed maps read in 0.9 ms but are only 2.0×
+smaller than npy. LZ4 needs a byte shuffle to stay under a quarter (3.7× smaller without, 5.1×
+with; bitshuffle 3.7–4.0× on float16 maps); Blosc's own shuffle reads faster than HDF5's
+shuffle filter in front of plain LZ4 (1.5 against 1.7 ms), Blosc2 writes slower, Blosc's LZ4
+levels 1–9 and LZ4HC read alike (1.4–1.7 ms, within the runs' spread) but LZ4HC's 13 % fewer
+bytes cost 3× the write time (16 ms), and chunks of 64 rows or one per image change nothing.
+Hence Blosc LZ4 level 9 + shuffle: 5.1× smaller than npy (the earlier gzip: 6.0×), 5 ms per
+image to compress. On real CAMs of the demo's 128×128 images every filter compresses less (gzip
+4: 3.6×, this filter 3.2× smaller than npy): small maps are less smooth per pixel.
 
-Reading opens the datasets by path through h5py's low-level API (a third of the high-level
-lookups' overhead), widens float16 with torch (F16C, :func:`_cast`) and checks finiteness with
-two reductions (:func:`_value_range`).  Writing validates and converts in ``add`` and leaves
-the compression to a background thread (:class:`_H5Writer`): behind a simulated 10 ms GPU
-step per image the caller spends 1.9 ms per image on the cache, against 6.0 ms with the filter
-on its own thread, 19.8 ms with the earlier gzip and 5.0 ms for ``np.save``.  Compressing in
-worker processes and writing the raw chunks (``write_direct_chunk``) measured no better in a
-one-off prototype (2.0 against 2.25 ms above the GPU step; 5.8 against 4.6 ms per image with
-no GPU step).
+Reading (same benchmark, two runs; medians, spreads in brackets): an image's float32 maps in
+0.75 (0.11) and 0.89 (0.09) ms per image, bulk (:meth:`CamCache.iter_read`) alike (0.78, 0.86),
+against 0.90 (0.18) and 0.95 (0.18) ms for the same file through HDF5's filter pipeline (the
+reader before), 3.0–3.6 ms for the earlier gzip file and 0.31 (0.01) and 0.41 (0.10) ms for
+npy's ``np.load``. A read, profiled (µs of ~650): Blosc's LZ4 decoding 190–250, widening
+float16 into a new float32 array 140–200 (which a float32 ``.npy`` file does not need), HDF5's
+dataset open and chunk look-up 100–150 (cold per image: each image is read once), the ``pread``
+55, the finiteness check 20–30. Decoding and widening are the floor, and they alone take what
+``np.load`` takes on a quiet machine: the read stays 2–2.5× npy's. In a stage that works on
+every image the gap shrinks to its share: the evaluation's threshold sweep reads and scores an
+image in 6.3–7.0 ms from the cache (6.1–7.0 with the reader before), 6.1 ms from npy files
+(spreads 0.6–2.4 ms).
+
+So a read (:meth:`_H5Reader._maps`) opens the dataset through h5py's low-level API and, when it
+is stored as the writer stores it (float16, one Blosc chunk per map, every chunk filtered and
+adjacent), reads the image's chunks with one ``pread`` on HDF5's own file descriptor and
+decodes them with python-blosc into the new array, checking each chunk's Blosc header against
+the map size first (the decoder writes what the header says); anything else (gzip-era files,
+float32 maps, chunks HDF5 stored unfiltered because they did not shrink) goes through HDF5's
+filter pipeline, 0.06–0.15 ms slower. The keys come from ``/index_keys``, read once with the
+index (one dataset open fewer per read). The finiteness check is one pass over the float16 bits
+(:func:`_all_finite`: non-negative finite values are the bit patterns below +inf), the exact
+min/max only for maps with a negative or non-finite value; torch widens float16 (F16C,
+:func:`_cast`). Measured no faster (A/B medians, ms per image unless µs): HDF5
+``libver="latest"`` or paged file space (0.72–0.76 against 0.68), reusing the read buffers
+(0.720 against 0.725), decoding and widening chunk by chunk (375 against 363 µs), two Blosc
+threads (0.684 against 0.685: a chunk is one Blosc block), torch's ``split``/``_foreach_copy_``
+for the widening (141–144 against 147 µs); one whole-array torch copy is 65 µs when the machine
+is idle but 7.6 ms under load (its intra-op threads), hence the slices. Handing float16 to the
+evaluation would save the widening (0.52 against 0.74 ms) but is not exact there: its sweep and
+``cam_to_seed`` compare the threshold at the maps' precision, and e.g. 0.15 rounds up to
+0.15002 in float16, so pixels of exactly that value flip to background (the sweep's confusion
+matrices differed); it needs the thresholds rounded down into float16 first. ``mmap`` instead
+of ``pread`` was not tried: a file truncated under a mapping kills the reader with SIGBUS.
+
+Writing validates and converts in ``add`` and leaves the compression to a background thread
+(:class:`_H5Writer`): behind a simulated 10 ms GPU step per image the caller spends 1.5–1.6 ms
+per image on the cache, against 5.3–6.5 ms with the filter on its own thread, 16–17 ms with the
+earlier gzip and 3.9–4.0 ms for ``np.save``. Compressing in worker processes and writing the
+raw chunks (``write_direct_chunk``) measured no better in a one-off prototype (2.0 against 2.25
+ms above the GPU step; 5.8 against 4.6 ms per image with no GPU step).
 
 The *label cache* (``kind`` "labels", :class:`LabelCacheWriter` / :class:`LabelCache`) has
 the same root attributes, index and atomic writing, and per image::
