@@ -98,8 +98,13 @@ the same root attributes, index and atomic writing, and per image::
                       AffinityNet's training reduces to stride 8 itself), compressed like
                       the CAM maps, one chunk per map
 
-A root attribute ``kind`` ("cams" or "labels"; absent means "cams") keeps one from being
-opened as the other.
+The *saliency cache* (``kind`` "saliency", :class:`SaliencyCacheWriter` /
+:class:`SaliencyCache`) is the CAM cache's layout with one map per image (key 1 of the
+classes ``background``, ``salient``): a saliency map at full resolution and its stride-4
+average (P-NOC's C²AM-H, David et al. Sec. 4, or maps from an external detector).
+
+A root attribute ``kind`` ("cams", "labels" or "saliency"; absent means "cams") keeps one
+from being opened as another.
 
 Readers open the file lazily and once per process: a :class:`CamCache` handed to a forked
 DataLoader or ``multiprocessing`` worker reopens its own HDF5 handle there instead of sharing
@@ -133,6 +138,7 @@ RESOLUTIONS = ("full", "stride4")
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 Resolution = Literal["full", "stride4"]
+SALIENCY_CLASSES = ("background", "salient")
 
 # The filter of every float map (CAMs, label scores): Blosc's LZ4 over byte-shuffled values,
 # one chunk per map (module doc: why).  hdf5plugin registers the filter with HDF5 on import.
@@ -738,8 +744,49 @@ class LabelCache(_H5Reader):
         return _cast(self._maps(image_id, "scores"), np.dtype(np.float32))
 
 
+class SaliencyCacheWriter(CamCacheWriter):
+    """Write a *saliency cache* atomically: the CAM cache's layout and conventions with
+    ``kind`` "saliency" and one map per image (key 1 of the classes ``background``,
+    ``salient``), at full resolution and at stride 4 (for the random walk's labels).
+
+    >>> with SaliencyCacheWriter("saliency.h5", {"method": "c2am"}) as writer:
+    ...     writer.add("2007_000032", saliency)          # float H×W in [0, 1]
+    """
+
+    kind = "saliency"
+    label = "saliency cache"
+
+    def __init__(self, path: str | os.PathLike, provenance: dict[str, Any] | None = None,
+                 dtype: str = "float16") -> None:
+        super().__init__(path, SALIENCY_CLASSES, provenance, dtype)
+
+    def add(self, image_id: str, saliency: np.ndarray) -> None:  # type: ignore[override]
+        """Store the H×W saliency map of ``image_id`` (and its stride-4 average pooling)."""
+        sal = np.asarray(saliency, dtype=np.float32)
+        if sal.ndim != 2:
+            raise CamflowInputError(f"{self.label} {self.path}: image {image_id!r}: saliency "
+                                    f"has shape {sal.shape}; expected H×W")
+        h, w = sal.shape
+        padded = np.zeros((-(-h // 4) * 4, -(-w // 4) * 4), dtype=np.float32)
+        padded[:h, :w] = sal
+        stride4 = padded.reshape(padded.shape[0] // 4, 4, padded.shape[1] // 4, 4).mean((1, 3))
+        super().add(image_id, np.array([1]), stride4=stride4[None], full=sal[None])
+
+
+class SaliencyCache(CamCache):
+    """Lazy, fork-safe reader of a saliency cache (:class:`SaliencyCacheWriter`)."""
+
+    kind = "saliency"
+    label = "saliency cache"
+
+    def saliency(self, image_id: str, resolution: Resolution = "full") -> np.ndarray:
+        """The float32 saliency map of ``image_id`` (H×W, or the stride-4 grid)."""
+        return self.read(image_id, resolution)[1][0]
+
+
 def open_cache(path: str | os.PathLike) -> CamCache | LabelCache:
-    """A :class:`CamCache` or :class:`LabelCache`, whichever ``kind`` the file holds."""
+    """A :class:`CamCache`, :class:`LabelCache` or :class:`SaliencyCache`, whichever
+    ``kind`` the file holds."""
     path = Path(path)
     try:
         with h5py.File(path, "r") as h5:
@@ -747,4 +794,6 @@ def open_cache(path: str | os.PathLike) -> CamCache | LabelCache:
     except OSError as exc:
         raise CamflowInputError(f"cache {path} is missing or not a readable HDF5 file: "
                                 f"{exc}") from exc
-    return LabelCache(path) if kind == LabelCache.kind else CamCache(path)
+    readers: dict[str, type[CamCache] | type[LabelCache]] = {
+        LabelCache.kind: LabelCache, SaliencyCache.kind: SaliencyCache}
+    return readers.get(kind, CamCache)(path)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from camflow.cache import CamCache, SaliencyCache, SaliencyCacheWriter, open_cache
 from camflow.data.voc import SyntheticDataset
 from camflow.evaluate import ConfusionMatrix
 from camflow.io import CamflowInputError
@@ -56,3 +57,23 @@ def test_a_saliency_folder_names_what_is_missing_or_wrong(tmp_path) -> None:
     (folder / "syn_0002.png").write_bytes(b"not a png")
     with pytest.raises(CamflowInputError, match="syn_0002.*corrupt"):
         source.read("syn_0002")
+
+
+def test_saliency_cache_round_trip_and_kind(tmp_path) -> None:
+    sal = np.zeros((6, 9), np.float32)
+    sal[:4, :4] = 1.0
+    path = tmp_path / "saliency.h5"
+    with SaliencyCacheWriter(path, {"method": "c2am"}) as writer:
+        writer.add("a", sal)
+    with SaliencyCache(path) as cache:
+        np.testing.assert_array_equal(cache.saliency("a"), sal)
+        # stride 4: each 4×4 block's mean (the grid covers the padded 8×12 image)
+        np.testing.assert_allclose(cache.saliency("a", "stride4"), [[1, 0, 0], [0, 0, 0]])
+        assert cache.class_names == ["background", "salient"]
+    assert isinstance(open_cache(path), SaliencyCache)
+    with pytest.raises(CamflowInputError, match="holds saliency, not cams"):
+        CamCache(path).read("a")
+    with pytest.raises(CamflowInputError, match="'b'.*expected H×W"), \
+            SaliencyCacheWriter(tmp_path / "bad.h5") as writer:
+        writer.add("b", sal[None])
+    assert not (tmp_path / "bad.h5").exists()
