@@ -13,12 +13,20 @@ and annotated with a class, or not salient and annotated background.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from camflow.cache import CamCache, SaliencyCache
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
-from camflow.evaluate import channel_lut
+from camflow.evaluate import (
+    ConfusionMatrix,
+    channel_lut,
+    evaluation_record,
+    segmentation_metrics,
+)
 from camflow.io import CamflowInputError, read_saliency_png, some_ids
+from camflow.runtime import progress_bar
 
 
 def saliency_semantic_map(saliency: np.ndarray, keys: np.ndarray, cams: np.ndarray,
@@ -81,3 +89,35 @@ class SaliencyFolder:
                 f"saliency map of {image_id!r} ({self.path(image_id)}) is "
                 f"{sal.shape[1]}x{sal.shape[0]}, the image {w}x{h}")
         return sal
+
+
+def evaluate_saliency(saliency: SaliencyCache, priors: CamCache | None,
+                      dataset: SegmentationDataset, split: str, threshold: float,
+                      progress: bool = True) -> dict[str, Any]:
+    """Table 6's score of a saliency cache on ``split``: the mIoU of
+    :func:`saliency_semantic_map` with ``priors`` (a CAM cache), or of :func:`gt_prior_map`
+    with the ground truth as the priors (``priors`` None). An evaluation record of kind
+    ``saliency``."""
+    ids = dataset.ids(split)
+    saliency.require(ids, f"{dataset.name}/{split}")
+    if priors is not None:
+        priors.require(ids, f"{dataset.name}/{split}")
+    conf = ConfusionMatrix(dataset.num_classes + 1)
+    for image_id in progress_bar(progress, iterable=ids, desc=f"saliency {split}"):
+        gt = dataset.load_mask(image_id, split)
+        sal = saliency.saliency(image_id)
+        if sal.shape != gt.shape:
+            raise CamflowInputError(
+                f"{saliency.label} {saliency.path}: image {image_id!r} is "
+                f"{sal.shape[1]}x{sal.shape[0]}, its mask {gt.shape[1]}x{gt.shape[0]}")
+        if priors is None:
+            pred = gt_prior_map(sal, gt, threshold)
+        else:
+            keys, cams = priors.read(image_id, "full")
+            pred = saliency_semantic_map(sal, keys, cams, threshold)
+        conf.update(pred, gt)
+    metrics = segmentation_metrics(conf.matrix, dataset.class_names)
+    provenance = {"saliency": str(saliency.path), "priors": str(priors.path) if priors
+                  else "ground truth", "threshold": threshold}
+    return evaluation_record("saliency", split, len(ids), metrics, provenance,
+                             threshold=threshold)

@@ -6,11 +6,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from camflow.cache import CamCache, SaliencyCache, SaliencyCacheWriter, open_cache
+from camflow.cache import (
+    CamCache,
+    CamCacheWriter,
+    SaliencyCache,
+    SaliencyCacheWriter,
+    open_cache,
+)
 from camflow.data.voc import SyntheticDataset
 from camflow.evaluate import ConfusionMatrix
 from camflow.io import CamflowInputError
-from camflow.saliency import SaliencyFolder, gt_prior_map, saliency_semantic_map
+from camflow.saliency import (
+    SaliencyFolder,
+    evaluate_saliency,
+    gt_prior_map,
+    saliency_semantic_map,
+)
 from fixtures import make_synthetic_fixture
 
 SAL = np.array([[0.9, 0.9, 0.2], [0.9, 0.6, 0.1]], np.float32)
@@ -77,3 +88,30 @@ def test_saliency_cache_round_trip_and_kind(tmp_path) -> None:
             SaliencyCacheWriter(tmp_path / "bad.h5") as writer:
         writer.add("b", sal[None])
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_evaluate_saliency_with_priors_and_with_the_ground_truth(tmp_path) -> None:
+    dataset = SyntheticDataset(make_synthetic_fixture(tmp_path))
+    ids = dataset.ids("train")
+    sal_path, cam_path = tmp_path / "sal.h5", tmp_path / "cams.h5"
+    with SaliencyCacheWriter(sal_path) as sal_w, \
+            CamCacheWriter(cam_path, dataset.class_names) as cam_w:
+        for image_id in ids:
+            mask = dataset.load_mask(image_id, "train")
+            sal_w.add(image_id, ((mask > 0) & (mask < 255)).astype(np.float32))
+            keys = np.unique(mask[(mask > 0) & (mask < 255)])
+            cams = np.stack([(mask == k).astype(np.float32) for k in keys])
+            cam_w.add(image_id, keys, stride4=cams[:, ::4, ::4], full=cams)
+    with SaliencyCache(sal_path) as sal, CamCache(cam_path) as cams:
+        with_priors = evaluate_saliency(sal, cams, dataset, "train", 0.5, progress=False)
+        with_gt = evaluate_saliency(sal, None, dataset, "train", 0.5, progress=False)
+    assert with_priors["kind"] == "saliency" and with_priors["miou"] == 1.0
+    assert with_gt["miou"] == 1.0 and with_gt["provenance"]["priors"] == "ground truth"
+    # a saliency map that misses everything: only background is right
+    with SaliencyCacheWriter(tmp_path / "none.h5") as w:
+        for image_id in ids:
+            w.add(image_id, np.zeros(dataset.load_image(image_id).shape[:2], np.float32))
+    with SaliencyCache(tmp_path / "none.h5") as sal:
+        blind = evaluate_saliency(sal, None, dataset, "train", 0.5, progress=False)
+    ious = {c["class"]: c["iou"] for c in blind["per_class"]}
+    assert ious["circle"] == 0.0 and ious["square"] == 0.0 and 0 < ious["background"] < 1
