@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from camflow.cache import CamCache, CamCacheWriter
+from camflow.cache import CamCache, CamCacheWriter, SaliencyCache
 from camflow.data.voc import SyntheticDataset
 from camflow.methods.c2am import (
     C2AMNetwork,
@@ -17,6 +17,7 @@ from camflow.methods.c2am import (
     c2am_loss,
     foreground_is_first,
     hint_loss,
+    make_saliency,
     partition_sign,
     positive_loss,
     rank_weights,
@@ -173,3 +174,15 @@ def test_partition_sign_anchors_the_direction_on_the_priors(tmp_path) -> None:
     assert sal[mask].mean() > 3 * sal[~mask].mean()  # the object is salient once flipped
     unflipped = saliency_map(model, image, 1, [1.0], False, 1, torch.device("cpu"))
     assert unflipped[mask].mean() < unflipped[~mask].mean()
+
+
+def test_make_saliency_writes_the_oriented_maps(tmp_path) -> None:
+    dataset = SyntheticDataset(make_synthetic_fixture(tmp_path))
+    out = make_saliency(_Flipped(), dataset, "train", tmp_path / "sal.h5", -1, [1.0], True, 1,
+                        torch.device("cpu"), progress=False)
+    with SaliencyCache(out) as cache:
+        assert cache.provenance["first_partition"] == "background"
+        for image_id in dataset.ids("train"):
+            expected = saliency_map(_Flipped(), dataset.load_image(image_id), -1, [1.0], True,
+                                    1, torch.device("cpu"))
+            np.testing.assert_allclose(cache.saliency(image_id), expected, atol=5e-4)

@@ -35,6 +35,7 @@ Choices where the paper is silent or disagrees with the authors' code
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -43,13 +44,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from camflow.cache import CamCache
+from camflow.cache import CamCache, SaliencyCacheWriter
 from camflow.data.base import SegmentationDataset
 from camflow.data.transforms import joint_augment, torch_nearest
 from camflow.io import CamflowInputError
 from camflow.methods.cam import fuse_tta, max_normalize
 from camflow.models.backbones import Backbone
-from camflow.runtime import seed_everything
+from camflow.runtime import progress_bar, seed_everything
 from camflow.trainer import OptimizerSpec, Progress, Update
 
 SIMILARITY_CLAMP = 5e-4
@@ -294,3 +295,20 @@ def saliency_map(model: C2AMNetwork, image: np.ndarray, sign: int, scales: list[
         full = fuse_tta(lambda x: F.relu(sign * model(x)[2])[:, None], [image], scales, flip,
                         [(image.shape[:2], grid)], device)[0]
     return max_normalize(full[0, 0].float()).cpu().numpy()
+
+
+def make_saliency(model: C2AMNetwork, dataset: SegmentationDataset, split: str,
+                  out_path: str | Path, sign: int, scales: list[float], flip: bool, grid: int,
+                  device: torch.device, provenance: dict[str, Any] | None = None,
+                  progress: bool = True) -> Path:
+    """:func:`saliency_map` of every image of ``split`` into a saliency cache; the
+    provenance records which partition was taken as the foreground (``sign``)."""
+    model.eval()
+    meta = {"split": split, "scales": list(scales), "flip": flip, "grid": grid,
+            "first_partition": "foreground" if sign > 0 else "background", **(provenance or {})}
+    ids = dataset.ids(split)
+    with SaliencyCacheWriter(out_path, meta) as writer:
+        for image_id in progress_bar(progress, iterable=ids, desc=f"saliency {split}"):
+            writer.add(image_id, saliency_map(model, dataset.load_image(image_id), sign,
+                                              scales, flip, grid, device))
+    return Path(out_path)
