@@ -107,7 +107,9 @@ def cam_inference(res: dict[str, Any]) -> list[str]:
         "camflow's `make_cams` (the `cam` source: batch norms folded, channels_last, "
         f"`batch_size: {res['cams']['batch_size']}`) against IRN's `step/make_cam.py` "
         f"procedure on the same ResNet-50 (IRN strides), scales {res['scales']} × flip, "
-        f"{res['threads']} threads; images/s, median (spread) of the alternated runs; the "
+        f"{res['threads']} threads, {next(iter(cpu.values()))['images']} image(s) per size and "
+        f"run; images/s, median (spread) of "
+        f"{len(next(iter(cpu.values()))['camflow']['runs_s'])} alternated runs; the "
         "bare forward is the same network on the same pixels without pre- or post-processing; "
         "the matmul rate is float32 GEMM alternated with them.", "",
         "| measure | " + " | ".join(cpu) + " |", "|---|" + "---|" * len(cpu)]
