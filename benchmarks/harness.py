@@ -160,7 +160,8 @@ def machine_info() -> dict[str, Any]:
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0)
             if torch.cuda.is_available() else None,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "load_average_1_5_15": list(os.getloadavg())}
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:

@@ -92,6 +92,9 @@ def cam_cache(res: dict[str, Any]) -> list[str]:
     gpu = res["write_ms_per_image"]["gpu_10ms"]
     lines += [f"| {name} | {_ms(m)} | {gpu[name]['above_gpu_ms']:.2f} |"
               for name, m in res["write_ms_per_image"]["gpu_0ms"].items() if name in gpu]
+    if "filters" not in res:
+        return [*lines, "", "The filter and chunk table was not part of this run (its numbers "
+                "are in `camflow/cache.py`'s docstring)."]
     lines += ["", "Filters and chunks measured (read ms median (spread); write on the caller's "
               "thread):", "", "| filter | chunks | bytes / image | `.npy` / this | read ms | "
               "write ms |", "|---|---|---|---|---|---|"]
@@ -169,9 +172,13 @@ def render(results: Path) -> str:
         res = json.loads(path.read_text())
         machine = res["machine"]
         lines += section(res)
+        load = machine.get("load_average_1_5_15")
         lines += ["", f"Measured {machine['date']} on {machine['cpu']} "
                   f"({machine['cpu_count']} cores), torch {machine['torch']}"
-                  + (f", {machine['cuda']}" if machine.get("cuda") else "") + ".", ""]
+                  + (f", {machine['cuda']}" if machine.get("cuda") else "")
+                  + (f"; load average when it finished {load[0]:.1f} / {load[1]:.1f} / "
+                     f"{load[2]:.1f} (1 / 5 / 15 min): above {machine['cpu_count']}, other "
+                     "work shared the cores" if load else "") + ".", ""]
     return "\n".join(lines)
 
 
