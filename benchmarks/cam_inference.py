@@ -205,6 +205,15 @@ def max_difference(cache: Path, irn: list, n: int) -> dict[str, float]:
     return worst
 
 
+def difference_to_irn(source: Callable, trained: CAM, images: list[np.ndarray],
+                      cams: dict[str, Any], device: torch.device, workers: int,
+                      tmp: str) -> dict[str, float]:
+    """camflow's maps (a float32 cache) against IRN's procedure on the same images."""
+    exact = run_camflow(source, images, Path(tmp) / "exact.h5", cams, device, workers,
+                        dtype="float32")
+    return max_difference(exact, run_irn(trained.classifier, images, device), len(images))
+
+
 def rates(timing: Any, n: int) -> dict[str, Any]:
     per = timing.per(n)
     return {"img_per_s": per["median"], "spread_img_per_s": per["max"] - per["min"],
@@ -268,10 +277,7 @@ def cpu_section(n_images: int, repeats: int, threads: int, memory: bool) -> dict
         inputs = bare_inputs(images, device)
         with tempfile.TemporaryDirectory() as tmp, use_threads(threads):
             out = Path(tmp) / "cams.h5"
-            exact = run_camflow(source, images, Path(tmp) / "exact.h5", cams, device,
-                                threads, dtype="float32")
-            diff = max_difference(exact, run_irn(trained.classifier, images, device),
-                                  n_images)
+            diff = difference_to_irn(source, trained, images, cams, device, threads, tmp)
             timings = alternate({
                 "camflow": partial(run_camflow, source, images, out, cams, device, threads),
                 "irn": partial(run_irn, trained.classifier, images, device),
@@ -323,10 +329,7 @@ def cuda_section(n_images: int, repeats: int, workers: int) -> dict[str, Any]:
                   for i in range(0, n_images, batch)]
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "cams.h5"
-            exact = run_camflow(source, images, Path(tmp) / "exact.h5", cams, device,
-                                workers, dtype="float32")
-            diff = max_difference(exact, run_irn(trained.classifier, images, device),
-                                  n_images)
+            diff = difference_to_irn(source, trained, images, cams, device, workers, tmp)
             timings = alternate({
                 "camflow": partial(run_camflow, source, images, out, cams, device, workers),
                 "irn": partial(run_irn, trained.classifier, images, device),
