@@ -177,8 +177,8 @@ def render(results: Path) -> str:
                   f"({machine['cpu_count']} cores), torch {machine['torch']}"
                   + (f", {machine['cuda']}" if machine.get("cuda") else "")
                   + (f"; load average when it finished {load[0]:.1f} / {load[1]:.1f} / "
-                     f"{load[2]:.1f} (1 / 5 / 15 min): above {machine['cpu_count']}, other "
-                     "work shared the cores" if load else "") + ".", ""]
+                     f"{load[2]:.1f} (1 / 5 / 15 min; the benchmark's own threads count in "
+                     "it)" if load else "") + ".", ""]
     return "\n".join(lines)
 
 
