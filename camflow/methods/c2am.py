@@ -174,6 +174,19 @@ def foreground_is_first(saliency: torch.Tensor, prior: torch.Tensor, delta_fg: f
     return bool(saliency[inside].mean() >= saliency[~inside].mean())
 
 
+def strongest_map(priors: CamCache, image_id: str, size: tuple[int, int]) -> np.ndarray:
+    """float32 H×W: the maximum over the image's classes of its full-resolution CAMs in
+    ``priors`` (0 without a class); a CAM of another size than the image names both."""
+    _, cams = priors.read(image_id, "full")
+    if cams.shape[1:] != size:
+        raise CamflowInputError(
+            f"image {image_id!r} is {size[1]}x{size[0]} but its CAM in {priors.path} "
+            f"is {cams.shape[2]}x{cams.shape[1]}")
+    if cams.shape[0] == 0:
+        return np.zeros(size, dtype=np.float32)
+    return cams.max(axis=0).astype(np.float32)
+
+
 class HintDataset(Dataset):
     """A split's images with IRN's augmentation and, for C²AM-H, each image's prior: the
     maximum over its classes of a CAM cache's full-resolution maps (0 without a class),
@@ -189,23 +202,12 @@ class HintDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def prior(self, image_id: str, size: tuple[int, int]) -> np.ndarray:
-        """1×H×W: the strongest class map of the image (module doc)."""
-        assert self.priors is not None
-        _, cams = self.priors.read(image_id, "full")
-        if cams.shape[1:] != size:
-            raise CamflowInputError(
-                f"image {image_id!r} is {size[1]}x{size[0]} but its CAM in {self.priors.path} "
-                f"is {cams.shape[2]}x{cams.shape[1]}")
-        if cams.shape[0] == 0:
-            return np.zeros((1, *size), dtype=np.float32)
-        return cams.max(axis=0, keepdims=True).astype(np.float32)
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image_id = self.ids[index]
         image = self.dataset.load_image(image_id)
-        prior = None if self.priors is None else self.prior(image_id, image.shape[:2])
+        prior = (None if self.priors is None
+                 else strongest_map(self.priors, image_id, image.shape[:2])[None])
         x, prior = joint_augment(image, self.augment, rng, prior, fill=0.0,
                                  resize_maps=torch_nearest)
         hints = torch.zeros(0) if prior is None else torch.from_numpy(prior[0])
@@ -279,9 +281,8 @@ def partition_sign(model: C2AMNetwork, dataset: SegmentationDataset, ids: list[s
             logits = fuse_tta(lambda x: model(x)[2][:, None], [image], [1.0], False,
                               [(image.shape[:2], 1)], device)[0]
             saliency.append(torch.sigmoid(logits[0, 0]).flatten().cpu())
-            _, cams = priors.read(image_id, "full")
-            prior.append(torch.from_numpy(cams.max(axis=0) if cams.shape[0] else
-                                          np.zeros(image.shape[:2], np.float32)).flatten())
+            prior.append(torch.from_numpy(
+                strongest_map(priors, image_id, image.shape[:2])).flatten())
     return 1 if foreground_is_first(torch.cat(saliency), torch.cat(prior), delta_fg) else -1
 
 
