@@ -37,6 +37,8 @@ wildcard_constraints:
     segmenter="|".join(map(re.escape, config["segmenters"])),
     gslm="|".join(map(re.escape, config["gslm"])),
     n="[0-9]+",
+    saliency="|".join(map(re.escape, config.get("saliency", {}))) or "(?!)",
+    priors="gt|[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_-]+",
     masks="gt|[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_-]+(/stage[0-9]+)?/[A-Za-z0-9_-]+",
 
 
@@ -45,6 +47,7 @@ include: "rules/classifier.smk"
 include: "rules/cams.smk"
 include: "rules/evaluate.smk"
 include: "rules/refine.smk"
+include: "rules/saliency.smk"
 include: "rules/segmentation.smk"
 include: "rules/gslm.smk"
 include: "rules/tables.smk"

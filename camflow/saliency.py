@@ -8,16 +8,26 @@ maps, then the argmax: background where the image is not salient, the strongest 
 class where it is. :func:`saliency_semantic_map` is that map; :func:`gt_prior_map` is the same
 with the ground truth as the priors (Table 6's "GT" rows): a pixel is right when it is salient
 and annotated with a class, or not salient and annotated background.
+
+Where saliency maps come from is a seam (:data:`SALIENCY_METHODS`, ``saliency.<name>.method``):
+every method writes the same saliency cache (``results/{dataset}/saliency/{name}/{split}/
+saliency.h5``). ``c2am`` (C²AM / C²AM-H, ``camflow/methods/c2am.py``) learns the maps;
+``refined`` (:class:`RefinedSaliency`, the paper's "R." column) trains a binary segmenter on
+another saliency's thresholded, CRF-refined maps (:func:`pseudo_saliency_masks`) — it stands
+in for PoolNet; ``folder`` (:class:`FolderSaliency`) reads PNG maps from an external detector.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
-from camflow.cache import CamCache, SaliencyCache
+from camflow.cache import CamCache, SaliencyCache, SaliencyCacheWriter
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
 from camflow.evaluate import (
     ConfusionMatrix,
@@ -25,8 +35,20 @@ from camflow.evaluate import (
     evaluation_record,
     segmentation_metrics,
 )
-from camflow.io import CamflowInputError, read_saliency_png, some_ids
-from camflow.runtime import progress_bar
+from camflow.io import (
+    CamflowInputError,
+    atomic_dir,
+    read_saliency_png,
+    some_ids,
+    write_label_png,
+)
+from camflow.refine.crf import crf_labels
+from camflow.registry import Registry
+from camflow.runtime import parallel_map, progress_bar
+
+log = logging.getLogger(__name__)
+
+SALIENCY_CLASSES = ("background", "salient")
 
 
 def saliency_semantic_map(saliency: np.ndarray, keys: np.ndarray, cams: np.ndarray,
@@ -92,17 +114,22 @@ class SaliencyFolder:
 
 
 def evaluate_saliency(saliency: SaliencyCache, priors: CamCache | None,
-                      dataset: SegmentationDataset, split: str, threshold: float,
-                      progress: bool = True) -> dict[str, Any]:
+                      dataset: SegmentationDataset, split: str,
+                      thresholds: list[float] | float, progress: bool = True) -> dict[str, Any]:
     """Table 6's score of a saliency cache on ``split``: the mIoU of
     :func:`saliency_semantic_map` with ``priors`` (a CAM cache), or of :func:`gt_prior_map`
-    with the ground truth as the priors (``priors`` None). An evaluation record of kind
-    ``saliency``."""
+    with the ground truth as the priors (``priors`` None), at the best of the saliency
+    ``thresholds`` (the authors' ``scripts/evaluate.py`` sweeps them too). An evaluation
+    record of kind ``saliency`` whose ``sweep`` holds the mIoU at every threshold."""
+    thresholds = [float(thresholds)] if isinstance(thresholds, int | float) else [
+        float(t) for t in thresholds]
+    if not thresholds:
+        raise CamflowInputError("saliency evaluation: no threshold to sweep")
     ids = dataset.ids(split)
     saliency.require(ids, f"{dataset.name}/{split}")
     if priors is not None:
         priors.require(ids, f"{dataset.name}/{split}")
-    conf = ConfusionMatrix(dataset.num_classes + 1)
+    confs = [ConfusionMatrix(dataset.num_classes + 1) for _ in thresholds]
     for image_id in progress_bar(progress, iterable=ids, desc=f"saliency {split}"):
         gt = dataset.load_mask(image_id, split)
         sal = saliency.saliency(image_id)
@@ -110,14 +137,200 @@ def evaluate_saliency(saliency: SaliencyCache, priors: CamCache | None,
             raise CamflowInputError(
                 f"{saliency.label} {saliency.path}: image {image_id!r} is "
                 f"{sal.shape[1]}x{sal.shape[0]}, its mask {gt.shape[1]}x{gt.shape[0]}")
-        if priors is None:
-            pred = gt_prior_map(sal, gt, threshold)
-        else:
+        if priors is not None:
             keys, cams = priors.read(image_id, "full")
-            pred = saliency_semantic_map(sal, keys, cams, threshold)
-        conf.update(pred, gt)
-    metrics = segmentation_metrics(conf.matrix, dataset.class_names)
+        for conf, t in zip(confs, thresholds, strict=True):
+            pred = (gt_prior_map(sal, gt, t) if priors is None
+                    else saliency_semantic_map(sal, keys, cams, t))
+            conf.update(pred, gt)
+    all_metrics = [segmentation_metrics(c.matrix, dataset.class_names) for c in confs]
+    best = int(np.argmax([m["miou"] for m in all_metrics]))
     provenance = {"saliency": str(saliency.path), "priors": str(priors.path) if priors
-                  else "ground truth", "threshold": threshold}
-    return evaluation_record("saliency", split, len(ids), metrics, provenance,
-                             threshold=threshold)
+                  else "ground truth", "thresholds": thresholds}
+    sweep = {"thresholds": thresholds, "miou": [m["miou"] for m in all_metrics]}
+    return evaluation_record("saliency", split, len(ids), all_metrics[best], provenance,
+                             threshold=thresholds[best], sweep=sweep)
+
+
+# ---------------------------------------------------------------------------------------------
+# Where saliency maps come from (the seam)
+
+
+class SaliencyMethod:
+    """A way to obtain the saliency cache of a split (module doc). ``cfg`` is the validated
+    ``saliency.<name>`` block; input paths are relative to ``results/{dataset}``
+    (``prefix``) and reach the stage as ``inputs``."""
+
+    name: ClassVar[str]
+    learned: ClassVar[bool] = False
+    schema: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def training_inputs(cls, cfg: dict[str, Any], prefix: str, train_split: str,
+                        name: str) -> dict[str, str]:
+        """Files ``train`` reads (learned methods)."""
+        return {}
+
+    @classmethod
+    def inference_inputs(cls, cfg: dict[str, Any], prefix: str, train_split: str,
+                         name: str) -> dict[str, str]:
+        """Files ``infer`` reads besides the trained model."""
+        return {}
+
+    @classmethod
+    def train(cls, cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
+              inputs: dict[str, str], out_path: str, device: torch.device, workers: int,
+              amp: bool) -> None:
+        raise CamflowInputError(f"saliency method {cls.name!r} is not trained")
+
+    @classmethod
+    def infer(cls, cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
+              inputs: dict[str, str], model: str | None, out_path: str,
+              device: torch.device, workers: int) -> None:
+        raise NotImplementedError
+
+
+SALIENCY_METHODS: Registry[type[SaliencyMethod]] = Registry(
+    "saliency method", ("camflow.methods",))
+register_saliency = SALIENCY_METHODS.register  # class decorator: @register_saliency("name")
+
+
+def saliency_method(name: str, key: str = "method") -> type[SaliencyMethod]:
+    """The registered method ``name`` (``folder`` and ``refined`` are this module's)."""
+    return SALIENCY_METHODS.get(name, key)
+
+
+@register_saliency("folder")
+class FolderSaliency(SaliencyMethod):
+    """Saliency maps from an external detector: ``folder`` holds ``<image id>.png``
+    greyscale maps (:class:`SaliencyFolder`), copied into the saliency cache so every later
+    stage reads one format. A folder's content is not tracked: rerun ``make_saliency`` (e.g.
+    ``--forcerun``) after changing it."""
+
+    schema: ClassVar[dict[str, Any]] = {
+        "required": ["folder"],
+        "properties": {"folder": {"type": "string",
+                                  "description": "a folder of <image id>.png saliency maps"}},
+    }
+
+    @classmethod
+    def infer(cls, cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
+              inputs: dict[str, str], model: str | None, out_path: str,
+              device: torch.device, workers: int) -> None:
+        folder = SaliencyFolder(cfg["folder"], dataset)
+        ids = dataset.ids(split)
+        folder.check(ids)
+        with SaliencyCacheWriter(out_path, {"method": "folder", "folder": cfg["folder"],
+                                            "split": split}) as writer:
+            for image_id in progress_bar(True, iterable=ids, desc=f"saliency {split}"):
+                writer.add(image_id, folder.read(image_id))
+
+
+@dataclasses.dataclass(frozen=True)
+class _MaskJob:
+    cache: SaliencyCache
+    dataset: SegmentationDataset
+    threshold: float
+    crf: dict[str, float] | None | bool
+    out_dir: Path
+
+    def __call__(self, image_id: str) -> float:
+        sal = self.cache.saliency(image_id)
+        image = self.dataset.load_image(image_id)
+        if sal.shape != image.shape[:2]:
+            raise CamflowInputError(
+                f"{self.cache.label} {self.cache.path}: image {image_id!r} is "
+                f"{image.shape[1]}x{image.shape[0]}, its map {sal.shape[1]}x{sal.shape[0]}")
+        mask = (sal >= self.threshold).astype(np.int64)
+        if self.crf is not False:
+            mask = crf_labels(image, mask, 2, **(self.crf or {}))
+        write_label_png(self.out_dir / f"{image_id}.png", mask.astype(np.uint8))
+        return float(mask.mean())
+
+
+def pseudo_saliency_masks(cache: SaliencyCache, dataset: SegmentationDataset, split: str,
+                          threshold: float, crf: dict[str, float] | None | bool,
+                          out_dir: str | Path, workers: int = 1) -> Path:
+    """The pseudo-saliency masks a saliency refiner trains on: 1 where the map is at least
+    ``threshold``, else 0, refined by IRN's label CRF with two labels (``crf``: its
+    overrides; ``False``: none) — the authors' ``scripts/ccam/inference_crf.py`` (threshold
+    0.2, CRF 10 iterations, gt_prob 0.7) before PoolNet. One palette PNG per image."""
+    ids = dataset.ids(split)
+    cache.require(ids, f"{dataset.name}/{split}")
+    with atomic_dir(out_dir) as tmp:
+        job = _MaskJob(cache, dataset, threshold, crf, tmp)
+        salient = list(parallel_map(job, ids, workers, True, f"saliency masks {split}"))
+    log.info("wrote %s: %d masks, %.1f%% of pixels salient", out_dir, len(ids),
+             100 * float(np.mean(salient)) if salient else 0.0)
+    return Path(out_dir)
+
+
+class _BinaryView:
+    """A dataset seen as two classes (background, salient), its images unchanged: what the
+    saliency refiner's segmenter trains on."""
+
+    class_names = SALIENCY_CLASSES
+
+    def __init__(self, dataset: SegmentationDataset) -> None:
+        self._dataset = dataset
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dataset, name)
+
+
+@register_saliency("refined")
+class RefinedSaliency(SaliencyMethod):
+    """The paper's "R." column (P-NOC Sec. 7.2): a saliency detector trained on the
+    pseudo-saliency masks of another saliency source (``of``) on the train split, whose
+    probability of "salient" is the refined map. The authors train PoolNet; camflow trains a
+    binary segmenter of ``segmenters`` (``segmenter``, e.g. DeepLab) — ``docs/fidelity.md``.
+    """
+
+    learned = True
+    schema: ClassVar[dict[str, Any]] = {
+        "required": ["of", "segmenter"],
+        "properties": {
+            "of": {"$ref": "#/$defs/name", "description": "the saliency it refines"},
+            "segmenter": {"description": "a segmenters block (the workflow puts it in)",
+                          "type": ["string", "object"]},
+            "threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.2,
+                          "description": "pseudo-saliency masks: salient where map >= it"},
+            "crf": {"description": "label CRF of the masks (overrides), or false",
+                    "anyOf": [{"const": False}, {"$ref": "#/$defs/crf_params"}],
+                    "default": {}},
+            "scales": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
+                       "minItems": 1, "default": [1.0]},
+            "flip": {"type": "boolean", "default": False},
+        },
+    }
+
+    @classmethod
+    def training_inputs(cls, cfg: dict[str, Any], prefix: str, train_split: str,
+                        name: str) -> dict[str, str]:
+        return {"masks": f"{prefix}/saliency/{name}/training_masks"}
+
+    @classmethod
+    def train(cls, cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
+              inputs: dict[str, str], out_path: str, device: torch.device, workers: int,
+              amp: bool) -> None:
+        from camflow.segmentation import train_segmentation
+
+        train_segmentation(cfg["segmenter"], _BinaryView(dataset), split,  # type: ignore[arg-type]
+                           inputs["masks"], out_path, device, workers=workers, amp=amp)
+
+    @classmethod
+    def infer(cls, cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
+              inputs: dict[str, str], model: str | None, out_path: str,
+              device: torch.device, workers: int) -> None:
+        from camflow.segmentation import load_segmenter, predict_probs
+
+        assert model is not None
+        net = load_segmenter(model, device)
+        ids = dataset.ids(split)
+        meta = {"method": "refined", "of": cfg["of"], "model": model, "split": split,
+                "scales": cfg["scales"], "flip": cfg["flip"]}
+        with SaliencyCacheWriter(out_path, meta) as writer:
+            for image_id in progress_bar(True, iterable=ids, desc=f"refined saliency {split}"):
+                probs = predict_probs(net, dataset.load_image(image_id), cfg["scales"],
+                                      cfg["flip"], device)
+                writer.add(image_id, probs[1])

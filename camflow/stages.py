@@ -201,13 +201,19 @@ def run_table(name: str, inputs: dict[str, str], spec: dict[str, Any], about: di
 
 
 def run_affinity_labels(cache: str, out_path: str, params: dict[str, Any],
-                        data: dict[str, Any], workers: int) -> None:
-    from camflow.cache import CamCache
+                        data: dict[str, Any], workers: int, saliency: str | None = None) -> None:
+    """Rule ``affinity_labels`` (style ``saliency``: with the split's saliency cache)."""
+    from camflow.cache import CamCache, SaliencyCache
     from camflow.refine.affinity_labels import make_affinity_labels
 
     with CamCache(cache) as cams:
-        make_affinity_labels(cams, open_dataset(data), data["split"], params, out_path,
-                             workers=max(1, workers))
+        sal = SaliencyCache(saliency) if saliency else None
+        try:
+            make_affinity_labels(cams, open_dataset(data), data["split"], params, out_path,
+                                 workers=max(1, workers), saliency=sal)
+        finally:
+            if sal is not None:
+                sal.close()
 
 
 def run_train_refiner(out_path: str, refiner: dict[str, Any], labels: str, classifier: str,
@@ -350,3 +356,63 @@ def run_results_doc(tables: dict[str, list[str]], about: dict[str, dict[str, str
                 lines += [f"![{flat}]({Path(out_dir).name}/{flat})", ""]
                 shown.add(png)
     write_text(out_md, "\n".join(lines))
+
+
+def run_train_saliency(out_path: str, saliency: dict[str, Any], inputs: dict[str, str],
+                       data: dict[str, Any], runtime: dict[str, Any], workers: int) -> None:
+    """Rule ``train_saliency``: train a learned saliency source (C²AM, C²AM-H, the binary
+    segmenter of the "R." column) on the train split."""
+    from camflow.figures import training_curve
+    from camflow.saliency import saliency_method
+    from camflow.trainer import metrics_path
+
+    device = select_device(runtime["device"])
+    log.info("training saliency %s (method %s) on %s/%s (%s)", out_path, saliency["method"],
+             data["name"], data["split"], device)
+    saliency_method(saliency["method"]).train(saliency, open_dataset(data), data["split"],
+                                              inputs, out_path, device, workers,
+                                              runtime["amp"])
+    training_curve(metrics_path(out_path))
+
+
+def run_make_saliency(out_path: str, saliency: dict[str, Any], inputs: dict[str, str],
+                      model: str | None, data: dict[str, Any], runtime: dict[str, Any],
+                      workers: int) -> None:
+    """Rule ``make_saliency``: the saliency cache of a split, from any saliency source."""
+    from camflow.saliency import saliency_method
+
+    saliency_method(saliency["method"]).infer(saliency, open_dataset(data), data["split"],
+                                              inputs, model, out_path,
+                                              select_device(runtime["device"]), workers)
+
+
+def run_saliency_masks(out_dir: str, cache: str, threshold: float, crf: Any,
+                       data: dict[str, Any], workers: int) -> None:
+    """Rule ``saliency_masks``: the pseudo-saliency masks a saliency refiner trains on."""
+    from camflow.cache import SaliencyCache
+    from camflow.saliency import pseudo_saliency_masks
+
+    with SaliencyCache(cache) as sal:
+        pseudo_saliency_masks(sal, open_dataset(data), data["split"], threshold, crf, out_dir,
+                              workers=max(1, workers))
+
+
+def run_eval_saliency(out_path: str, saliency: str, priors: str | None,
+                      thresholds: list[float], data: dict[str, Any]) -> None:
+    """Rule ``eval_saliency``: P-NOC Table 6's score of a saliency cache with a CAM cache's
+    priors (or the ground truth: ``priors`` None)."""
+    from camflow.cache import CamCache, SaliencyCache
+    from camflow.io import write_json
+    from camflow.saliency import evaluate_saliency
+
+    with SaliencyCache(saliency) as sal:
+        if priors is None:
+            record = evaluate_saliency(sal, None, open_dataset(data), data["split"],
+                                       thresholds)
+        else:
+            with CamCache(priors) as cams:
+                record = evaluate_saliency(sal, cams, open_dataset(data), data["split"],
+                                           thresholds)
+    write_json(out_path, record)
+    log.info("%s: mIoU %.2f at saliency threshold %.2f", out_path, 100 * record["miou"],
+             record["threshold"])

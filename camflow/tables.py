@@ -1048,3 +1048,135 @@ class FullCamTable1(SegmentationTable):
         rows = [[label, *(pct(c["iou"]) for c in m["per_class"]), pct(m["miou"])]
                 for label, m in chosen.items()]
         return ["method", *classes, "mean"], rows
+
+
+# ---------------------------------------------------------------------------------------------
+# P-NOC's saliency and pseudo-mask tables (David et al., Tables 6–8 and 10)
+
+_MASKS_SCHEMA: dict[str, Any] = {
+    "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_-]+(/stage[0-9]+)?/"
+                                 "[A-Za-z0-9_-]+$",
+    "description": "pseudo masks {classifier}/{source}/{refiner}"}
+
+
+@register_table("pnoc_table6")
+class PnocTable6(PaperTable):
+    """P-NOC (David et al.) Table 6: saliency maps of C²AM and C²AM-H (hints from a
+    classifier's priors) combined with segmentation priors — background where not salient,
+    the prior's class where salient — scored by mIoU on the seeds' split at the best saliency
+    threshold (P.), and the same for the maps of the saliency refiner trained on them (R.,
+    camflow's binary segmenter in place of PoolNet); with the ground truth as the priors
+    (``gt``), a pixel is right when it is salient and annotated with a class."""
+
+    paper = PNOC
+    short = "P-NOC"
+    title = "Saliency with segmentation priors (Table 6, mIoU %)"
+    schema: ClassVar[dict[str, Any]] = {
+        "additionalProperties": False,
+        "required": ["rows"],
+        "properties": {"rows": {
+            "type": "object", "minProperties": 1,
+            "description": "row label -> {saliency, priors: classifier/source | gt, refined}",
+            "additionalProperties": {
+                "type": "object", "additionalProperties": False,
+                "required": ["saliency", "priors"],
+                "properties": {
+                    "saliency": {"$ref": "#/$defs/name"},
+                    "priors": {"type": "string",
+                               "pattern": "^(gt|[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_-]+)$"},
+                    "refined": {"$ref": "#/$defs/name",
+                                "description": "the saliency source of the R. column"}}}}},
+    }
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        for label, row in spec["rows"].items():
+            key = f"tables.{cls.name}.rows.{label}"
+            wf.saliency_config(row["saliency"], f"{key}.saliency")
+            if "refined" in row:
+                wf.saliency_config(row["refined"], f"{key}.refined")
+            if row["priors"] != "gt":
+                wf.classifier_config(row["priors"].split("/")[0])
+        return spec
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        paths = {}
+        for label, row in self.spec["rows"].items():
+            paths[f"{label}/P"] = wf.saliency_eval_path(row["saliency"], row["priors"], dataset)
+            if "refined" in row:
+                paths[f"{label}/R"] = wf.saliency_eval_path(row["refined"], row["priors"],
+                                                            dataset)
+        return paths
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        rows = []
+        for label, row in self.spec["rows"].items():
+            p, r = records[f"{label}/P"], records.get(f"{label}/R")
+            rows.append([label, row["saliency"], row["priors"], pct(p["miou"]),
+                         f"{p['threshold']:.2f}", "" if r is None else pct(r["miou"]),
+                         "" if r is None else f"{r['threshold']:.2f}"])
+        return ["method", "saliency", "priors", "P.", "P. threshold", "R.",
+                "R. threshold"], rows
+
+
+@register_table("pnoc_table7")
+class PnocTable7(PaperTable):
+    """P-NOC (David et al.) Table 7: mIoU of the random-walk pseudo masks of each strategy's
+    priors — with the conventional affinity labels or the saliency-aware ones of C²AM-H
+    (Sec. 5), for P-OC or P-NOC (+NOC) — on the seeds' split (train) and on the
+    segmentation's (val)."""
+
+    paper = PNOC
+    short = "P-NOC"
+    title = "Random-walk pseudo masks (Table 7, mIoU %)"
+    schema: ClassVar[dict[str, Any]] = {
+        "additionalProperties": False,
+        "required": ["rows"],
+        "properties": {"rows": {"type": "object", "minProperties": 1,
+                                "description": "row label -> {classifier}/{source}/{refiner}",
+                                "additionalProperties": _MASKS_SCHEMA}},
+    }
+
+    @classmethod
+    def resolve(cls, wf: Workflow, spec: dict[str, Any]) -> dict[str, Any]:
+        rows = {label: wf.check_masks(masks, f"tables.{cls.name}.rows.{label}")
+                for label, masks in spec["rows"].items()}
+        return {**spec, "rows": rows}
+
+    def splits(self, wf: Workflow, dataset: str) -> list[str]:
+        ds = wf.dataset_config(dataset)
+        return [ds["eval_split"], *([ds["val_split"]] if "val_split" in ds else [])]
+
+    def inputs(self, wf: Workflow, dataset: str) -> dict[str, str]:
+        return {f"{label}/{split}": f"results/{dataset}/{masks}/{split}/eval.json"
+                for label, masks in self.spec["rows"].items()
+                for split in self.splits(wf, dataset)}
+
+    def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
+        labels = list(self.spec["rows"])
+        splits = [k.split("/", 1)[1] for k in records if k.startswith(f"{labels[0]}/")]
+        rows = [[label, self.spec["rows"][label],
+                 *(pct(records[f"{label}/{s}"]["miou"]) for s in splits)] for label in labels]
+        return ["method", "masks", *splits], rows
+
+
+@register_table("pnoc_table8")
+class PnocTable8(SegmentationTable):
+    """P-NOC (David et al.) Table 8 (its own rows): DeepLab trained on the random-walk pseudo
+    masks of P-OC and P-NOC with C²AM-H's saliency-aware affinity labels, PASCAL VOC 2012
+    val and test."""
+
+    paper = PNOC
+    short = "P-NOC"
+    title = "Segmentation, VOC val / test (Table 8)"
+
+
+@register_table("pnoc_table10")
+class PnocTable10(FullCamTable1):
+    """P-NOC (David et al.) Table 10: per-class IoU (%) of DeepLab trained on the pseudo
+    masks of P-OC and P-NOC refined with C²AM-H and the random walk, one column per class and
+    the mean, from the evaluation ``column`` (``crf``, ``msf`` or ``single``)."""
+
+    paper = PNOC
+    short = "P-NOC"
+    title = "Segmentation per class (Table 10)"

@@ -32,6 +32,8 @@ STAGES = {
     "train_segmentation",
     "eval_segmentation",
     "export_submission",
+    "train_saliency",
+    "make_saliency",
 }
 
 
@@ -77,6 +79,10 @@ class Workflow:
             self.slm_config(name)
         for name in self.config["refiners"]:
             self.refiner_config(name)
+        for name in self.config["saliency"]:
+            self.saliency_config(name)
+        for name in self.config["affinity_labels"]:
+            self.affinity_label_saliency(name)
         self.check_resources(STAGES)
         for name in self.config["targets"]:
             if name not in self.config["tables"]:
@@ -245,6 +251,119 @@ class Workflow:
         if style not in self.config["affinity_labels"]:
             config_error(f"affinity_labels.{style}", f"no affinity-label style {style!r}")
         return self.config["affinity_labels"][style]
+
+    def affinity_label_saliency(self, style: str) -> str | None:
+        """The saliency source a ``saliency`` style reads (checked to be configured)."""
+        cfg = self.affinity_label_config(style)
+        if cfg["method"] != "saliency":
+            return None
+        self.saliency_config(cfg["saliency"], f"affinity_labels.{style}.saliency")
+        return cfg["saliency"]
+
+    def affinity_label_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """The CAM cache, and for a ``saliency`` style the same split's saliency cache."""
+        prefix = f"results/{wildcards.dataset}"
+        inputs = {"marker": self.dataset_marker(wildcards),
+                  "cache": f"{prefix}/{wildcards.classifier}/{wildcards.source}/"
+                           f"{wildcards.split}/cams.h5"}
+        saliency = self.affinity_label_saliency(wildcards.style)
+        if saliency is not None:
+            inputs["saliency"] = f"{prefix}/saliency/{saliency}/{wildcards.split}/saliency.h5"
+        return inputs
+
+    # Saliency (P-NOC's C²AM-H and the "R." refiner): results/{dataset}/saliency/{saliency}/
+
+    def saliency_config(self, name: str, key: str | None = None) -> dict[str, Any]:
+        """A ``saliency.<name>`` block validated against its method's schema, defaults filled
+        in; a ``refined`` one's ``segmenter`` name replaced by that segmenter's block and its
+        ``of`` checked; a ``c2am`` one's ``priors`` classifier checked."""
+        from camflow.saliency import saliency_method
+        from camflow.schema import extend, validate_block
+
+        key = key or f"saliency.{name}"
+        cache_key = f"saliency.{name}"
+        if cache_key in self._validated:
+            return self._validated[cache_key]
+        if name not in self.config["saliency"]:
+            config_error(key, f"no saliency source named {name!r}")
+        cfg = self.config["saliency"][name]
+        cls = saliency_method(cfg.get("method"), f"{cache_key}.method")
+        defs = self.schema["$defs"]
+        cfg = validate_block(cfg, cache_key, extend(defs["saliency"], cls.schema), defs)
+        if "priors" in cfg:
+            self.classifier_config(cfg["priors"].split("/")[0])
+            self.source_config(cfg["priors"].split("/")[1])
+        if "of" in cfg:
+            if cfg["of"] == name:
+                config_error(f"{cache_key}.of", "a saliency source cannot refine itself")
+            self.saliency_config(cfg["of"], f"{cache_key}.of")
+        if isinstance(cfg.get("segmenter"), str):
+            cfg["segmenter"] = self.segmenter_config(cfg["segmenter"])
+        self._validated[cache_key] = cfg
+        return cfg
+
+    def saliency_pattern(self, learned: bool) -> str:
+        """The ``{saliency}`` names whose method is (not) learned, as a wildcard regex."""
+        from camflow.saliency import saliency_method
+
+        names = [n for n in self.config["saliency"]
+                 if saliency_method(self.saliency_config(n)["method"]).learned == learned]
+        return "|".join(map(re.escape, names)) or "(?!)"
+
+    def saliency_training_inputs(self, wildcards: Any) -> dict[str, Any]:
+        from camflow.saliency import saliency_method
+
+        cfg = self.saliency_config(wildcards.saliency)
+        split = self.dataset_config(wildcards.dataset)["train_split"]
+        own = saliency_method(cfg["method"]).training_inputs(
+            cfg, f"results/{wildcards.dataset}", split, wildcards.saliency)
+        return {"marker": self.dataset_marker(wildcards),
+                "checks": self.dataset_checks(wildcards), **own}
+
+    def saliency_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """What ``make_saliency`` reads: the trained model (learned methods) and the method's
+        own inputs."""
+        from camflow.saliency import saliency_method
+
+        cfg = self.saliency_config(wildcards.saliency)
+        cls = saliency_method(cfg["method"])
+        prefix = f"results/{wildcards.dataset}"
+        split = self.dataset_config(wildcards.dataset)["train_split"]
+        inputs = {"marker": self.dataset_marker(wildcards),
+                  **cls.inference_inputs(cfg, prefix, split, wildcards.saliency)}
+        if cls.learned:
+            inputs["model"] = f"{prefix}/saliency/{wildcards.saliency}/model.pt"
+        return inputs
+
+    def saliency_masks_input(self, wildcards: Any) -> str:
+        """The train split's saliency cache of the source a ``refined`` one refines."""
+        cfg = self.saliency_config(wildcards.saliency)
+        if "of" not in cfg:
+            config_error(f"saliency.{wildcards.saliency}", "only a refined saliency source "
+                         "trains on pseudo-saliency masks")
+        split = self.dataset_config(wildcards.dataset)["train_split"]
+        return f"results/{wildcards.dataset}/saliency/{cfg['of']}/{split}/saliency.h5"
+
+    def saliency_eval_inputs(self, wildcards: Any) -> dict[str, Any]:
+        """The saliency cache and, unless the priors are the ground truth (``gt``), the CAM
+        cache of ``{priors}`` = ``classifier/source`` on the same split."""
+        prefix = f"results/{wildcards.dataset}"
+        self.saliency_config(wildcards.saliency)
+        inputs = {"marker": self.dataset_marker(wildcards),
+                  "saliency": f"{prefix}/saliency/{wildcards.saliency}/{wildcards.split}/"
+                              "saliency.h5"}
+        if wildcards.priors != "gt":
+            classifier, source = wildcards.priors.split("/")
+            self.classifier_config(classifier)
+            inputs["priors"] = f"{prefix}/{classifier}/{source}/{wildcards.split}/cams.h5"
+        return inputs
+
+    def saliency_eval_path(self, saliency: str, priors: str, dataset: str,
+                           split: str | None = None) -> str:
+        """Where ``eval_saliency`` writes the score of ``saliency`` with ``priors``
+        (``classifier/source`` or ``gt``) on ``split`` (default: the seeds' split)."""
+        split = split or self.dataset_config(dataset)["eval_split"]
+        return f"results/{dataset}/saliency/{saliency}/{split}/eval/{priors}.json"
 
     def refiner_config(self, name: str) -> dict[str, Any]:
         """A ``refiners.<name>`` block (its ``method`` a registered refiner) validated against

@@ -6,10 +6,10 @@
 
 
 rule affinity_labels:
-    """Affinity labels (confident fg / bg / ignored) of a CAM cache, by style."""
+    """Affinity labels (confident fg / bg / ignored) of a CAM cache, by style (`saliency`:
+    with the split's saliency cache, P-NOC Sec. 5)."""
     input:
-        dataset_marker,
-        cache="results/{dataset}/{classifier}/{source}/{split}/cams.h5",
+        unpack(W.affinity_label_inputs),
     output:
         labels="results/{dataset}/{classifier}/{source}/{split}/affinity_labels/{style}.h5",
     params:

@@ -10,4 +10,5 @@ from camflow.runtime import run_logged  # noqa: E402
 from camflow.stages import run_affinity_labels  # noqa: E402
 
 run_logged(snakemake.log[0], run_affinity_labels, snakemake.input.cache, snakemake.output.labels,
-           snakemake.params.labels, snakemake.params.data, snakemake.threads)
+           snakemake.params.labels, snakemake.params.data, snakemake.threads,
+           snakemake.input.get("saliency"))

@@ -36,7 +36,7 @@ Choices where the paper is silent or disagrees with the authors' code
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -51,6 +51,7 @@ from camflow.io import CamflowInputError
 from camflow.methods.cam import fuse_tta, max_normalize
 from camflow.models.backbones import Backbone
 from camflow.runtime import progress_bar, seed_everything
+from camflow.saliency import SaliencyMethod, register_saliency
 from camflow.trainer import OptimizerSpec, Progress, Update
 
 SIMILARITY_CLAMP = 5e-4
@@ -313,3 +314,102 @@ def make_saliency(model: C2AMNetwork, dataset: SegmentationDataset, split: str,
             writer.add(image_id, saliency_map(model, dataset.load_image(image_id), sign,
                                               scales, flip, grid, device))
     return Path(out_path)
+
+
+def load_c2am(path: str | Path, device: torch.device) -> C2AMNetwork:
+    """The trained C²AM network of a ``train_saliency`` checkpoint (eval mode)."""
+    from camflow.models.backbones import build_backbone
+    from camflow.runtime import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    if ckpt.get("method") != "c2am" or "config" not in ckpt:
+        raise CamflowInputError(f"checkpoint {path} is not a C²AM checkpoint")
+    backbone = build_backbone({**ckpt["config"]["backbone"], "weights": "none"})
+    model = C2AMNetwork(backbone)
+    model.load_state_dict(ckpt["networks"]["c2am"])
+    return model.to(device).eval()
+
+
+@register_saliency("c2am")
+class C2AMSaliency(SaliencyMethod):
+    """C²AM (``hints: false``) or C²AM-H (``hints`` set) as a saliency source: trained on the
+    train split (:class:`C2AMTraining`; C²AM-H's hints from the CAMs of ``priors``, a
+    ``classifier/source``), its maps oriented by :func:`partition_sign` against the same
+    priors on the first ``sign_images`` training images, then inferred with the authors'
+    test-time augmentation (:func:`saliency_map`)."""
+
+    learned = True
+    schema: ClassVar[dict[str, Any]] = {
+        "required": ["priors", "backbone", "optimizer", "batch_size", "epochs", "augment"],
+        "properties": {
+            "priors": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+                       "description": "classifier/source whose CAMs give the hints and the "
+                                      "partition's sign"},
+            "hints": {
+                "description": "C²AM-H's hint term (Eq. 11); false: C²AM",
+                "anyOf": [{"const": False}, {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {
+                        "delta_fg": {"type": "number", "minimum": 0, "maximum": 1,
+                                     "default": 0.4},
+                        "delta_bg": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                                     "default": None},
+                        "weight": {"type": "number", "minimum": 0, "default": 1.0},
+                        "reduction": {"enum": ["sum", "mean"], "default": "sum"}}}],
+                "default": False},
+            "backbone": {"$ref": "#/$defs/classifier/properties/backbone"},
+            "alpha": {"type": "number", "minimum": 0, "default": 0.25},
+            "pair_mean": {"enum": ["paper", "code"], "default": "paper"},
+            "optimizer": {"allOf": [{"$ref": "#/$defs/sgd"}, {"required": ["head_lr_mult"]}]},
+            "batch_size": {"type": "integer", "minimum": 2},
+            "epochs": {"type": "integer", "minimum": 1},
+            "augment": {"$ref": "#/$defs/augment"},
+            "seed": {"type": "integer", "minimum": 0, "default": 0},
+            "sign_threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.4},
+            "sign_images": {"type": "integer", "minimum": 1, "default": 200},
+            "scales": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
+                       "minItems": 1, "default": [1.0, 0.5, 1.5, 2.0]},
+            "flip": {"type": "boolean", "default": True},
+            "grid": {"type": "integer", "minimum": 1, "default": 16},
+        },
+    }
+
+    @classmethod
+    def _priors(cls, cfg: dict[str, Any], prefix: str, train_split: str,
+                name: str) -> dict[str, str]:
+        return {"priors": f"{prefix}/{cfg['priors']}/{train_split}/cams.h5"}
+
+    training_inputs = _priors
+    inference_inputs = _priors
+
+    @classmethod
+    def train(cls, cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
+              inputs: dict[str, str], out_path: str, device: torch.device, workers: int,
+              amp: bool) -> None:
+        from camflow.models.backbones import build_backbone
+        from camflow.trainer import Trainer
+
+        with CamCache(inputs["priors"]) as priors:
+            if cfg["hints"]:
+                priors.require(dataset.ids(split), f"{dataset.name}/{split}")
+            task = C2AMTraining(cfg, dataset, split, build_backbone(cfg["backbone"]),
+                                priors, device)
+            Trainer(task, cfg, Path(out_path), device,
+                    {"cfg": cfg, "priors": priors.provenance if cfg["hints"] else None},
+                    workers=workers, amp=amp).fit({"method": "c2am", "config": cfg,
+                                                   "priors": inputs["priors"]})
+
+    @classmethod
+    def infer(cls, cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
+              inputs: dict[str, str], model: str | None, out_path: str,
+              device: torch.device, workers: int) -> None:
+        assert model is not None
+        net = load_c2am(model, device)
+        with CamCache(inputs["priors"]) as priors:
+            ids = priors.ids[: int(cfg["sign_images"])]
+            sign = partition_sign(net, dataset, ids, priors, float(cfg["sign_threshold"]),
+                                  device)
+        make_saliency(net, dataset, split, out_path, sign, cfg["scales"], cfg["flip"],
+                      int(cfg["grid"]), device,
+                      {"method": "c2am", "hints": bool(cfg["hints"]), "model": model,
+                       "priors": cfg["priors"]})

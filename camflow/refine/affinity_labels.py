@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from camflow.cache import CamCache, LabelCacheWriter
+from camflow.cache import CamCache, LabelCacheWriter, SaliencyCache
 from camflow.data.base import IGNORE_INDEX, SegmentationDataset
 from camflow.evaluate import channel_lut, seed_channels
 from camflow.io import CamflowInputError
@@ -40,7 +40,7 @@ from camflow.runtime import parallel_map
 
 log = logging.getLogger(__name__)
 
-STYLES = ("irn", "psa")
+STYLES = ("irn", "psa", "saliency")
 
 
 def irn_labels(image: np.ndarray, keys: np.ndarray, cams: np.ndarray, fg_threshold: float = 0.30,
@@ -174,6 +174,7 @@ class _LabelJob:
     cache: CamCache
     dataset: SegmentationDataset
     params: dict[str, Any]
+    saliency: SaliencyCache | None = None
 
     def __call__(self, image_id: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None]:
         keys, cams = self.cache.read(image_id, "full")
@@ -186,26 +187,45 @@ class _LabelJob:
         if p["method"] == "irn":
             return image_id, keys, irn_labels(image, keys, cams, p["fg_threshold"],
                                               p["bg_threshold"], p.get("crf")), None
+        if p["method"] == "saliency":
+            assert self.saliency is not None
+            saliency = self.saliency.saliency(image_id)
+            if saliency.shape != cams.shape[1:]:
+                raise CamflowInputError(
+                    f"image {image_id!r}: its saliency in {self.saliency.path} is "
+                    f"{saliency.shape[1]}x{saliency.shape[0]}, its CAM {cams.shape[2]}x"
+                    f"{cams.shape[1]}")
+            return image_id, keys, saliency_labels(image, keys, cams, saliency,
+                                                   p["fg_threshold"], p["bg_threshold"],
+                                                   p.get("crf")), None
         scores = psa_scores(image, keys, cams, p["alpha_low"], p["alpha_high"], p.get("crf"))
         return image_id, keys, psa_label_rule(scores, keys), scores
 
 
 def make_affinity_labels(cache: CamCache, dataset: SegmentationDataset, split: str,
                          params: dict[str, Any], out_path: str | Path, workers: int = 1,
-                         progress: bool = True) -> Path:
+                         progress: bool = True, saliency: SaliencyCache | None = None) -> Path:
     """Affinity labels of every image of ``split`` in ``cache``; writes a label cache.
 
-    ``params``: ``method`` (``irn`` or ``psa``), ``fg_threshold``/``bg_threshold`` (irn) or
-    ``alpha_low``/``alpha_high`` (psa), and ``crf`` (overrides of the CRF's defaults; irn
-    also takes ``false``: no CRF).  ``psa`` also stores each image's :func:`psa_scores`.
+    ``params``: ``method`` (``irn``, ``psa`` or ``saliency``), ``fg_threshold`` /
+    ``bg_threshold`` (irn, saliency) or ``alpha_low``/``alpha_high`` (psa), and ``crf``
+    (overrides of the CRF's defaults; irn and saliency also take ``false``: no CRF).  ``psa``
+    also stores each image's :func:`psa_scores`; ``saliency`` (:func:`saliency_labels`)
+    reads the split's maps from the ``saliency`` cache.
     """
     style = params.get("method")
     if style not in STYLES:
         raise CamflowInputError(f"unknown affinity-label method {style!r}; known: {STYLES}")
+    if (style == "saliency") != (saliency is not None):
+        raise CamflowInputError(f"affinity-label method {style!r}: a saliency cache is "
+                                f"{'needed' if saliency is None else 'not used'}")
     ids = dataset.ids(split)
     cache.require(ids, f"{dataset.name}/{split}")
-    job = _LabelJob(cache, dataset, params)
-    provenance = {**params, "cams": str(cache.path), "split": split}
+    if saliency is not None:
+        saliency.require(ids, f"{dataset.name}/{split}")
+    job = _LabelJob(cache, dataset, params, saliency)
+    provenance = {**params, "cams": str(cache.path), "split": split,
+                  **({"saliency_cache": str(saliency.path)} if saliency else {})}
     ignored = total = 0
     with LabelCacheWriter(out_path, dataset.class_names, provenance) as writer:
         for image_id, keys, labels, scores in parallel_map(job, ids, workers, progress,
