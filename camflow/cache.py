@@ -18,6 +18,13 @@ Layout (``format_version`` 1)::
     /index_keys_offsets  int64 (n_images + 1,): image i's keys are
                       ``index_keys[offsets[i]:offsets[i + 1]]``; both written with the index
                       (files written before them read the per-image ``keys``)
+    /index_chunks     int64 (n_maps, 2, 2): the chunk table of the CAM (and saliency) cache,
+                      rows as ``/index_keys``: ``[row, r] = (byte offset, size)`` in the file
+                      of that map's chunk at resolution r (0 "full", 1 "stride4"), -1 where
+                      the map is not one filtered Blosc chunk; attributes ``dtype`` (of the
+                      stored maps), ``crc32`` (of this table and ``/index_shapes``) and
+                      ``file_stamp`` (the size and mtime in ns of the file the writer closed)
+    /index_shapes     int64 (n_images, 2, 2): ``[i, r] = (h, w)`` of image i's maps
 
 The maps are compressed with Blosc's LZ4 codec over byte-shuffled values (:data:`MAP_FILTER`,
 HDF5 filter 32001, registered by ``hdf5plugin``), one chunk per class map, so reading an image
@@ -119,10 +126,11 @@ import math
 import os
 import queue
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, NamedTuple, Self
 from urllib.parse import quote
 
 import blosc
@@ -138,6 +146,8 @@ RESOLUTIONS = ("full", "stride4")
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 Resolution = Literal["full", "stride4"]
+MapDtype = Literal["float32", "float16"]
+MAP_DTYPES = ("float32", "float16")
 SALIENCY_CLASSES = ("background", "salient")
 
 # The filter of every float map (CAMs, label scores): Blosc's LZ4 over byte-shuffled values,
@@ -174,16 +184,21 @@ def _cast(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     like numpy's ``astype`` but 3.5× faster (0.1 ms against 0.35 ms for two 375×500 maps),
     in slices that keep it on this thread (:data:`_SERIAL_COPY`)."""
     out = np.empty(arr.shape, dtype)
+    _copy_into(out, arr)
+    return out
+
+
+def _copy_into(out: np.ndarray, arr: np.ndarray) -> None:
+    """``out[...] = arr`` for a C-contiguous ``out``; float16 ↔ float32 as in :func:`_cast`."""
     if {arr.dtype, out.dtype} != {np.dtype(np.float16), np.dtype(np.float32)}:
         out[...] = arr
-        return out
+        return
     import torch
 
     src = torch.from_numpy(np.ascontiguousarray(arr).reshape(-1))
     dst = torch.from_numpy(out.reshape(-1))
     for start in range(0, out.size, _SERIAL_COPY):
         dst[start:start + _SERIAL_COPY].copy_(src[start:start + _SERIAL_COPY])
-    return out
 
 
 def _all_finite(arr: np.ndarray) -> bool:
@@ -205,6 +220,43 @@ def _value_range(arr: np.ndarray) -> tuple[float, float]:
     return float(arr.min()), float(arr.max())
 
 
+def _blosc_chunks(dataset: h5py.h5d.DatasetID) -> list[tuple[int, int]] | None:
+    """``(byte offset, size)`` in the file of every chunk of ``dataset``, map by map, if it is
+    stored as the writer stores maps: float16 or float32 (n, h, w), n > 0, one chunk per
+    map, Blosc its only filter, every chunk written and filtered; else None."""
+    shape = dataset.shape
+    if (len(shape) != 3 or not shape[0]
+            or dataset.dtype not in (np.dtype(np.float16), np.dtype(np.float32))):
+        return None
+    plist = dataset.get_create_plist()
+    if (plist.get_layout() != h5py.h5d.CHUNKED or plist.get_chunk() != (1, *shape[1:])
+            or plist.get_nfilters() != 1 or plist.get_filter(0)[0] != hdf5plugin.BLOSC_ID
+            or dataset.get_num_chunks() != shape[0]):
+        return None
+    chunks = sorted((dataset.get_chunk_info(j) for j in range(shape[0])),
+                    key=lambda c: c.chunk_offset[0])
+    if any(c.filter_mask or c.byte_offset is None for c in chunks) or [
+            c.chunk_offset[0] for c in chunks] != list(range(shape[0])):
+        return None
+    return [(int(c.byte_offset), int(c.size)) for c in chunks]
+
+
+def _table_crc(chunks: np.ndarray, shapes: np.ndarray) -> int:
+    """CRC-32 of the chunk table (``/index_chunks`` then ``/index_shapes``, little-endian
+    int64), kept with it: a damaged table is refused, not followed to wrong bytes."""
+    crc = zlib.crc32(np.ascontiguousarray(chunks, "<i8").tobytes())
+    return zlib.crc32(np.ascontiguousarray(shapes, "<i8").tobytes(), crc)
+
+
+class _ChunkTable(NamedTuple):
+    """The chunk table of a CAM cache as read (module doc), in lists for per-read lookups."""
+
+    dtype: np.dtype  # of the stored maps
+    chunks: list[list[list[int]]]  # [map row][resolution] = [byte offset, size]
+    shapes: list[list[list[int]]]  # [image][resolution] = [h, w]
+    rows: list[int]  # image i's maps are rows rows[i]:rows[i + 1] (= /index_keys_offsets)
+
+
 class _H5Writer:
     """Atomic HDF5 writer of per-image groups plus an ``/index``; a context manager.
 
@@ -221,6 +273,9 @@ class _H5Writer:
 
     kind = "cams"
     label = "CAM cache"
+    # whether the file gets the chunk table (/index_chunks, /index_shapes; module doc)
+    chunk_table = False
+    dtype = np.dtype(np.float16)  # of the stored float maps
 
     def __init__(
         self,
@@ -246,10 +301,16 @@ class _H5Writer:
         self._thread: threading.Thread | None = None
         self._cancelled = False
         self._failure: tuple[str, BaseException] | None = None
+        # per image: {resolution: ((h, w), [(byte offset, size) per map] or None)}
+        self._chunks: dict[str, dict[str, tuple[tuple[int, int], list[tuple[int, int]] | None]]]
+        self._chunks = {}
+        self._stamp_pending = False
 
     def __enter__(self) -> Self:
         stack = contextlib.ExitStack()
         tmp = stack.enter_context(atomic_path(self.path, ".h5"))
+        # runs after the HDF5 file is closed and before it is renamed into place
+        stack.callback(self._stamp, tmp)
         try:
             self._h5 = stack.enter_context(h5py.File(tmp, "w"))
             self._h5.attrs["format_version"] = FORMAT_VERSION
@@ -297,6 +358,44 @@ class _H5Writer:
         self._h5.create_dataset("index_keys", data=np.concatenate(
             [np.zeros(0, np.int16), *self._keys]).astype(np.int16))
         self._h5.create_dataset("index_keys_offsets", data=offsets)
+        if self.chunk_table:
+            self._write_chunk_table(int(offsets[-1]))
+
+    def _write_chunk_table(self, n_maps: int) -> None:
+        """``/index_chunks`` and ``/index_shapes`` (module doc) from the chunk addresses the
+        background thread recorded; the file stamp is filled in after the file is closed."""
+        assert self._h5 is not None
+        chunks = np.full((n_maps, len(RESOLUTIONS), 2), -1, np.int64)
+        shapes = np.zeros((len(self._ids), len(RESOLUTIONS), 2), np.int64)
+        row = 0
+        for i, (image_id, keys) in enumerate(zip(self._ids, self._keys, strict=True)):
+            for r, name in enumerate(RESOLUTIONS):
+                shape, image_chunks = self._chunks[image_id][name]
+                shapes[i, r] = shape
+                if image_chunks is not None:
+                    chunks[row:row + keys.size, r] = image_chunks
+            row += keys.size
+        table = self._h5.create_dataset("index_chunks", data=chunks)
+        table.attrs["dtype"] = self.dtype.name
+        table.attrs["crc32"] = _table_crc(chunks, shapes)
+        table.attrs["file_stamp"] = np.zeros(2, np.int64)  # (size, mtime_ns): _stamp
+        self._h5.create_dataset("index_shapes", data=shapes)
+        self._stamp_pending = True
+
+    def _stamp(self, tmp: Path) -> None:
+        """Record the closed file's size and mtime in ``/index_chunks``; readers trust the
+        chunk table only while the file still has both (module doc).  The attribute exists
+        already, so the value is overwritten in place (the size stays); the mtime that
+        writing it gave the file is then set back to the recorded one."""
+        if not self._stamp_pending:
+            return
+        self._stamp_pending = False
+        before = os.stat(tmp)
+        with h5py.File(tmp, "r+") as h5:
+            h5["index_chunks"].attrs.modify(
+                "file_stamp", np.array([before.st_size, before.st_mtime_ns], np.int64))
+        after = os.stat(tmp)
+        os.utime(tmp, ns=(after.st_atime_ns, before.st_mtime_ns))
 
     def _check_keys(self, image_id: str, keys: np.ndarray) -> tuple[str, np.ndarray]:
         """Validate a new image id and its foreground ``keys``; returns (who, keys array)."""
@@ -331,8 +430,13 @@ class _H5Writer:
             assert self._h5 is not None
             group = self._h5["images"].create_group(_group_name(image_id))
             group.create_dataset("keys", data=keys16)
+            chunks = {}
             for name, (arr, options) in datasets.items():
-                group.create_dataset(name, data=arr, **options)
+                dataset = group.create_dataset(name, data=arr, **options)
+                if self.chunk_table and name in RESOLUTIONS:
+                    # the chunks are in the file once written: their addresses are final
+                    chunks[name] = (arr.shape[1:], _blosc_chunks(dataset.id))
+            self._chunks[image_id] = chunks
 
         self._ids.append(image_id)
         self._keys.append(keys16)
@@ -376,6 +480,8 @@ class CamCacheWriter(_H5Writer):
     ``dtype`` is the stored precision: float16 (default; max-normalised maps in [0, 1] lose at
     most 2⁻¹² ≈ 2.4e-4) or float32 (bit for bit what was computed, twice the size).
     """
+
+    chunk_table = True
 
     def __init__(self, path: str | os.PathLike, class_names: list[str] | tuple[str, ...],
                  provenance: dict[str, Any] | None = None, dtype: str = "float16") -> None:
@@ -475,6 +581,7 @@ class _H5Reader:
         self._fd: int | None = None
         self._keys: np.ndarray | None = None
         self._keys_offsets: np.ndarray | None = None
+        self._table: _ChunkTable | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path}
@@ -486,8 +593,11 @@ class _H5Reader:
         if self._h5 is not None and self._pid == os.getpid():
             return self._h5
         # A handle inherited through fork is never used: HDF5 handles must not be shared
-        # between processes, so this process opens its own.
+        # between processes, so this process opens its own, and reads the index again from
+        # it (the chunk table holds addresses in the file that this handle reads).
         self._h5 = None
+        self._ids, self._position, self._table = None, {}, None
+        self._keys = self._keys_offsets = None
         if not self.path.is_file():
             raise CamflowInputError(f"{self.label} {self.path} does not exist")
         try:
@@ -520,8 +630,8 @@ class _H5Reader:
         return h5
 
     def _index(self) -> list[str]:
+        h5 = self._file()
         if self._ids is None:
-            h5 = self._file()
             ids = [str(i) for i in h5["index"].asstr()[()]]
             if "index_keys" in h5 and "index_keys_offsets" in h5:
                 keys = h5["index_keys"][()].astype(np.int64)
@@ -532,9 +642,51 @@ class _H5Reader:
                         f"{self.label} {self.path}: its keys table does not match its index "
                         f"(corrupt file?); {rebuild_hint(self.path)}")
                 self._keys, self._keys_offsets = keys, offsets
+                self._table = self._chunk_table(h5, ids)
             self._position = {image_id: i for i, image_id in enumerate(ids)}
             self._ids = ids
         return self._ids
+
+    def _chunk_table(self, h5: h5py.File, ids: list[str]) -> _ChunkTable | None:
+        """The chunk table (module doc) if the file has one and it still describes the file:
+        the file's size and mtime are those the writer recorded after closing it, and the
+        first and the last image's first full-resolution chunk are where HDF5 has them.
+        Otherwise None: the maps are read through HDF5 (a copy that changed the mtime, a
+        file rewritten by e.g. h5repack or edited in place).  A table that does not match
+        the index or its checksum is refused (a damaged file)."""
+        if self._fd is None or "index_chunks" not in h5 or "index_shapes" not in h5:
+            return None
+        assert self._keys is not None and self._keys_offsets is not None
+        dataset = h5["index_chunks"]
+        stamp = np.asarray(dataset.attrs.get("file_stamp", []), np.int64).tolist()
+        stat = os.fstat(self._fd)
+        if stamp != [stat.st_size, stat.st_mtime_ns]:
+            return None
+        chunks, shapes = dataset[()], h5["index_shapes"][()]
+        dtype = np.dtype(str(dataset.attrs.get("dtype", "")))
+        if (chunks.shape != (self._keys.size, len(RESOLUTIONS), 2)
+                or shapes.shape != (len(ids), len(RESOLUTIONS), 2)
+                or dtype not in (np.dtype(np.float16), np.dtype(np.float32))
+                or int(dataset.attrs.get("crc32", -1)) != _table_crc(chunks, shapes)):
+            raise CamflowInputError(
+                f"{self.label} {self.path}: its chunk table does not match its index or its "
+                f"checksum (corrupt file?); {rebuild_hint(self.path)}")
+        table = _ChunkTable(dtype, chunks.tolist(), shapes.tolist(),
+                            self._keys_offsets.tolist())
+        with_maps = np.flatnonzero(np.diff(self._keys_offsets))
+        for i in with_maps[[0, -1]] if with_maps.size else ():
+            row = chunks[self._keys_offsets[i], 0]
+            if row[0] < 0:
+                continue
+            try:
+                dataset_id = h5py.h5d.open(
+                    self._images, f"{_group_name(ids[i])}/full".encode())
+                recorded = _blosc_chunks(dataset_id)
+            except (KeyError, OSError, RuntimeError, ValueError):
+                recorded = None
+            if recorded is None or list(recorded[0]) != row.tolist():
+                return None
+        return table
 
     def _unreadable(self, image_id: str, exc: BaseException) -> CamflowInputError:
         return CamflowInputError(
@@ -550,54 +702,74 @@ class _H5Reader:
         i = self._position[image_id]
         return self._keys[self._keys_offsets[i]:self._keys_offsets[i + 1]].copy()
 
-    def _maps(self, image_id: str, name: str) -> np.ndarray:
-        """Map stack ``name`` of ``image_id`` as stored (dtype of the file).
+    def _maps(self, image_id: str, name: str, dtype: np.dtype) -> tuple[np.ndarray, bool]:
+        """Map stack ``name`` of ``image_id`` in ``dtype``, found through HDF5, and whether
+        its stored values are all finite.
 
-        Maps stored as the writer stores them (float16, one Blosc chunk per map) are decoded
-        from their raw chunks: one ``pread`` of the image's chunks and python-blosc's decoder
-        into the new array, bypassing HDF5's filter pipeline (module doc); any other dataset
-        (gzip-era files, float32 maps) is read through HDF5.
+        Maps stored as the writer stores them (one Blosc chunk per map) are decoded from
+        their raw chunks (:meth:`_decode_chunks`), bypassing HDF5's filter pipeline (module
+        doc); any other dataset (gzip-era files) is read through HDF5.
         """
         self._file()
         try:
             dataset = h5py.h5d.open(self._images, f"{_group_name(image_id)}/{name}".encode())
-            out = self._blosc_maps(dataset)
-            if out is None:
-                out = np.empty(dataset.shape, dataset.dtype)
-                dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+            chunks = _blosc_chunks(dataset) if self._fd is not None else None
+            if chunks is not None:
+                return self._decode_chunks(chunks, dataset.shape, dataset.dtype, dtype)
+            stored = np.empty(dataset.shape, dataset.dtype)
+            dataset.read(h5py.h5s.ALL, h5py.h5s.ALL, stored)
         except (KeyError, OSError, RuntimeError, ValueError) as exc:
             raise self._unreadable(image_id, exc) from exc
-        return out
+        finite = _all_finite(stored)
+        return (stored if stored.dtype == dtype else _cast(stored, dtype)), finite
 
-    def _blosc_maps(self, dataset: h5py.h5d.DatasetID) -> np.ndarray | None:
-        """The maps of ``dataset`` decoded from its raw chunks, or None unless it is stored
-        as the writer stores it: float16 (n, h, w), n > 0, one chunk per map, Blosc its only
-        filter, every chunk written and filtered, the chunks adjacent in the file."""
-        shape = dataset.shape
-        if self._fd is None or len(shape) != 3 or not shape[0] or dataset.dtype != np.float16:
+    def _table_maps(self, image_id: str, name: str, dtype: np.dtype
+                    ) -> tuple[np.ndarray, bool] | None:
+        """:meth:`_maps` through the chunk table (module doc): no HDF5 call, the image's
+        chunks decoded at the addresses the writer recorded; None without a table or for an
+        image whose maps are not in it."""
+        table = self._table
+        if table is None:
             return None
-        plist = dataset.get_create_plist()
-        if (plist.get_layout() != h5py.h5d.CHUNKED or plist.get_chunk() != (1, *shape[1:])
-                or plist.get_nfilters() != 1 or plist.get_filter(0)[0] != hdf5plugin.BLOSC_ID
-                or dataset.get_num_chunks() != shape[0]):
+        i, r = self._position[image_id], RESOLUTIONS.index(name)
+        chunks = [row[r] for row in table.chunks[table.rows[i]:table.rows[i + 1]]]
+        if any(offset < 0 for offset, _ in chunks):
             return None
-        chunks = [dataset.get_chunk_info(j) for j in range(shape[0])]
-        start = min(c.byte_offset for c in chunks)
-        size = max(c.byte_offset + c.size for c in chunks) - start
-        if any(c.filter_mask for c in chunks) or size != sum(c.size for c in chunks):
-            return None
-        raw = np.empty(size, np.uint8)
-        if os.preadv(self._fd, [raw], start) != size:
-            raise OSError(f"short read of {size} bytes at offset {start}")
-        out = np.empty(shape, np.float16)
-        for c in chunks:
-            j = c.chunk_offset[0]
-            chunk = raw[c.byte_offset - start:c.byte_offset - start + c.size]
-            # the decoder writes as many bytes as the chunk's header says: check them first
-            if blosc.get_cbuffer_sizes(chunk)[:2] != (out[j].nbytes, c.size):
-                raise OSError(f"chunk {j} of {shape} maps has a damaged Blosc header")
-            blosc.decompress_ptr(chunk, out[j].ctypes.data)
-        return out
+        try:
+            return self._decode_chunks(chunks, (len(chunks), *table.shapes[i][r]),
+                                       table.dtype, dtype)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise self._unreadable(image_id, exc) from exc
+
+    def _decode_chunks(self, chunks: list[tuple[int, int]] | list[list[int]],
+                       shape: tuple[int, ...], stored: np.dtype, dtype: np.dtype
+                       ) -> tuple[np.ndarray, bool]:
+        """Maps of ``shape`` in ``dtype`` from their raw Blosc chunks (``(byte offset, size)``
+        per map, stored as ``stored``), and whether they are all finite.
+
+        One ``pread`` per chunk on HDF5's own descriptor and python-blosc's decoder, after
+        checking the chunk's Blosc header against the map's size and type (the decoder
+        writes as many bytes as the header says).  A map stored in another precision than
+        ``dtype`` is decoded into a scratch map, checked and converted while it is still in
+        the CPU's cache (module doc)."""
+        assert self._fd is not None
+        out = np.empty(shape, dtype)
+        scratch = None if dtype == stored else np.empty(shape[1:], stored)
+        nbytes = math.prod(shape[1:]) * stored.itemsize
+        finite = True
+        for j, (offset, size) in enumerate(chunks):
+            raw = np.empty(size, np.uint8)
+            if os.preadv(self._fd, [raw], offset) != size:
+                raise OSError(f"short read of map {j}'s chunk ({size} bytes at {offset})")
+            if (size < 16 or raw[3] != stored.itemsize
+                    or blosc.get_cbuffer_sizes(raw)[:2] != (nbytes, size)):
+                raise OSError(f"map {j} of {shape} has a damaged Blosc header (at {offset})")
+            target = out[j] if scratch is None else scratch
+            blosc.decompress_ptr(raw, target.ctypes.data)
+            finite = finite and _all_finite(target)
+            if scratch is not None:
+                _copy_into(out[j], scratch)
+        return out, finite
 
     def _array(self, image_id: str, name: str) -> np.ndarray:
         """Dataset ``name`` of ``image_id``'s group, as stored (dtype of the file).
@@ -668,19 +840,24 @@ class _H5Reader:
 class CamCache(_H5Reader):
     """Lazy, fork-safe reader of a CAM cache written by :class:`CamCacheWriter`."""
 
-    def read(self, image_id: str, resolution: Resolution = "full") -> tuple[np.ndarray, np.ndarray]:
-        """``(keys, cams)`` of ``image_id``: int64 class indices and float32 maps.
+    def read(self, image_id: str, resolution: Resolution = "full",
+             dtype: MapDtype | np.dtype = "float32") -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, cams)`` of ``image_id``: int64 class indices and maps in ``dtype``.
 
         ``cams`` has shape ``(len(keys), H, W)`` for ``resolution="full"`` and
-        ``(len(keys), h4, w4)`` for ``"stride4"``.  A missing id raises
-        :class:`MissingImageError` naming the id and the cache file.
+        ``(len(keys), h4, w4)`` for ``"stride4"``.  ``dtype`` "float16" hands back maps stored
+        in float16 as they are, without widening them (faster; module doc); maps stored in
+        float32 are then rounded to float16.  A missing id raises :class:`MissingImageError`
+        naming the id and the cache file.
         """
         self._check_resolution(resolution)
+        out_dtype = self._check_dtype(dtype)
         if image_id not in self:
             raise MissingImageError(f"image {image_id!r} is not in {self.label} {self.path}")
-        return self._load(image_id, resolution)
+        return self._load(image_id, resolution, out_dtype)
 
-    def iter_read(self, ids: Iterable[str] | None = None, resolution: Resolution = "full"
+    def iter_read(self, ids: Iterable[str] | None = None, resolution: Resolution = "full",
+                  dtype: MapDtype | np.dtype = "float32"
                   ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """``(image_id, keys, cams)`` of every id of ``ids`` (default: every image), as
         :meth:`read` gives them, in the order the images are stored in the file.
@@ -692,6 +869,7 @@ class CamCache(_H5Reader):
         there is none.)
         """
         self._check_resolution(resolution)
+        out_dtype = self._check_dtype(dtype)
         self._index()
         wanted = self.ids if ids is None else list(ids)
         missing = [i for i in wanted if i not in self._position]
@@ -699,7 +877,7 @@ class CamCache(_H5Reader):
             raise MissingImageError(f"{len(missing)} image(s) are not in {self.label} "
                                     f"{self.path}: {some_ids(missing)}")
         for image_id in sorted(wanted, key=self._position.__getitem__):
-            yield (image_id, *self._load(image_id, resolution))
+            yield (image_id, *self._load(image_id, resolution, out_dtype))
 
     def _check_resolution(self, resolution: str) -> None:
         if resolution not in RESOLUTIONS:
@@ -708,19 +886,31 @@ class CamCache(_H5Reader):
                 f"{RESOLUTIONS}"
             )
 
-    def _load(self, image_id: str, resolution: Resolution) -> tuple[np.ndarray, np.ndarray]:
+    def _check_dtype(self, dtype: MapDtype | np.dtype) -> np.dtype:
+        try:
+            out = np.dtype(dtype)
+        except TypeError:
+            out = None
+        if out is None or out.name not in MAP_DTYPES:
+            raise CamflowInputError(f"{self.label} {self.path}: maps are read as one of "
+                                    f"{MAP_DTYPES}, not {dtype!r}")
+        return out
+
+    def _load(self, image_id: str, resolution: Resolution, dtype: np.dtype
+              ) -> tuple[np.ndarray, np.ndarray]:
         """``read`` of an id known to be in the cache."""
         keys = self._image_keys(image_id)
-        stored = self._maps(image_id, resolution)
-        if stored.ndim != 3 or stored.shape[0] != keys.size:
+        cams, finite = (self._table_maps(image_id, resolution, dtype)
+                        or self._maps(image_id, resolution, dtype))
+        if cams.ndim != 3 or cams.shape[0] != keys.size:
             raise self._unreadable(image_id, ValueError(
-                f"its {resolution} maps have shape {stored.shape} for {keys.size} keys"))
-        if not _all_finite(stored):
+                f"its {resolution} maps have shape {cams.shape} for {keys.size} keys"))
+        if not finite:
             raise CamflowInputError(
                 f"{self.label} {self.path}: image {image_id!r} has NaN or infinite values in "
                 f"its {resolution} maps (the writer refuses them: written by another program, "
                 f"or damaged); {rebuild_hint(self.path)}")
-        return keys, _cast(stored, np.dtype(np.float32))
+        return keys, cams
 
 
 class LabelCache(_H5Reader):
@@ -741,7 +931,7 @@ class LabelCache(_H5Reader):
             raise MissingImageError(f"image {image_id!r} is not in {self.label} {self.path}")
         if "scores" not in self._file()["images"][_group_name(image_id)]:
             return None
-        return _cast(self._maps(image_id, "scores"), np.dtype(np.float32))
+        return self._maps(image_id, "scores", np.dtype(np.float32))[0]
 
 
 class SaliencyCacheWriter(CamCacheWriter):
