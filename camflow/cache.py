@@ -220,6 +220,15 @@ def _value_range(arr: np.ndarray) -> tuple[float, float]:
     return float(arr.min()), float(arr.max())
 
 
+def _out_dtype(dtype: np.dtype | None, stored: np.dtype) -> np.dtype:
+    """The dtype a read hands back: ``dtype``, or for None the stored one if it is float16 or
+    float32 (else float32)."""
+    if dtype is not None:
+        return dtype
+    return stored if stored in (np.dtype(np.float16), np.dtype(np.float32)) else np.dtype(
+        np.float32)
+
+
 def _blosc_chunks(dataset: h5py.h5d.DatasetID) -> list[tuple[int, int]] | None:
     """``(byte offset, size)`` in the file of every chunk of ``dataset``, map by map, if it is
     stored as the writer stores maps: float16 or float32 (n, h, w), n > 0, one chunk per
@@ -702,9 +711,10 @@ class _H5Reader:
         i = self._position[image_id]
         return self._keys[self._keys_offsets[i]:self._keys_offsets[i + 1]].copy()
 
-    def _maps(self, image_id: str, name: str, dtype: np.dtype) -> tuple[np.ndarray, bool]:
-        """Map stack ``name`` of ``image_id`` in ``dtype``, found through HDF5, and whether
-        its stored values are all finite.
+    def _maps(self, image_id: str, name: str, dtype: np.dtype | None
+              ) -> tuple[np.ndarray, bool]:
+        """Map stack ``name`` of ``image_id`` in ``dtype`` (None: :func:`_out_dtype`), found
+        through HDF5, and whether its stored values are all finite.
 
         Maps stored as the writer stores them (one Blosc chunk per map) are decoded from
         their raw chunks (:meth:`_decode_chunks`), bypassing HDF5's filter pipeline (module
@@ -721,9 +731,10 @@ class _H5Reader:
         except (KeyError, OSError, RuntimeError, ValueError) as exc:
             raise self._unreadable(image_id, exc) from exc
         finite = _all_finite(stored)
+        dtype = _out_dtype(dtype, stored.dtype)
         return (stored if stored.dtype == dtype else _cast(stored, dtype)), finite
 
-    def _table_maps(self, image_id: str, name: str, dtype: np.dtype
+    def _table_maps(self, image_id: str, name: str, dtype: np.dtype | None
                     ) -> tuple[np.ndarray, bool] | None:
         """:meth:`_maps` through the chunk table (module doc): no HDF5 call, the image's
         chunks decoded at the addresses the writer recorded; None without a table or for an
@@ -742,7 +753,7 @@ class _H5Reader:
             raise self._unreadable(image_id, exc) from exc
 
     def _decode_chunks(self, chunks: list[tuple[int, int]] | list[list[int]],
-                       shape: tuple[int, ...], stored: np.dtype, dtype: np.dtype
+                       shape: tuple[int, ...], stored: np.dtype, dtype: np.dtype | None
                        ) -> tuple[np.ndarray, bool]:
         """Maps of ``shape`` in ``dtype`` from their raw Blosc chunks (``(byte offset, size)``
         per map, stored as ``stored``), and whether they are all finite.
@@ -753,6 +764,7 @@ class _H5Reader:
         ``dtype`` is decoded into a scratch map, checked and converted while it is still in
         the CPU's cache (module doc)."""
         assert self._fd is not None
+        dtype = _out_dtype(dtype, stored)
         out = np.empty(shape, dtype)
         scratch = None if dtype == stored else np.empty(shape[1:], stored)
         nbytes = math.prod(shape[1:]) * stored.itemsize
@@ -841,14 +853,15 @@ class CamCache(_H5Reader):
     """Lazy, fork-safe reader of a CAM cache written by :class:`CamCacheWriter`."""
 
     def read(self, image_id: str, resolution: Resolution = "full",
-             dtype: MapDtype | np.dtype = "float32") -> tuple[np.ndarray, np.ndarray]:
+             dtype: MapDtype | np.dtype | None = "float32") -> tuple[np.ndarray, np.ndarray]:
         """``(keys, cams)`` of ``image_id``: int64 class indices and maps in ``dtype``.
 
         ``cams`` has shape ``(len(keys), H, W)`` for ``resolution="full"`` and
         ``(len(keys), h4, w4)`` for ``"stride4"``.  ``dtype`` "float16" hands back maps stored
-        in float16 as they are, without widening them (faster; module doc); maps stored in
-        float32 are then rounded to float16.  A missing id raises :class:`MissingImageError`
-        naming the id and the cache file.
+        in float16 as they are, without widening them (faster; module doc), and rounds maps
+        stored in float32; None: the maps as stored (float16 or float32; maps of another
+        type as float32).  A missing id raises :class:`MissingImageError` naming the id and
+        the cache file.
         """
         self._check_resolution(resolution)
         out_dtype = self._check_dtype(dtype)
@@ -857,7 +870,7 @@ class CamCache(_H5Reader):
         return self._load(image_id, resolution, out_dtype)
 
     def iter_read(self, ids: Iterable[str] | None = None, resolution: Resolution = "full",
-                  dtype: MapDtype | np.dtype = "float32"
+                  dtype: MapDtype | np.dtype | None = "float32"
                   ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """``(image_id, keys, cams)`` of every id of ``ids`` (default: every image), as
         :meth:`read` gives them, in the order the images are stored in the file.
@@ -886,7 +899,9 @@ class CamCache(_H5Reader):
                 f"{RESOLUTIONS}"
             )
 
-    def _check_dtype(self, dtype: MapDtype | np.dtype) -> np.dtype:
+    def _check_dtype(self, dtype: MapDtype | np.dtype | None) -> np.dtype | None:
+        if dtype is None:
+            return None
         try:
             out = np.dtype(dtype)
         except TypeError:
@@ -896,7 +911,7 @@ class CamCache(_H5Reader):
                                     f"{MAP_DTYPES}, not {dtype!r}")
         return out
 
-    def _load(self, image_id: str, resolution: Resolution, dtype: np.dtype
+    def _load(self, image_id: str, resolution: Resolution, dtype: np.dtype | None
               ) -> tuple[np.ndarray, np.ndarray]:
         """``read`` of an id known to be in the cache."""
         keys = self._image_keys(image_id)

@@ -72,6 +72,9 @@ def _assert_reads(cache: CamCache, data: Data, want: dict[tuple[str, str], np.nd
             cams16 = cache.read(image_id, resolution, dtype="float16")[1]
             assert cams16.dtype == np.float16
             np.testing.assert_array_equal(cams16, stored.astype(np.float16))
+            as_stored = cache.read(image_id, resolution, dtype=None)[1]
+            assert as_stored.dtype == stored.dtype
+            np.testing.assert_array_equal(as_stored, stored)
         bulk = {i: c for i, _, c in cache.iter_read(resolution=resolution, dtype=np.float16)}
         for image_id in data:
             np.testing.assert_array_equal(bulk[image_id], want[image_id, resolution])
@@ -147,6 +150,7 @@ def test_float32_cache_has_a_table_too(tmp_path: Path) -> None:
             # float16 asked of float32 maps: rounded to nearest, as astype does
             np.testing.assert_array_equal(cache.read(image_id, dtype="float16")[1],
                                           full.astype(np.float16))
+            assert cache.read(image_id, dtype=None)[1].dtype == np.float32
 
 
 def test_files_without_the_table_read_through_hdf5(tmp_path: Path) -> None:
