@@ -8,13 +8,15 @@ smooth blobs on a stride-16 grid with noise, ReLU, bilinearly upsampled and max-
 or trained network and runs anywhere.  Measured:
 
 * ``bytes_per_image`` of both stores;
-* ``read``: ms per image for per-image reads (``CamCache.read`` / ``np.load``), bulk reads
-  (``CamCache.iter_read``), the same file through HDF5's filter pipeline (camflow's reader
-  before it decoded the raw Blosc chunks itself), the previous cache (gzip 4 + shuffle
-  through h5py's high-level API, as camflow read it before), and reads while a consumer
+* ``read``: ms per image for per-image reads (``CamCache.read`` / ``np.load``) and bulk
+  reads (``CamCache.iter_read``), each handing back float32 maps (as ``np.load`` of the
+  float32 ``.npy`` files does) and the stored float16 maps (``dtype="float16"``); the same
+  file read without its chunk table (HDF5 finds each image's chunks: files written before
+  the table, or copied with a new mtime) and through HDF5's filter pipeline (camflow's reader
+  before it decoded the raw Blosc chunks itself); the previous cache (gzip 4 + shuffle
+  through h5py's high-level API, as camflow read it before); and reads while a consumer
   scores every image (the evaluation's threshold sweep,
-  ``camflow.evaluate._sweep_confusions``).  Every read hands back float32 maps, as
-  ``np.load`` does;
+  ``camflow.evaluate._sweep_confusions``);
 * ``write``: ms per image of the caller for ``np.save`` and for the cache writer (filters
   on its background thread) against the same filter, and the previous gzip, on the caller's
   thread — with no other work, and behind a simulated GPU step per image (``time.sleep``,
@@ -163,17 +165,24 @@ def write_cache(path: Path, maps: Maps, gpu_s: float = 0.0) -> None:
             writer.add(image_id, keys, s4, full)
 
 
-def read_per_image(path: Path, consume: Callable[..., object] | None = None) -> None:
+def read_per_image(path: Path, consume: Callable[..., object] | None = None,
+                   dtype: str = "float32", table: bool = True) -> None:
+    """``CamCache.read`` of every image; ``table=False``: as for a file without the chunk
+    table (HDF5 finds each image's chunks, which are then decoded alike)."""
     with CamCache(path) as cache:
-        for image_id in cache.ids:
-            keys, cams = cache.read(image_id, "full")
+        ids = cache.ids
+        if not table:
+            cache._table = None
+        for image_id in ids:
+            keys, cams = cache.read(image_id, "full", dtype=dtype)
             if consume:
                 consume(keys, cams)
 
 
-def read_bulk(path: Path, consume: Callable[..., object] | None = None) -> None:
+def read_bulk(path: Path, consume: Callable[..., object] | None = None,
+              dtype: str = "float32") -> None:
     with CamCache(path) as cache:
-        for _, keys, cams in cache.iter_read(resolution="full"):
+        for _, keys, cams in cache.iter_read(resolution="full", dtype=dtype):
             if consume:
                 consume(keys, cams)
 
@@ -260,9 +269,10 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {
         "images": n, "size": [H, W], "classes_per_image": float(np.mean([len(m[1]) for m in maps])),
         "repeats": args.repeats, "stored_dtype": "float16 (npy: float32)",
-        "returned_dtype": "float32 for every reader (as np.load of IRN's float32 npy files)",
-        "cache_reader": "raw Blosc chunks: one pread per image and resolution, python-blosc's "
-                        "decoder, keys from the table read with the index",
+        "returned_dtype": "float32 (as np.load of IRN's float32 npy files) unless a row says "
+                          "float16 (the stored maps, not widened)",
+        "cache_reader": "chunk table read with the index: per map one pread and python-blosc's "
+                        "decoder, no HDF5 call per image",
         "page_cache": "warm: every store read right after it is written and once untimed "
                       "before timing",
         "cache_filter": {"filter": "Blosc (hdf5plugin) lz4, clevel 9, byte shuffle",
@@ -280,18 +290,28 @@ def main(argv: list[str] | None = None) -> None:
 
         reads = alternate({
             "npy (np.load)": lambda: read_npy(npy, ids),
-            "cache per-image (read)": lambda: read_per_image(cache),
-            "cache bulk (iter_read)": lambda: read_bulk(cache),
-            "cache, HDF5 filter pipeline (reader of 4c82f7c)": lambda: read_filter_pipeline(cache),
+            "cache per-image float32 (read)": lambda: read_per_image(cache),
+            "cache per-image float16 (read, dtype='float16')":
+                lambda: read_per_image(cache, dtype="float16"),
+            "cache bulk float32 (iter_read)": lambda: read_bulk(cache),
+            "cache bulk float16 (iter_read, dtype='float16')":
+                lambda: read_bulk(cache, dtype="float16"),
+            "cache float32, no chunk table (HDF5 finds the chunks; reader of af4c0e6)":
+                lambda: read_per_image(cache, table=False),
+            "cache float32, HDF5 filter pipeline (reader of 4c82f7c)":
+                lambda: read_filter_pipeline(cache),
             "before: gzip file, this reader": lambda: read_per_image(before),
             "before: gzip file, previous reader": lambda: read_before(before),
         }, repeats=args.repeats)
         result["read_ms_per_image"] = {name: _ms(t, n) for name, t in reads.items()}
         consumed = alternate({
             "npy (np.load) + sweep": lambda: read_npy(npy, ids, sweep),
-            "cache per-image + sweep": lambda: read_per_image(cache, sweep),
-            "cache bulk + sweep": lambda: read_bulk(cache, sweep),
-            "cache, HDF5 filter pipeline + sweep": lambda: read_filter_pipeline(cache, sweep),
+            "cache per-image float32 + sweep": lambda: read_per_image(cache, sweep),
+            "cache bulk float32 + sweep (the evaluation before)": lambda: read_bulk(cache, sweep),
+            "cache bulk float16 + sweep (the evaluation: the same matrices)":
+                lambda: read_bulk(cache, sweep, dtype=None),
+            "cache float32, HDF5 filter pipeline + sweep":
+                lambda: read_filter_pipeline(cache, sweep),
         }, repeats=args.repeats)
         result["read_and_sweep_ms_per_image"] = {name: _ms(t, n) for name, t in consumed.items()}
 
