@@ -146,3 +146,28 @@ def test_a_null_claim_is_left_out(workflow: Workflow) -> None:
     with pytest.raises(CamflowInputError, match="every claim is null"):
         table_class("claims").resolve(workflow, {"classifier": "resnet_small",
                                                  "claims": {"crf": None}})
+
+
+def test_pnoc_saliency_and_pseudo_mask_claims(workflow: Workflow) -> None:
+    """C²AM-H beats C²AM in P. and R., with the priors and the ground truth; the pseudo
+    masks rise along `order`; each number is its record's."""
+    spec = workflow.table_spec("claims")["claims"]
+    hints = claim_class("pnoc_saliency_hints")(spec["pnoc_saliency_hints"])
+    inputs = hints.inputs(workflow, "synthetic")
+    assert inputs["c2am_h_poc_r@gt"] == \
+        "results/synthetic/saliency/c2am_h_poc_r/train/eval/gt.json"
+    assert len(inputs) == 8
+    records = {key: record(0.5) for key in inputs} | {"c2am_h_poc@gt": record(0.4)}
+    holds = {c.statement: c.holds(records) for c in hints.comparisons()}
+    assert holds == {"c2am_h_poc > c2am_small (P., priors resnet_small_p_oc/cam)": False,
+                     "c2am_h_poc > c2am_small (P., priors gt)": False,
+                     "c2am_h_poc_r > c2am_small_r (R., priors resnet_small_p_oc/cam)": False,
+                     "c2am_h_poc_r > c2am_small_r (R., priors gt)": False}
+    records["c2am_h_poc_r@gt"] = record(0.6)
+    assert hints.comparisons()[3].holds(records)
+    masks = claim_class("pnoc_pseudo_masks")(spec["pnoc_pseudo_masks"])
+    inputs = masks.inputs(workflow, "synthetic")
+    order = spec["pnoc_pseudo_masks"]["order"]
+    assert list(inputs.values()) == [f"results/synthetic/{m}/train/eval.json" for m in order]
+    records = {order[0]: record(0.5), order[1]: record(0.6), order[2]: record(0.55)}
+    assert [c.holds(records) for c in masks.comparisons()] == [True, False]

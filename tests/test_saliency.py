@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from camflow.cache import (
     CamCache,
     CamCacheWriter,
+    LabelCache,
     SaliencyCache,
     SaliencyCacheWriter,
     open_cache,
 )
 from camflow.data.voc import SyntheticDataset
 from camflow.evaluate import ConfusionMatrix
-from camflow.io import CamflowInputError
+from camflow.io import CamflowInputError, read_label_png
+from camflow.refine.affinity_labels import make_affinity_labels
 from camflow.saliency import (
     SaliencyFolder,
     evaluate_saliency,
     gt_prior_map,
+    pseudo_saliency_masks,
+    saliency_method,
     saliency_semantic_map,
 )
 from fixtures import make_synthetic_fixture
@@ -115,3 +120,100 @@ def test_evaluate_saliency_with_priors_and_with_the_ground_truth(tmp_path) -> No
         blind = evaluate_saliency(sal, None, dataset, "train", 0.5, progress=False)
     ious = {c["class"]: c["iou"] for c in blind["per_class"]}
     assert ious["circle"] == 0.0 and ious["square"] == 0.0 and 0 < ious["background"] < 1
+
+
+def _caches(tmp_path, dataset, saliency_of):
+    """A saliency cache (``saliency_of(mask)``) and a CAM cache of the ground truth."""
+    sal_path, cam_path = tmp_path / "sal.h5", tmp_path / "cams.h5"
+    with SaliencyCacheWriter(sal_path) as sal_w, \
+            CamCacheWriter(cam_path, dataset.class_names) as cam_w:
+        for image_id in dataset.ids("train"):
+            mask = dataset.load_mask(image_id, "train")
+            sal_w.add(image_id, saliency_of(mask))
+            keys = np.unique(mask[(mask > 0) & (mask < 255)])
+            cams = np.stack([(mask == k).astype(np.float32) for k in keys])
+            cam_w.add(image_id, keys, stride4=cams[:, ::4, ::4], full=cams)
+    return sal_path, cam_path
+
+
+def test_the_saliency_evaluation_sweeps_its_thresholds_and_keeps_the_best(tmp_path) -> None:
+    """Objects at saliency 0.3, background at 0.2: with the ground truth as the priors only
+    a threshold in (0.2, 0.3] separates them; the record keeps that one and every
+    threshold's mIoU."""
+    dataset = SyntheticDataset(make_synthetic_fixture(tmp_path))
+    sal_path, _ = _caches(
+        tmp_path, dataset, lambda m: np.where((m > 0) & (m < 255), 0.3, 0.2).astype(np.float32))
+    with SaliencyCache(sal_path) as sal:
+        record = evaluate_saliency(sal, None, dataset, "train", [0.1, 0.25, 0.5],
+                                   progress=False)
+    assert record["threshold"] == 0.25 and record["miou"] == 1.0
+    assert record["sweep"]["thresholds"] == [0.1, 0.25, 0.5]
+    assert record["sweep"]["miou"][1] == 1.0
+    assert max(record["sweep"]["miou"][0], record["sweep"]["miou"][2]) < 1.0
+
+
+def test_pseudo_saliency_masks_threshold_the_maps(tmp_path) -> None:
+    """Without the CRF a mask is exactly the map thresholded at `threshold`."""
+    dataset = SyntheticDataset(make_synthetic_fixture(tmp_path))
+    sal_path, _ = _caches(tmp_path, dataset,
+                          lambda m: np.where((m > 0) & (m < 255), 0.25, 0.15).astype(np.float32))
+    with SaliencyCache(sal_path) as sal:
+        out = pseudo_saliency_masks(sal, dataset, "train", 0.2, False, tmp_path / "masks")
+    for image_id in dataset.ids("train"):
+        mask = dataset.load_mask(image_id, "train")
+        np.testing.assert_array_equal(read_label_png(out / f"{image_id}.png"),
+                                      ((mask > 0) & (mask < 255)).astype(np.uint8))
+
+
+def test_a_folder_of_external_maps_becomes_a_saliency_cache(tmp_path) -> None:
+    dataset = SyntheticDataset(make_synthetic_fixture(tmp_path))
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for image_id in dataset.ids("train"):
+        mask = dataset.load_mask(image_id, "train")
+        Image.fromarray(np.where((mask > 0) & (mask < 255), 255, 0).astype(np.uint8)).save(
+            folder / f"{image_id}.png")
+    method = saliency_method("folder")
+    assert not method.learned
+    method.infer({"method": "folder", "folder": str(folder)}, dataset, "train", {}, None,
+                 str(tmp_path / "sal.h5"), torch.device("cpu"), 0)
+    with SaliencyCache(tmp_path / "sal.h5") as sal:
+        for image_id in dataset.ids("train"):
+            mask = dataset.load_mask(image_id, "train")
+            np.testing.assert_array_equal(sal.saliency(image_id),
+                                          ((mask > 0) & (mask < 255)).astype(np.float32))
+    (folder / f"{dataset.ids('train')[0]}.png").unlink()
+    with pytest.raises(CamflowInputError, match="no map for 1 of"):
+        method.infer({"method": "folder", "folder": str(folder)}, dataset, "train", {}, None,
+                     str(tmp_path / "other.h5"), torch.device("cpu"), 0)
+    assert not (tmp_path / "other.h5").exists()
+
+
+def test_saliency_affinity_labels_read_the_saliency_cache(tmp_path) -> None:
+    """The `saliency` style of make_affinity_labels: background where the saliency is low,
+    the class where the CAM is strong, 255 where salient without a strong CAM."""
+    dataset = SyntheticDataset(make_synthetic_fixture(tmp_path))
+    salient = lambda m: ((m > 0) & (m < 255)).astype(np.float32)  # noqa: E731
+    sal_path, cam_path = _caches(tmp_path, dataset, salient)
+    # weak CAMs (0.2 < fg 0.4) on the first image only: salient but uncertain
+    weak = tmp_path / "weak.h5"
+    first = dataset.ids("train")[0]
+    with CamCache(cam_path) as cams, CamCacheWriter(weak, dataset.class_names) as w:
+        for image_id in dataset.ids("train"):
+            keys, maps = cams.read(image_id)
+            scale = 0.2 if image_id == first else 1.0
+            w.add(image_id, keys, stride4=scale * maps[:, ::4, ::4], full=scale * maps)
+    params = {"method": "saliency", "saliency": "x", "fg_threshold": 0.4, "bg_threshold": 0.1,
+              "crf": False}
+    with CamCache(weak) as cams, SaliencyCache(sal_path) as sal:
+        make_affinity_labels(cams, dataset, "train", params, tmp_path / "labels.h5",
+                             progress=False, saliency=sal)
+        with pytest.raises(CamflowInputError, match="a saliency cache is needed"):
+            make_affinity_labels(cams, dataset, "train", params, tmp_path / "x.h5",
+                                 progress=False)
+    with LabelCache(tmp_path / "labels.h5") as labels:
+        for image_id in dataset.ids("train"):
+            mask = dataset.load_mask(image_id, "train")
+            obj = (mask > 0) & (mask < 255)
+            expected = np.where(obj, 255 if image_id == first else mask, 0)
+            np.testing.assert_array_equal(labels.read(image_id)[1], expected)

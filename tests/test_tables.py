@@ -11,7 +11,7 @@ import yaml
 
 from camflow.figures import gslm_fig8_figure
 from camflow.io import CamflowInputError
-from camflow.tables import TABLES, table_class
+from camflow.tables import TABLES, pct, table_class
 from camflow.workflow import Workflow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -287,3 +287,34 @@ def test_gslm_table1_puts_a_column_group_per_dataset(workflow: Workflow) -> None
     assert rows["gslm"]["synthetic_parts: seed"] == pytest.approx(62)
     assert rows["gslm"]["synthetic_parts: mask_irn_small"] == pytest.approx(63)
     assert rows["CAM"]["synthetic_parts: mask_irn_small"] == "-"
+
+
+def sal_eval(miou: float, threshold: float) -> dict[str, Any]:
+    return {"kind": "saliency", "miou": miou, "threshold": threshold, "per_class": []}
+
+
+def test_pnoc_table6_reads_p_and_r_per_row_and_table7_each_split(workflow: Workflow) -> None:
+    spec = workflow.table_spec("pnoc_table6")
+    table = table_class("pnoc_table6")(table_class("pnoc_table6").resolve(workflow, spec))
+    inputs = table.inputs(workflow, "synthetic")
+    assert inputs["C²AM-H (P-OC), GT/R"] == \
+        "results/synthetic/saliency/c2am_h_poc_r/train/eval/gt.json"
+    assert inputs["C²AM, P-OC/P"] == \
+        "results/synthetic/saliency/c2am_small/train/eval/resnet_small_p_oc/cam.json"
+    records = {key: sal_eval(0.01 * i, 0.05 * (i % 5)) for i, key in enumerate(inputs)}
+    built = table.build(records, "synthetic")
+    assert built.columns == ["method", "saliency", "priors", "P.", "P. threshold", "R.",
+                             "R. threshold"]
+    row = next(r for r in built.rows if r[0] == "C²AM-H (P-OC), GT")
+    i = list(inputs).index("C²AM-H (P-OC), GT/P")
+    assert row[2:4] == ["gt", pct(0.01 * i)] and row[5] == pct(0.01 * (i + 1))
+
+    spec = workflow.table_spec("pnoc_table7")
+    table = table_class("pnoc_table7")(table_class("pnoc_table7").resolve(workflow, spec))
+    inputs = table.inputs(workflow, "synthetic")
+    assert inputs["P-OC+C²AM-H/val"] == \
+        "results/synthetic/resnet_small_p_oc/cam/irn_small_sal_poc/val/eval.json"
+    records = {key: {"miou": 0.5 + 0.01 * i} for i, key in enumerate(inputs)}
+    built = table.build(records, "synthetic")
+    assert built.columns == ["method", "masks", "train", "val"]
+    assert built.rows[1] == ["P-OC", "resnet_small_p_oc/cam/irn_small", pct(0.52), pct(0.53)]

@@ -463,3 +463,53 @@ def test_pnoc_priors_compose_with_every_later_stage(tmp_path: Path) -> None:
         "eval.json"))
     assert jobs["train_classifier"] == 1 and jobs["train_classifier_epochs"] == 1
     assert {"train_refiner", "refine", "train_slm", "train_segmentation"} <= set(jobs)
+
+
+def test_pnoc_saliency_tables_build(built: Path) -> None:
+    """P-NOC Tables 6, 7, 8 and 10 build on the tiny config: C²AM / C²AM-H trained, oriented
+    and scored with priors and with the ground truth (P.), refined by the binary segmenter
+    (R.); IRN on saliency-aware labels; DeepLab on its masks. Each cell is its record's; a
+    saliency setting reruns the saliency chain and what reads it, no classifier."""
+    snakemake(built, "pnoc_table6", "pnoc_table7", "pnoc_table8", "pnoc_table10")
+    results = built / "results/synthetic"
+    header, *lines = csv.reader((results / "tables/pnoc_table6.csv").open())
+    rows = {row[0]: row for row in lines}
+    for label, saliency, priors in (("C²AM-H (P-OC), P-OC", "c2am_h_poc", "resnet_small_p_oc/cam"),
+                                    ("C²AM, GT", "c2am_small", "gt")):
+        p = json.loads((results / f"saliency/{saliency}/train/eval/{priors}.json").read_text())
+        r = json.loads((results / f"saliency/{saliency}_r/train/eval/{priors}.json").read_text())
+        assert float(rows[label][header.index("P.")]) == pytest.approx(100 * p["miou"], abs=0.01)
+        assert float(rows[label][header.index("R.")]) == pytest.approx(100 * r["miou"], abs=0.01)
+        assert p["kind"] == "saliency" and len(p["sweep"]["miou"]) == 16
+    import h5py
+
+    with h5py.File(results / "saliency/c2am_small/train/saliency.h5") as h5:
+        provenance = json.loads(h5.attrs["provenance"])
+    assert provenance["first_partition"] in ("foreground", "background")
+    assert provenance["hints"] is False and provenance["priors"] == "resnet_small_p_oc/cam"
+    masks = sorted((results / "saliency/c2am_h_poc_r/training_masks").glob("*.png"))
+    assert len(masks) == 24                                   # every train_aug image
+    header, *lines = csv.reader((results / "tables/pnoc_table7.csv").open())
+    row = next(r for r in lines if r[0] == "P-OC+C²AM-H")
+    record = json.loads((results / "resnet_small_p_oc/cam/irn_small_sal_poc/val/eval.json")
+                        .read_text())
+    assert float(row[header.index("val")]) == pytest.approx(100 * record["miou"], abs=0.01)
+    for table in ("pnoc_table8", "pnoc_table10"):
+        assert (results / f"tables/{table}.md").stat().st_size > 0
+    # the claims' rows read the same records
+    config = yaml.safe_load((REPO / "config.yaml").read_text())["tables"]["claims"]["claims"]
+    claims = {name: config[name] for name in ("pnoc_saliency_hints", "pnoc_pseudo_masks")}
+    snakemake(built, "claims", config={"tables": {"claims": {
+        "datasets": ["synthetic"], "claims": claims}}})
+    header, *lines = csv.reader((results / "tables/claims.csv").open())
+    rows = {row[2]: row for row in lines}
+    p_oc = "resnet_small_p_oc/cam/irn_small"
+    row = rows[f"{p_oc}_sal_poc masks > {p_oc} masks"]
+    assert float(row[4]) == pytest.approx(100 * json.loads(
+        (results / f"{p_oc}_sal_poc/train/eval.json").read_text())["miou"], abs=0.01)
+    assert "c2am_h_poc_r > c2am_small_r (R., priors gt)" in rows
+    jobs = planned_jobs(snakemake(built, "-n", "pnoc_table7", config={
+        "saliency": {"c2am_h_poc": {"hints": {"delta_fg": 0.3}}}}))
+    assert {"train_saliency", "make_saliency", "affinity_labels", "train_refiner"} <= set(jobs)
+    assert not {"train_classifier", "train_classifier_epochs", "make_cams"} & set(jobs)
+    assert jobs["train_saliency"] == 2                        # C²AM-H and its refiner

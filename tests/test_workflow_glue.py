@@ -236,3 +236,53 @@ def test_an_ordinary_classifier_must_exist_and_not_need_its_pupil() -> None:
     inputs = w.classifier_training_inputs(SimpleNamespace(dataset="synthetic",
                                                           classifier="resnet_small_p_oc"))
     assert inputs["oc"] == "results/synthetic/resnet_small_ra/classifier.pt"
+
+
+def test_saliency_sources_their_paths_and_the_labels_that_read_them() -> None:
+    wf = workflow()
+    cfg = wf.saliency_config("c2am_h_poc")
+    assert cfg["hints"] == {"delta_fg": 0.4, "delta_bg": None, "weight": 1.0,
+                            "reduction": "sum"}
+    assert wf.saliency_config("c2am_small")["hints"] is False
+    refined = wf.saliency_config("c2am_h_poc_r")
+    assert refined["segmenter"]["arch"] == "deeplabv2"   # the segmenter's block, not its name
+    assert refined["segmenter"]["iterations"] == CONFIG["segmenters"]["saliency_small"][
+        "iterations"]
+    w = wc(saliency="c2am_h_poc")
+    assert wf.saliency_training_inputs(w)["priors"] == \
+        "results/synthetic/resnet_small_p_oc/cam/train_aug/cams.h5"
+    w = wc(saliency="c2am_h_poc_r")
+    assert wf.saliency_training_inputs(w)["masks"] == \
+        "results/synthetic/saliency/c2am_h_poc_r/training_masks"
+    assert wf.saliency_masks_input(w) == \
+        "results/synthetic/saliency/c2am_h_poc/train_aug/saliency.h5"
+    assert wf.saliency_inputs(wc(saliency="c2am_h_poc_r", split="train"))["model"] == \
+        "results/synthetic/saliency/c2am_h_poc_r/model.pt"
+    evals = wf.saliency_eval_inputs(wc(saliency="c2am_small", split="train",
+                                       priors="resnet_small_p_oc/cam"))
+    assert evals["priors"] == "results/synthetic/resnet_small_p_oc/cam/train/cams.h5"
+    assert "priors" not in wf.saliency_eval_inputs(wc(saliency="c2am_small", split="train",
+                                                      priors="gt"))
+    labels = wf.affinity_label_inputs(wc(source="cam", split="train_aug", style="sal_poc"))
+    assert labels["saliency"] == "results/synthetic/saliency/c2am_h_poc_r/train_aug/saliency.h5"
+    assert "saliency" not in wf.affinity_label_inputs(wc(source="cam", split="train_aug",
+                                                         style="irn"))
+    assert set(wf.saliency_pattern(learned=True).split("|")) == set(CONFIG["saliency"])
+
+
+@pytest.mark.parametrize(("saliency", "labels", "message"), [
+    ({"c2am_small": {"hints": {"delta_fg": 0.4, "wieght": 1}}}, {},
+     "saliency.c2am_small.*wieght"),
+    ({"c2am_h_poc_r": {"of": "nope"}}, {}, "saliency.c2am_h_poc_r.of.*'nope'"),
+    ({"c2am_small": {"priors": "nope/cam"}}, {}, "classifiers.nope"),
+    ({}, {"sal_poc": {"saliency": "nope"}}, "affinity_labels.sal_poc.saliency.*'nope'"),
+    ({}, {"irn": {"saliency": "c2am_small"}}, "affinity_labels"),
+])
+def test_bad_saliency_settings_name_the_key(saliency, labels, message) -> None:
+    config = copy.deepcopy(CONFIG)
+    for name, change in saliency.items():
+        config["saliency"][name] = {**config["saliency"][name], **change}
+    for name, change in labels.items():
+        config["affinity_labels"][name] = {**config["affinity_labels"][name], **change}
+    with pytest.raises(CamflowInputError, match=message):
+        Workflow(config).check()
