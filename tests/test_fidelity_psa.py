@@ -142,8 +142,9 @@ def test_affinitynet_trains_on_the_block_labels(tmp_path: Path) -> None:
 
 
 def test_a_label_cache_without_scores_is_refused_with_the_fix(tmp_path: Path) -> None:
-    """An ``irn`` label cache (or a ``psa`` one written before the scores were stored) has no
-    scores: AffinityNet's training stops naming the file and how to rebuild it."""
+    """A ``psa`` label cache written before the scores were stored: AffinityNet's training
+    stops naming the file and how to rebuild it. Another style's labels (IRN's, P-NOC's
+    saliency-aware ones) are taken on the stride-8 grid, nearest."""
     path = tmp_path / "old_psa.h5"
     with LabelCacheWriter(path, ["bg", "a"], {"method": "psa"}) as writer:
         writer.add("img", np.array([1]), np.zeros((8, 8), dtype=np.uint8))
@@ -154,6 +155,16 @@ def test_a_label_cache_without_scores_is_refused_with_the_fix(tmp_path: Path) ->
                                     "flip": False, "crop": 8}})
     with pytest.raises(CamflowInputError, match=r"old_psa\.h5 holds no CRF scores.*-R affinity"):
         AffinityNetTraining.training_data(task)
+    labels = np.full((16, 16), 255, dtype=np.uint8)
+    labels[:8] = 0
+    labels[8:, 8:] = 1
+    with LabelCacheWriter(tmp_path / "sal.h5", ["bg", "a"], {"method": "saliency"}) as writer:
+        writer.add("img", np.array([1]), labels)
+    task.labels = LabelCache(tmp_path / "sal.h5")
+    task.dataset = SimpleNamespace(load_image=lambda _: np.zeros((16, 16, 3), np.uint8))
+    task.cfg["augment"]["crop"] = 16
+    _, grid = AffinityNetTraining.training_data(task)[0]
+    assert grid.tolist() == [[0, 0], [255, 1]]
 
 
 # --- 2. the random walk's pairs (infer_aff.py, get_indices_of_pairs, resnet38_aff.py) ------

@@ -166,9 +166,15 @@ class AffinityNetTraining:
                                          float(opt["weight_decay"]))
         return {"affinitynet": OptimizerSpec(groups, opt)}
 
-    def training_data(self) -> PsaScoreDataset:
-        return PsaScoreDataset(self.dataset, self.labels, self.cfg["augment"],
-                               int(self.cfg["seed"]), STRIDE)
+    def training_data(self) -> AffinityLabelDataset:
+        """PSA's labels from the scores of a ``psa`` label cache (:class:`PsaScoreDataset`);
+        any other style's labels (IRN's, P-NOC's saliency-aware ones) taken on the stride-8
+        grid like IRN's, nearest (P-NOC's code trains its random walk on label maps)."""
+        if self.labels.provenance.get("method") == "psa":
+            return PsaScoreDataset(self.dataset, self.labels, self.cfg["augment"],
+                                   int(self.cfg["seed"]), STRIDE)
+        return AffinityLabelDataset(self.dataset, self.labels, self.cfg["augment"],
+                                    int(self.cfg["seed"]), STRIDE)
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor], progress: Progress,
              update: Update) -> dict[str, torch.Tensor]:
