@@ -28,8 +28,11 @@ PAPER = {
                    *(f"resnest269_{s}{r}" for s in ("ra", "cam", "oc_cse", "puzzle", "p_oc",
                                                     "p_oc_ls", "p_noc", "p_noc_ls")
                      for r in ("", "_seed1", "_seed2"))},
-    "refiner": {"irn", "affinitynet"},
+    "refiner": {"irn", "affinitynet", "irn_sal_poc", "irn_sal_pnoc_ls"},
     "segmenter": {"deeplabv2"},
+    # P-NOC's C²AM (ResNet-50), C²AM-H (ResNeSt-269) and their refined maps (config/voc12.yaml)
+    "saliency": {f"{s}{r}" for s in ("c2am_rn50", "c2am_h_rs269_poc", "c2am_h_rs269_pnoc_ls")
+                 for r in ("", "_r")},
 }
 
 
