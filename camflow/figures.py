@@ -173,6 +173,38 @@ def gslm_stage_figure(caches: list[str], evals: list[str], dataset: Segmentation
     _save(fig, out_png)
 
 
+def saliency_figure(cache_path: str | Path, eval_path: str | Path,
+                    dataset: SegmentationDataset, split: str, title: str, out_png: str | Path,
+                    n_images: int = 4, dataset_name: str | None = None) -> None:
+    """P-NOC (David et al.) Fig. 8: per image, the image, its ground truth, the saliency map
+    over the image and the salient region at the threshold of the ground-truth evaluation
+    (``eval_path``, Table 6's GT row), whose mIoU the column title gives."""
+    from camflow.cache import SaliencyCache
+
+    record = json.loads(Path(eval_path).read_text())
+    with SaliencyCache(cache_path) as cache:
+        ids = [i for i in dataset.ids(split) if i in cache][:n_images]
+        fig, axes = plt.subplots(len(ids), 4, squeeze=False, figsize=(8.8, 2.2 * len(ids)))
+        for row, image_id in enumerate(ids):
+            image = dataset.load_image(image_id)
+            sal = cache.saliency(image_id)
+            axes[row, 0].imshow(image)
+            axes[row, 0].set_ylabel(image_id, fontsize=7)
+            axes[row, 1].imshow(_colour(dataset.load_mask(image_id, split)))
+            axes[row, 2].imshow(image)
+            axes[row, 2].imshow(sal, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            axes[row, 3].imshow(sal >= record["threshold"], cmap="gray", vmin=0, vmax=1)
+    for col, name in enumerate(("image", "ground truth", "saliency",
+                                f"salient (≥ {record['threshold']:.2f})\n"
+                                f"GT priors: mIoU {100 * record['miou']:.1f}%")):
+        axes[0, col].set_title(name, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{title} — {dataset_name or dataset.name} / {split}", fontsize=10)
+    _save(fig, out_png)
+
+
 def gslm_fig5_figure(evals: dict[str, dict[str, Any]], spec: dict[str, Any], dataset: str,
                      out_png: str | Path) -> None:
     """GSLM (Mai et al.) Fig. 5: seed mIoU, m_under (Eq. 7) and m_over (Eq. 8) against the

@@ -170,6 +170,14 @@ def run_gslm_stage_figure(caches: list[str], evals: list[str], data: dict[str, A
                       dataset_name=data["name"])
 
 
+def run_saliency_figure(cache: str, evaluation: str, data: dict[str, Any], title: str,
+                        out_png: str) -> None:
+    from camflow.figures import saliency_figure
+
+    saliency_figure(cache, evaluation, open_dataset(data), data["split"], title, out_png,
+                    dataset_name=data["name"])
+
+
 def read_records(inputs: dict[str, str]) -> dict[str, dict[str, Any]]:
     """The evaluation records of a table, by key (in the table's order)."""
     return {key: json.loads(Path(path).read_text()) for key, path in inputs.items()}

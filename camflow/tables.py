@@ -1108,6 +1108,13 @@ class PnocTable6(PaperTable):
                                                             dataset)
         return paths
 
+    def figures(self, wf: Workflow, dataset: str) -> list[str]:
+        """Each saliency source's maps on a few images (P-NOC Fig. 8)."""
+        split = wf.dataset_config(dataset)["eval_split"]
+        names = dict.fromkeys(n for row in self.spec["rows"].values()
+                              for n in (row["saliency"], row.get("refined")) if n)
+        return [f"results/{dataset}/saliency/{n}/{split}/figure.png" for n in names]
+
     def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
         rows = []
         for label, row in self.spec["rows"].items():

@@ -91,3 +91,26 @@ rule eval_saliency:
         CONDA_ENV
     script:
         "../workflow_scripts/eval_saliency.py"
+
+
+rule saliency_figure:
+    """A saliency source's maps on a few images (P-NOC Fig. 8)."""
+    input:
+        dataset_marker,
+        saliency="results/{dataset}/saliency/{saliency}/{split}/saliency.h5",
+        evaluation="results/{dataset}/saliency/{saliency}/{split}/eval/gt.json",
+    output:
+        png=report(
+            "results/{dataset}/saliency/{saliency}/{split}/figure.png",
+            caption="../docs/report/saliency_figure.rst",
+            category="Saliency",
+            labels={"saliency": "{saliency}", "split": "{split}"},
+        ),
+    params:
+        data=lambda wc: split_params(wc.dataset, wc.split),
+    log:
+        "results/logs/{dataset}/saliency/{saliency}/{split}/saliency_figure.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/saliency_figure.py"

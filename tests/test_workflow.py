@@ -487,6 +487,8 @@ def test_pnoc_saliency_tables_build(built: Path) -> None:
         provenance = json.loads(h5.attrs["provenance"])
     assert provenance["first_partition"] in ("foreground", "background")
     assert provenance["hints"] is False and provenance["priors"] == "resnet_small_p_oc/cam"
+    for name in ("c2am_small", "c2am_h_poc_r"):                # P-NOC Fig. 8, per source
+        assert (results / f"saliency/{name}/train/figure.png").stat().st_size > 0
     masks = sorted((results / "saliency/c2am_h_poc_r/training_masks").glob("*.png"))
     assert len(masks) == 24                                   # every train_aug image
     header, *lines = csv.reader((results / "tables/pnoc_table7.csv").open())
