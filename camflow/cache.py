@@ -184,21 +184,16 @@ def _cast(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     like numpy's ``astype`` but 3.5× faster (0.1 ms against 0.35 ms for two 375×500 maps),
     in slices that keep it on this thread (:data:`_SERIAL_COPY`)."""
     out = np.empty(arr.shape, dtype)
-    _copy_into(out, arr)
-    return out
-
-
-def _copy_into(out: np.ndarray, arr: np.ndarray) -> None:
-    """``out[...] = arr`` for a C-contiguous ``out``; float16 ↔ float32 as in :func:`_cast`."""
     if {arr.dtype, out.dtype} != {np.dtype(np.float16), np.dtype(np.float32)}:
         out[...] = arr
-        return
+        return out
     import torch
 
     src = torch.from_numpy(np.ascontiguousarray(arr).reshape(-1))
     dst = torch.from_numpy(out.reshape(-1))
     for start in range(0, out.size, _SERIAL_COPY):
         dst[start:start + _SERIAL_COPY].copy_(src[start:start + _SERIAL_COPY])
+    return out
 
 
 def _all_finite(arr: np.ndarray) -> bool:
@@ -760,14 +755,11 @@ class _H5Reader:
 
         One ``pread`` per chunk on HDF5's own descriptor and python-blosc's decoder, after
         checking the chunk's Blosc header against the map's size and type (the decoder
-        writes as many bytes as the header says).  A map stored in another precision than
-        ``dtype`` is decoded into a scratch map, checked and converted while it is still in
-        the CPU's cache (module doc)."""
+        writes as many bytes as the header says); maps stored in another precision than
+        ``dtype`` are then converted (:func:`_cast`)."""
         assert self._fd is not None
-        dtype = _out_dtype(dtype, stored)
-        out = np.empty(shape, dtype)
-        scratch = None if dtype == stored else np.empty(shape[1:], stored)
-        nbytes = math.prod(shape[1:]) * stored.itemsize
+        stack = np.empty(shape, stored)
+        nbytes = stack[0].nbytes if shape[0] else 0
         finite = True
         for j, (offset, size) in enumerate(chunks):
             raw = np.empty(size, np.uint8)
@@ -776,12 +768,10 @@ class _H5Reader:
             if (size < 16 or raw[3] != stored.itemsize
                     or blosc.get_cbuffer_sizes(raw)[:2] != (nbytes, size)):
                 raise OSError(f"map {j} of {shape} has a damaged Blosc header (at {offset})")
-            target = out[j] if scratch is None else scratch
-            blosc.decompress_ptr(raw, target.ctypes.data)
-            finite = finite and _all_finite(target)
-            if scratch is not None:
-                _copy_into(out[j], scratch)
-        return out, finite
+            blosc.decompress_ptr(raw, stack[j].ctypes.data)
+            finite = finite and _all_finite(stack[j])
+        dtype = _out_dtype(dtype, stored)
+        return (stack if dtype == stored else _cast(stack, dtype)), finite
 
     def _array(self, image_id: str, name: str) -> np.ndarray:
         """Dataset ``name`` of ``image_id``'s group, as stored (dtype of the file).
