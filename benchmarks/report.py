@@ -79,9 +79,10 @@ def cam_cache(res: dict[str, Any]) -> list[str]:
     lines = [
         f"The CAM cache ({res['cache_filter']['filter']}, {res['cache_filter']['chunks']}) "
         f"against IRN's per-image float32 `.npy` dicts on {res['images']} synthetic {w}×{h} "
-        f"images ({res['classes_per_image']:.2f} classes each), {res['stored_dtype']}; "
-        f"{res['page_cache']}; ms per image, median (spread) of {res['repeats']} alternated "
-        "runs.", "",
+        f"images ({res['classes_per_image']:.2f} classes each), stored as "
+        f"{res['stored_dtype']}; maps read as {res['returned_dtype']}; cache reader: "
+        f"{res['cache_reader']}; {res['page_cache']}; ms per image, median (spread) of "
+        f"{res['repeats']} alternated runs.", "",
         f"Bytes per image: cache {b['cache']:,.0f}, `.npy` {b['npy']:,.0f} "
         f"(`.npy` / cache = {res['bytes_npy_over_cache']:.2f}).", "",
         "| read | ms / image |", "|---|---|"]
@@ -95,9 +96,11 @@ def cam_cache(res: dict[str, Any]) -> list[str]:
     if "filters" not in res:
         return [*lines, "", "The filter and chunk table was not part of this run (its numbers "
                 "are in `camflow/cache.py`'s docstring)."]
-    lines += ["", "Filters and chunks measured (read ms median (spread); write on the caller's "
-              "thread):", "", "| filter | chunks | bytes / image | `.npy` / this | read ms | "
-              "write ms |", "|---|---|---|---|---|---|"]
+    lines += ["", "Filters and chunks measured (reads through `CamCache.read` of files without "
+              "the chunk table: HDF5 finds each image's chunks; read ms median (spread); write "
+              "on the caller's thread):", "",
+              "| filter | chunks | bytes / image | `.npy` / this | read ms | write ms |",
+              "|---|---|---|---|---|---|"]
     lines += [f"| {f['filter']} | {f['chunks']} | {f['bytes_per_image']:,.0f} | "
               f"{f['bytes_npy_over']:.2f} | {_ms(f['read_ms'])} | "
               f"{f['write_ms_caller_thread']:.1f} |" for f in res["filters"]]

@@ -48,50 +48,90 @@ shuffle filter in front of plain LZ4 (1.5 against 1.7 ms), Blosc2 writes slower,
 levels 1–9 and LZ4HC read alike (1.4–1.7 ms, within the runs' spread) but LZ4HC's 13 % fewer
 bytes cost 3× the write time (16 ms), and chunks of 64 rows or one per image change nothing.
 Hence Blosc LZ4 level 9 + shuffle: 5.1× smaller than npy (the earlier gzip: 6.0×), 5 ms per
-image to compress. On real CAMs of the demo's 128×128 images every filter compresses less (gzip
-4: 3.6×, this filter 3.2× smaller than npy): small maps are less smooth per pixel.
+image to compress.  The filter table of ``docs/benchmarks.md`` (reads through :class:`CamCache`
+of files without the chunk table: HDF5 finds the chunks, camflow decodes Blosc's) agrees:
+Blosc LZ4 + shuffle 0.99–1.02 ms at 4.7–5.1× (levels 1–9), the same without the shuffle
+0.81 ms but 3.7×, Zstd 1.3–1.7, gzip 3.0–3.4, lzf 2.6–3.1, uncompressed maps 0.68–0.71 at
+2.0×; chunks of 64 rows or one per image change nothing (1.06 and 1.02 against 0.99 ms).  On
+real CAMs of the demo's 128×128 images every filter compresses less (gzip 4: 3.6×, this filter
+3.2× smaller than npy): small maps are less smooth per pixel.
 
-Reading (same benchmark, two runs; medians, spreads in brackets): an image's float32 maps in
-0.75 (0.11) and 0.89 (0.09) ms per image, bulk (:meth:`CamCache.iter_read`) alike (0.78, 0.86),
-against 0.90 (0.18) and 0.95 (0.18) ms for the same file through HDF5's filter pipeline (the
-reader before), 3.0–3.6 ms for the earlier gzip file and 0.31 (0.01) and 0.41 (0.10) ms for
-npy's ``np.load``. A read, profiled (µs of ~650): Blosc's LZ4 decoding 190–250, widening
-float16 into a new float32 array 140–200 (which a float32 ``.npy`` file does not need), HDF5's
-dataset open and chunk look-up 100–150 (cold per image: each image is read once), the ``pread``
-55, the finiteness check 20–30. Decoding and widening are the floor, and they alone take what
-``np.load`` takes on a quiet machine: the read stays 2–2.5× npy's. In a stage that works on
-every image the gap shrinks to its share: the evaluation's threshold sweep reads and scores an
-image in 6.3–7.0 ms from the cache (6.1–7.0 with the reader before), 6.1 ms from npy files
-(spreads 0.6–2.4 ms).
+Reading.  Before the chunk table a read, profiled (µs of ~650), spent 190–250 in Blosc's LZ4
+decoding, 140–200 widening float16 into a new float32 array (which a float32 ``.npy`` file
+does not need), 100–150 in HDF5's dataset open and chunk look-up (cold per image: each image is
+read once), 55 in the ``pread`` and 20–30 in the finiteness check: 2–2.5× ``np.load``.  So the
+writer records where each map's chunk is (its background thread asks HDF5's
+``get_chunk_info`` once a dataset is written: a written chunk does not move) and writes
+``/index_chunks`` and ``/index_shapes`` with the index, and a read
+(:meth:`_H5Reader._table_maps`) makes no HDF5 call: per map one ``pread`` on HDF5's own file
+descriptor, a check of the chunk's Blosc header against the map's size and type and the
+recorded size (the decoder writes as many bytes as the header says), python-blosc's decoder
+into the new array and the finiteness check while the map is in the CPU's cache
+(:func:`_all_finite`: one pass over the float16 bits, non-negative finite values being the bit
+patterns below +inf; the exact min/max only for maps with a negative or non-finite value).
+``dtype="float16"`` (or None: as stored) hands the decoded maps back as they are; float32, the
+default, widens the stack with torch (F16C, :func:`_cast`).  The keys come from
+``/index_keys``, read once with the index.
 
-So a read (:meth:`_H5Reader._maps`) opens the dataset through h5py's low-level API and, when it
-is stored as the writer stores it (float16, one Blosc chunk per map, every chunk filtered and
-adjacent), reads the image's chunks with one ``pread`` on HDF5's own file descriptor and
-decodes them with python-blosc into the new array, checking each chunk's Blosc header against
-the map size first (the decoder writes what the header says); anything else (gzip-era files,
-float32 maps, chunks HDF5 stored unfiltered because they did not shrink) goes through HDF5's
-filter pipeline, 0.06–0.15 ms slower. The keys come from ``/index_keys``, read once with the
-index (one dataset open fewer per read). The finiteness check is one pass over the float16 bits
-(:func:`_all_finite`: non-negative finite values are the bit patterns below +inf), the exact
-min/max only for maps with a negative or non-finite value; torch widens float16 (F16C,
-:func:`_cast`). Measured no faster (A/B medians, ms per image unless µs): HDF5
-``libver="latest"`` or paged file space (0.72–0.76 against 0.68), reusing the read buffers
-(0.720 against 0.725), decoding and widening chunk by chunk (375 against 363 µs), two Blosc
-threads (0.684 against 0.685: a chunk is one Blosc block), torch's ``split``/``_foreach_copy_``
-for the widening (141–144 against 147 µs); one whole-array torch copy is 65 µs when the machine
-is idle but 7.6 ms under load (its intra-op threads), hence the slices. Handing float16 to the
-evaluation would save the widening (0.52 against 0.74 ms) but is not exact there: its sweep and
-``cam_to_seed`` compare the threshold at the maps' precision, and e.g. 0.15 rounds up to
-0.15002 in float16, so pixels of exactly that value flip to background (the sweep's confusion
-matrices differed); it needs the thresholds rounded down into float16 first. ``mmap`` instead
-of ``pread`` was not tried: a file truncated under a mapping kills the reader with SIGBUS.
+Measured (``benchmarks/cam_cache.py``, 300 images, two runs; medians of 5 alternated runs,
+spreads in brackets, ms per image): float16 reads take 0.30 (0.01) and 0.31 (0.01), in bulk
+(:meth:`CamCache.iter_read`) 0.30 (0.03) and 0.32 (0.03), against 0.41 (0.11) and 0.43 (0.01)
+for ``np.load`` of the float32 ``.npy`` files, at 5.09× fewer bytes.  float32 reads take 0.66
+(0.13) and 0.61 (0.01), in bulk 0.56 (0.13) and 0.59 (0.03): decoding (~120 µs per map) and
+widening (60–150 µs per map) alone take what ``np.load`` takes, and a 1.5 MB array per image
+can cost ~100 page faults when the caller still holds the previous image and glibc has trimmed
+its heap (``np.load``'s arrays alike: 0.45 against 0.33 ms in that pattern).  Without the table
+(files written before it, or a copy with a new mtime) a read takes 0.89 (0.09) and 0.88 (0.04),
+through HDF5's filter pipeline 0.88 (0.08) and 0.91 (0.13).  The stage that reads every image
+therefore takes float16: the seed evaluation's threshold sweep (:mod:`camflow.evaluate`) reads
+the stored maps and rounds its thresholds down into float16, which gives bit for bit the
+matrices of the float32 maps (rounding to nearest would not: 0.15 → 0.15002 moves pixels of
+exactly that value to background); reading and sweeping an image takes 5.60 (0.32) and 5.92
+(0.21) ms, against 5.97 (0.28) and 5.99 (0.45) reading float32 and 6.51 (1.24) and 6.20 (0.73)
+from ``.npy`` files: a gain of 1–6 %, within the runs' spreads, which an A/B of 11 alternated
+runs on 150 images confirms (6.16 against 6.39 ms; 8 of the 11 float16 runs faster than the
+fastest float32 one).
+
+The table is followed only while it describes the file (:meth:`_H5Reader._chunk_table`).  The
+writer stamps the closed file's size and mtime (ns) into it before renaming it into place (it
+overwrites an attribute that exists already, so the size stays, and sets the mtime back); a
+reader compares the stamp with ``fstat`` of the descriptor it reads (a cache rebuilt under its
+path meanwhile is read from the reader's own, old file, and a forked worker reads the index of
+the file it reopens), checks the table's CRC-32 and shape against the index (a mismatch is an
+error naming the file) and compares the first and last image's first chunk with
+``get_chunk_info``.  An in-place edit (h5py ``r+``: a rewritten chunk may move, a deleted
+dataset's bytes stay), a rewrite (h5repack, h5copy: every chunk moves) or a copy gives the file
+a new mtime, and its maps are read through HDF5: right, ~0.25 ms slower.  Copies that keep the
+mtime (``cp -p``, ``rsync -a``) keep the bytes, hence the fast path.  Not caught: an edit that
+keeps size and mtime (set back on purpose, or within the file system's timestamp granularity
+of the writer's close) and moves neither the first nor the last image's chunk; then each
+chunk's header check still refuses an address that is not a chunk of that map's size and type,
+naming the file and the image.  Without the table, a read opens the dataset through h5py's
+low-level API and decodes its raw chunks alike (:meth:`_H5Reader._maps`) if they are stored as
+the writer stores them; anything else (gzip-era files, chunks HDF5 stored unfiltered because
+they did not shrink) goes through HDF5's filter pipeline.
+
+Bulk reads are the same reads in file order (a cold page cache is read front to back).  One
+``pread`` for the chunks of several images would save system calls only (a map's ``pread``,
+15–35 µs, is the copy of its bytes), and a thread decoding ahead needs a second core that the
+pipeline's jobs do not declare (it measured no faster on the 2 shared cores before the table):
+neither is done.  Measured no faster (A/B medians, ms per image unless µs): widening each map
+from a scratch map while it is in cache (0.525 against 0.505 for widening the stack), HDF5
+``libver="latest"`` or paged file space (0.72–0.76 against 0.68, before the table), reusing the
+read buffers (0.720 against 0.725), two Blosc threads (0.684 against 0.685: a chunk is one
+Blosc block), torch's ``split``/``_foreach_copy_`` for the widening (141–144 against 147 µs);
+one whole-array torch copy is 65 µs when the machine is idle but 7.6 ms under load (its
+intra-op threads), hence the slices.  ``mmap`` instead of ``pread`` was not tried: a file
+truncated under a mapping kills the reader with SIGBUS.
 
 Writing validates and converts in ``add`` and leaves the compression to a background thread
-(:class:`_H5Writer`): behind a simulated 10 ms GPU step per image the caller spends 1.5–1.6 ms
-per image on the cache, against 5.3–6.5 ms with the filter on its own thread, 16–17 ms with the
-earlier gzip and 3.9–4.0 ms for ``np.save``. Compressing in worker processes and writing the
-raw chunks (``write_direct_chunk``) measured no better in a one-off prototype (2.0 against 2.25
-ms above the GPU step; 5.8 against 4.6 ms per image with no GPU step).
+(:class:`_H5Writer`), which also records the chunk addresses: behind a simulated 10 ms GPU
+step per image the caller spends 1.2 ms per image on the cache (two runs; 1.5–1.6 ms in
+earlier ones without the table), against 3.8–4.4 ms with the filter on its own thread,
+11.6–12.3 ms with the earlier gzip and 2.5–2.7 ms for ``np.save``.  Compressing in worker
+processes and writing the raw chunks (``write_direct_chunk``) measured no better in a one-off
+prototype (2.0 against 2.25 ms above the GPU step; 5.8 against 4.6 ms per image with no GPU
+step).
 
 The *label cache* (``kind`` "labels", :class:`LabelCacheWriter` / :class:`LabelCache`) has
 the same root attributes, index and atomic writing, and per image::
@@ -867,9 +907,9 @@ class CamCache(_H5Reader):
 
         For a stage that reads many images: one membership check for all of them (the error
         names every missing id and the file), then the images in file order, so that a cold
-        page cache is read front to back instead of seeking.  (A thread reading the next image
-        ahead while the caller works on this one measured no faster on 2 shared cores, so
-        there is none.)
+        page cache is read front to back instead of seeking; each image is read as by
+        :meth:`read` (module doc: why neither a thread decoding ahead nor one ``pread`` for
+        several images).  ``dtype`` as for :meth:`read`.
         """
         self._check_resolution(resolution)
         out_dtype = self._check_dtype(dtype)
