@@ -151,6 +151,46 @@ def cam_inference(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def side_by_side(results: Path) -> list[str]:
+    """The headline rows of every benchmark in one table: camflow against the reference it
+    is compared with (IRN's CAM inference and dense walk, IRN's per-image float32 ``.npy``),
+    "camflow speed / reference" above 1 meaning camflow is faster or smaller."""
+    def load(name: str) -> dict[str, Any] | None:
+        path = results / f"{name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    rows = []
+    inference = load("cam_inference")
+    if inference:
+        for size, e in inference["cpu"].items():
+            rows.append([f"CAM inference, {size} (img/s)", f"{e['camflow']['img_per_s']:.3f}",
+                         f"{e['irn']['img_per_s']:.3f} (IRN)", f"**{e['camflow_over_irn']:.2f}×**"])
+    walk = load("random_walk")
+    if walk:
+        for row in walk["sizes"]:
+            if "dense" in row:
+                rows.append([f"random walk, {row['image_side']}² image (s)",
+                             f"{row['sparse']['median_s']:.3f}",
+                             f"{row['dense']['median_s']:.2f} (IRN's dense walk)",
+                             f"{row['dense_over_sparse_time']:.1f}×"])
+    cache = load("cam_cache")
+    if cache:
+        h, w = cache["size"]
+        reads = cache["read_ms_per_image"]
+        npy = reads["npy (np.load)"]["median_ms"]
+        for name, m in reads.items():
+            if name.startswith("cache per-image") or name.startswith("cache bulk"):
+                rows.append([f"{name}, {w}×{h} (ms)", f"{m['median_ms']:.2f}",
+                             f"{npy:.2f} (float32 .npy)", f"**{npy / m['median_ms']:.2f}×**"])
+        b = cache["bytes_per_image"]
+        rows.append([f"cache bytes per image, {w}×{h}", f"{b['cache']:,.0f}",
+                     f"{b['npy']:,.0f} (.npy)", f"**{b['npy'] / b['cache']:.2f}×**"])
+    if not rows:
+        return ["No benchmark has run yet."]
+    return ["| measure | camflow | reference | camflow speed / reference |", "|---|---|---|---|",
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "cam_inference": ("CAM inference", cam_inference),
     "cam_cache": ("The CAM cache", cam_cache),
@@ -165,7 +205,9 @@ def render(results: Path) -> str:
              " do not edit by hand. Every benchmark alternates the implementations it compares"
              " after a warm-up, reports the median and spread of at least three runs, uses the"
              " pipeline's thread counts, and measures peak memory in a fresh process above the"
-             " baseline after imports (`benchmarks/harness.py`).", ""]
+             " baseline after imports (`benchmarks/harness.py`).", "",
+             "## Side by side", "", *side_by_side(results), "",
+             "Each row's details, machine and load are in its section below.", ""]
     for name, (title, section) in SECTIONS.items():
         path = results / f"{name}.json"
         lines += [f"## {title} (`benchmarks/{name}.py`)", ""]

@@ -76,3 +76,6 @@ def test_report_renders_every_number_from_the_json(tmp_path: Path) -> None:
     assert "| 128² | 1,024 | 0.042 (0.005) | 18 | 0.96 (0.01) | 46 | 22.8× | 2.4e-04 |" in text
     assert "| 384² | 9,216 | 0.350 (0.020) | 30 | not run | ≥ 437" in text
     assert "Not measured: `" in text and "fullcam.json` is missing" in text
+    # the side-by-side table: the walk's measured row, nothing for what did not run
+    assert "| random walk, 128² image (s) | 0.042 | 0.96 (IRN's dense walk) | 22.8× |" in text
+    assert "384² image" not in text.split("## Random walk")[0]
