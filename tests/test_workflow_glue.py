@@ -242,7 +242,7 @@ def test_saliency_sources_their_paths_and_the_labels_that_read_them() -> None:
     wf = workflow()
     cfg = wf.saliency_config("c2am_h_poc")
     assert cfg["hints"] == {"delta_fg": 0.4, "delta_bg": None, "weight": 1.0,
-                            "reduction": "sum"}
+                            "reduction": "mean"}
     assert wf.saliency_config("c2am_small")["hints"] is False
     refined = wf.saliency_config("c2am_h_poc_r")
     assert refined["segmenter"]["arch"] == "deeplabv2"   # the segmenter's block, not its name

@@ -29,7 +29,7 @@ Choices where the paper is silent or disagrees with the authors' code
 * ``pair_mean: paper`` averages the positive terms over the n(n−1) pairs i ≠ j; ``code``
   averages over all n² entries, the self-pairs included (their log-similarity is the clamp's
   log(1 − 5e-4) ≈ −5e-4, weighted by e^α), as ``core/ccam.py`` does.
-* ``hint_reduction: sum`` sums ℓ_cls over the hinted pixels of the batch (Eq. 11);
+* ``hints.reduction: sum`` sums ℓ_cls over the hinted pixels of the batch (Eq. 11);
   ``mean`` averages it over them (``scripts/ccam/train_hints.py``).
 """
 
