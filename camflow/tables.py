@@ -1161,7 +1161,7 @@ class PnocTable7(PaperTable):
 
     def rows(self, records: dict[str, Record]) -> tuple[list[str], list[list[Any]]]:
         labels = list(self.spec["rows"])
-        splits = [k.split("/", 1)[1] for k in records if k.startswith(f"{labels[0]}/")]
+        splits = [k.rsplit("/", 1)[1] for k in records if k.rsplit("/", 1)[0] == labels[0]]
         rows = [[label, self.spec["rows"][label],
                  *(pct(records[f"{label}/{s}"]["miou"]) for s in splits)] for label in labels]
         return ["method", "masks", *splits], rows

@@ -251,6 +251,9 @@ def test_saliency_sources_their_paths_and_the_labels_that_read_them() -> None:
     w = wc(saliency="c2am_h_poc")
     assert wf.saliency_training_inputs(w)["priors"] == \
         "results/synthetic/resnet_small_p_oc/cam/train_aug/cams.h5"
+    assert "priors" not in wf.saliency_training_inputs(wc(saliency="c2am_small"))  # no hints
+    assert wf.saliency_inputs(wc(saliency="c2am_small", split="train"))["priors"] == \
+        "results/synthetic/resnet_small_p_oc/cam/train_aug/cams.h5"     # the partition's sign
     w = wc(saliency="c2am_h_poc_r")
     assert wf.saliency_training_inputs(w)["masks"] == \
         "results/synthetic/saliency/c2am_h_poc_r/training_masks"

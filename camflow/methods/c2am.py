@@ -375,12 +375,16 @@ class C2AMSaliency(SaliencyMethod):
     }
 
     @classmethod
-    def _priors(cls, cfg: dict[str, Any], prefix: str, train_split: str,
-                name: str) -> dict[str, str]:
+    def inference_inputs(cls, cfg: dict[str, Any], prefix: str, train_split: str,
+                         name: str) -> dict[str, str]:
+        """The priors' train-split CAMs: the partition's sign (and C²AM-H's hints)."""
         return {"priors": f"{prefix}/{cfg['priors']}/{train_split}/cams.h5"}
 
-    training_inputs = _priors
-    inference_inputs = _priors
+    @classmethod
+    def training_inputs(cls, cfg: dict[str, Any], prefix: str, train_split: str,
+                        name: str) -> dict[str, str]:
+        """C²AM-H reads its hints from the priors; C²AM trains on the images alone."""
+        return cls.inference_inputs(cfg, prefix, train_split, name) if cfg["hints"] else {}
 
     @classmethod
     def train(cls, cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
@@ -389,15 +393,18 @@ class C2AMSaliency(SaliencyMethod):
         from camflow.models.backbones import build_backbone
         from camflow.trainer import Trainer
 
-        with CamCache(inputs["priors"]) as priors:
-            if cfg["hints"]:
+        priors = CamCache(inputs["priors"]) if cfg["hints"] else None
+        try:
+            if priors is not None:
                 priors.require(dataset.ids(split), f"{dataset.name}/{split}")
             task = C2AMTraining(cfg, dataset, split, build_backbone(cfg["backbone"]),
                                 priors, device)
             Trainer(task, cfg, Path(out_path), device,
-                    {"cfg": cfg, "priors": priors.provenance if cfg["hints"] else None},
-                    workers=workers, amp=amp).fit({"method": "c2am", "config": cfg,
-                                                   "priors": inputs["priors"]})
+                    {"cfg": cfg, "priors": priors.provenance if priors else None},
+                    workers=workers, amp=amp).fit({"method": "c2am", "config": cfg})
+        finally:
+            if priors is not None:
+                priors.close()
 
     @classmethod
     def infer(cls, cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
