@@ -6,6 +6,7 @@ also be run and tested without Snakemake.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -214,14 +215,10 @@ def run_affinity_labels(cache: str, out_path: str, params: dict[str, Any],
     from camflow.cache import CamCache, SaliencyCache
     from camflow.refine.affinity_labels import make_affinity_labels
 
-    with CamCache(cache) as cams:
-        sal = SaliencyCache(saliency) if saliency else None
-        try:
-            make_affinity_labels(cams, open_dataset(data), data["split"], params, out_path,
-                                 workers=max(1, workers), saliency=sal)
-        finally:
-            if sal is not None:
-                sal.close()
+    with CamCache(cache) as cams, \
+            SaliencyCache(saliency) if saliency else contextlib.nullcontext() as sal:
+        make_affinity_labels(cams, open_dataset(data), data["split"], params, out_path,
+                             workers=max(1, workers), saliency=sal)
 
 
 def run_train_refiner(out_path: str, refiner: dict[str, Any], labels: str, classifier: str,
@@ -413,14 +410,9 @@ def run_eval_saliency(out_path: str, saliency: str, priors: str | None,
     from camflow.io import write_json
     from camflow.saliency import evaluate_saliency
 
-    with SaliencyCache(saliency) as sal:
-        if priors is None:
-            record = evaluate_saliency(sal, None, open_dataset(data), data["split"],
-                                       thresholds)
-        else:
-            with CamCache(priors) as cams:
-                record = evaluate_saliency(sal, cams, open_dataset(data), data["split"],
-                                           thresholds)
+    with SaliencyCache(saliency) as sal, \
+            CamCache(priors) if priors else contextlib.nullcontext() as cams:
+        record = evaluate_saliency(sal, cams, open_dataset(data), data["split"], thresholds)
     write_json(out_path, record)
     log.info("%s: mIoU %.2f at saliency threshold %.2f", out_path, 100 * record["miou"],
              record["threshold"])

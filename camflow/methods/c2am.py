@@ -35,6 +35,7 @@ Choices where the paper is silent or disagrees with the authors' code
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -393,8 +394,8 @@ class C2AMSaliency(SaliencyMethod):
         from camflow.models.backbones import build_backbone
         from camflow.trainer import Trainer
 
-        priors = CamCache(inputs["priors"]) if cfg["hints"] else None
-        try:
+        with CamCache(inputs["priors"]) if cfg["hints"] else contextlib.nullcontext() \
+                as priors:
             if priors is not None:
                 priors.require(dataset.ids(split), f"{dataset.name}/{split}")
             task = C2AMTraining(cfg, dataset, split, build_backbone(cfg["backbone"]),
@@ -402,9 +403,6 @@ class C2AMSaliency(SaliencyMethod):
             Trainer(task, cfg, Path(out_path), device,
                     {"cfg": cfg, "priors": priors.provenance if priors else None},
                     workers=workers, amp=amp).fit({"method": "c2am", "config": cfg})
-        finally:
-            if priors is not None:
-                priors.close()
 
     @classmethod
     def infer(cls, cfg: dict[str, Any], dataset: SegmentationDataset, split: str,
