@@ -128,6 +128,8 @@ def cam_inference(res: dict[str, Any]) -> list[str]:
             f"({e[i]['spread_img_per_s']:.3f})")
     row("camflow / IRN", lambda e: f"**{e['camflow_over_irn']:.2f}×**")
     row("camflow / bare forward", lambda e: f"{e['camflow_fraction_of_bare']:.0%}")
+    row("bare forward / IRN (camflow with no overhead at all)",
+        lambda e: f"{e['bare']['img_per_s'] / e['irn']['img_per_s']:.2f}×")
     row("GFLOP per image", lambda e: f"{e['gflop_per_image']:.0f}")
     row("matmul GFLOP/s", lambda e: f"{e['matmul_gflops']:.0f}")
     row("camflow, fraction of the matmul rate", lambda e: f"{e['camflow_fraction_of_matmul']:.0%}")
