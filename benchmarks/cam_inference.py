@@ -350,8 +350,8 @@ def cuda_section(n_images: int, repeats: int, workers: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=2, help="images per size and run")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--images", type=int, default=3, help="images per size and run")
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--cuda-images", type=int, default=64)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak memory")
     parser.add_argument("--name", default="cam_inference", help="results file name")
