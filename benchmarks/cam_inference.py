@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import tempfile
 from collections.abc import Callable
 from functools import partial
@@ -217,7 +218,10 @@ def difference_to_irn(source: Callable, trained: CAM, images: list[np.ndarray],
 def rates(timing: Any, n: int) -> dict[str, Any]:
     per = timing.per(n)
     return {"img_per_s": per["median"], "spread_img_per_s": per["max"] - per["min"],
-            "runs_img_per_s": sorted(n / t for t in timing.runs), **timing.as_dict()}
+            "runs_img_per_s": sorted(n / t for t in timing.runs),
+            "system_s_per_image": statistics.median(timing.system_s) / n,
+            "minor_faults_per_image": statistics.median(timing.minor_faults) / n,
+            **timing.as_dict()}
 
 
 def conv_flops(source: Callable, inputs: list[torch.Tensor], classes: torch.Tensor,

@@ -3,7 +3,7 @@
 * :func:`alternate` times the implementations being compared in alternating order
   (A B, then B A, …), after a warm-up of each, so that a slow phase of this shared machine
   falls on both sides; it keeps every run, and :class:`Timing` reports the median and the
-  spread (max − min) of at least three.
+  spread (max − min) of at least three, and each run's system time and minor page faults.
 * :func:`peak_memory` runs one function in a fresh Python process and reports its peak
   resident set (``VmHWM``) above the baseline taken after the imports and the set-up,
   so that neither the interpreter, torch nor an earlier measurement is counted.
@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,9 +42,13 @@ MIN_REPEATS = 3
 
 @dataclass
 class Timing:
-    """Wall-clock seconds of every timed run of one implementation."""
+    """Wall-clock seconds of every timed run of one implementation, with the kernel's share
+    of each run: system CPU seconds and minor page faults of this process and of the child
+    processes it reaped during the run (DataLoader workers)."""
 
     runs: list[float] = field(default_factory=list)
+    system_s: list[float] = field(default_factory=list)
+    minor_faults: list[int] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -60,7 +65,15 @@ class Timing:
         return {"median": statistics.median(rates), "min": rates[0], "max": rates[-1]}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"median_s": self.median, "spread_s": self.spread, "runs_s": list(self.runs)}
+        return {"median_s": self.median, "spread_s": self.spread, "runs_s": list(self.runs),
+                "system_s": list(self.system_s), "minor_faults": list(self.minor_faults)}
+
+
+def _kernel_usage() -> tuple[float, int]:
+    """System CPU seconds and minor faults so far of this process and its reaped children."""
+    own, children = (resource.getrusage(who)
+                     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_stime + children.ru_stime, own.ru_minflt + children.ru_minflt
 
 
 def alternate(cases: dict[str, Callable[[], object]], repeats: int = 5,
@@ -81,9 +94,13 @@ def alternate(cases: dict[str, Callable[[], object]], repeats: int = 5,
     timings = {name: Timing() for name in names}
     for r in range(repeats):
         for name in names if r % 2 == 0 else reversed(names):
+            system, faults = _kernel_usage()
             start = time.perf_counter()
             cases[name]()
             timings[name].runs.append(time.perf_counter() - start)
+            system_after, faults_after = _kernel_usage()
+            timings[name].system_s.append(system_after - system)
+            timings[name].minor_faults.append(faults_after - faults)
     return timings
 
 

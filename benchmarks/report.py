@@ -109,13 +109,14 @@ def cam_cache(res: dict[str, Any]) -> list[str]:
 
 def cam_inference(res: dict[str, Any]) -> list[str]:
     cpu = res["cpu"]
+    first = next(iter(cpu.values()))
     lines = [
         "camflow's `make_cams` (the `cam` source: batch norms folded, channels_last, "
         f"`batch_size: {res['cams']['batch_size']}`) against IRN's `step/make_cam.py` "
         f"procedure on the same ResNet-50 (IRN strides), scales {res['scales']} × flip, "
-        f"{res['threads']} threads, {next(iter(cpu.values()))['images']} image(s) per size and "
+        f"{res['threads']} threads, {first['images']} image(s) per size and "
         f"run; images/s, median (spread) of "
-        f"{len(next(iter(cpu.values()))['camflow']['runs_s'])} alternated runs; the "
+        f"{len(first['camflow']['runs_s'])} alternated runs; the "
         "bare forward is the same network on the same pixels without pre- or post-processing; "
         "the matmul rate is float32 GEMM alternated with them.", "",
         "| measure | " + " | ".join(cpu) + " |", "|---|" + "---|" * len(cpu)]
@@ -130,6 +131,11 @@ def cam_inference(res: dict[str, Any]) -> list[str]:
     row("camflow / bare forward", lambda e: f"{e['camflow_fraction_of_bare']:.0%}")
     row("bare forward / IRN (camflow with no overhead at all)",
         lambda e: f"{e['bare']['img_per_s'] / e['irn']['img_per_s']:.2f}×")
+    if all("system_s_per_image" in e["irn"] for e in cpu.values()):
+        row("system CPU s per image (camflow / IRN)", lambda e: " / ".join(
+            f"{e[i]['system_s_per_image']:.2f}" for i in ("camflow", "irn")))
+        row("minor page faults per image, thousands (camflow / IRN)", lambda e: " / ".join(
+            f"{e[i]['minor_faults_per_image'] / 1e3:.0f}" for i in ("camflow", "irn")))
     row("GFLOP per image", lambda e: f"{e['gflop_per_image']:.0f}")
     row("matmul GFLOP/s", lambda e: f"{e['matmul_gflops']:.0f}")
     row("camflow, fraction of the matmul rate", lambda e: f"{e['camflow_fraction_of_matmul']:.0%}")

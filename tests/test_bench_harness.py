@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 import sys
 from pathlib import Path
 
@@ -19,6 +20,24 @@ def test_alternate_warms_up_then_alternates_the_order() -> None:
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]
     assert [len(t.runs) for t in timings.values()] == [4, 4]
     assert timings["a"].spread >= 0 and timings["a"].median > 0
+
+
+def test_alternate_counts_each_runs_page_faults_and_system_time() -> None:
+    """A run that touches 64 MiB of fresh memory faults its pages in (in the kernel); one
+    that does nothing does not: the counts are per run, not cumulative."""
+    def touch() -> None:
+        buffer = mmap.mmap(-1, 64 << 20)
+        for offset in range(0, len(buffer), 4096):
+            buffer[offset] = 1
+        buffer.close()
+
+    timings = harness.alternate({"touch": touch, "idle": lambda: None}, repeats=3)
+    touched, idle = timings["touch"], timings["idle"]
+    assert len(touched.minor_faults) == len(touched.system_s) == 3
+    assert min(touched.minor_faults) >= 32  # 64 MiB: 16,384 small or 32 huge pages
+    assert max(idle.minor_faults) < min(touched.minor_faults)
+    assert all(s >= 0 for s in touched.system_s + idle.system_s)
+    assert touched.as_dict()["minor_faults"] == touched.minor_faults
 
 
 def test_alternate_refuses_fewer_than_three_runs() -> None:
