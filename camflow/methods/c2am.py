@@ -401,7 +401,7 @@ class C2AMSaliency(SaliencyMethod):
             task = C2AMTraining(cfg, dataset, split, build_backbone(cfg["backbone"]),
                                 priors, device)
             Trainer(task, cfg, Path(out_path), device,
-                    {"cfg": cfg, "priors": priors.provenance if priors else None},
+                    {"cfg": cfg, "priors": priors.provenance if priors is not None else None},
                     workers=workers, amp=amp).fit({"method": "c2am", "config": cfg})
 
     @classmethod
