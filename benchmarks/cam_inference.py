@@ -22,6 +22,12 @@ statistics: speed does not depend on training) on the same random uint8 images, 
 * ``matmul``: float32 2048² GEMMs, alternated with the others so the CPU's matmul rate is
   measured under the same load as the rest.
 
+On the CPU, camflow, IRN and the bare forward each keep a Python process of their own for
+the whole alternation (:class:`harness.Isolated`; the GEMMs run in this one).  In one shared
+process IRN's speed depended on what ran before it: glibc unmaps IRN's large buffers after
+each use, 0.5–0.75 M page faults per 500×375 image in a process of its own, none after
+camflow's ``make_cams`` had grown the heap, 3.6 against 2.7 s per image.
+
 Per size it reports images/s (median, spread, runs) of each, camflow / IRN, camflow's
 fraction of the bare forward, the largest absolute difference between camflow's maps
 (float32 cache) and IRN's (both max-normalised to [0, 1]), the convolutions' FLOPs per
@@ -40,6 +46,7 @@ import math
 import statistics
 import tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -48,7 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from harness import alternate, peak_memory, use_threads, write_result
+from harness import Isolated, alternate, peak_memory, use_threads, write_result
 from PIL import Image
 from torch.utils.data import default_collate
 from torch.utils.flop_counter import FlopCounterMode
@@ -190,9 +197,9 @@ def run_bare(source: Callable, inputs: list[torch.Tensor], classes: torch.Tensor
 
 
 def run_bare_batches(source: Callable, batches: list[list[torch.Tensor]],
-                     classes: torch.Tensor, device: torch.device) -> None:
+                     classes: torch.Tensor, device: torch.device, amp: bool) -> None:
     for inputs in batches:
-        run_bare(source, inputs, classes, device, amp=True)
+        run_bare(source, inputs, classes, device, amp)
 
 
 def max_difference(cache: Path, irn: list, n: int) -> dict[str, float]:
@@ -242,28 +249,46 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> None:
         a @ b
 
 
-# --- one image in a fresh process (harness.peak_memory) -------------------------------------
+# --- each implementation in a process of its own (harness.Isolated, harness.peak_memory) ---
 
-def camflow_once_setup(size: str) -> tuple:
+def camflow_setup(size: str, n_images: int, workers: int) -> tuple:
     device = torch.device("cpu")
     return build_source(trained_network(device), {"method": "cam"}), \
-        random_images(SIZES[size], 1)
+        random_images(SIZES[size], n_images)
 
 
-def camflow_once(state: tuple, size: str) -> None:
+def camflow(state: tuple, size: str, n_images: int, workers: int) -> None:
     source, images = state
     with tempfile.TemporaryDirectory() as tmp:
         run_camflow(source, images, Path(tmp) / "cams.h5", config()["cams"],
-                    torch.device("cpu"), workers=0)
+                    torch.device("cpu"), workers=workers)
 
 
-def irn_once_setup(size: str) -> tuple:
-    return trained_network(torch.device("cpu")).classifier, random_images(SIZES[size], 1)
+def irn_setup(size: str, n_images: int) -> tuple:
+    return trained_network(torch.device("cpu")).classifier, \
+        random_images(SIZES[size], n_images)
 
 
-def irn_once(state: tuple, size: str) -> None:
+def irn(state: tuple, size: str, n_images: int) -> None:
     net, images = state
     run_irn(net, images, torch.device("cpu"))
+
+
+def bare_setup(size: str, n_images: int) -> tuple:
+    """camflow's network and every scale × flip of the images, batched as ``make_cams``
+    batches them on this device (``cams.batch_size``)."""
+    device = torch.device("cpu")
+    source = build_source(trained_network(device), {"method": "cam"})
+    images = random_images(SIZES[size], n_images)
+    batch = batch_size_for(config()["cams"]["batch_size"], SIZES[size], device)
+    return source, [bare_inputs(images[i:i + batch], device)
+                    for i in range(0, n_images, batch)]
+
+
+def bare(state: tuple, size: str, n_images: int) -> None:
+    source, batches = state
+    classes = torch.as_tensor([c - 1 for c in LABELS])
+    run_bare_batches(source, batches, classes, torch.device("cpu"), amp=False)
 
 
 # --- the sections ---------------------------------------------------------------------------
@@ -276,16 +301,18 @@ def cpu_section(n_images: int, repeats: int, threads: int, memory: bool) -> dict
     classes = torch.as_tensor([c - 1 for c in LABELS])
     gemm_a, gemm_b = torch.randn(GEMM_N, GEMM_N), torch.randn(GEMM_N, GEMM_N)
     result: dict[str, Any] = {}
+    script = Path(__file__)
     for name, size in SIZES.items():
         images = random_images(size, n_images)
         inputs = bare_inputs(images, device)
-        with tempfile.TemporaryDirectory() as tmp, use_threads(threads):
-            out = Path(tmp) / "cams.h5"
+        with tempfile.TemporaryDirectory() as tmp, use_threads(threads), ExitStack() as own:
             diff = difference_to_irn(source, trained, images, cams, device, threads, tmp)
+            kwargs = {"size": name, "n_images": n_images}
             timings = alternate({
-                "camflow": partial(run_camflow, source, images, out, cams, device, threads),
-                "irn": partial(run_irn, trained.classifier, images, device),
-                "bare": partial(run_bare, source, inputs, classes, device, amp=False),
+                "camflow": own.enter_context(Isolated(
+                    script, "camflow", {**kwargs, "workers": threads}, threads)),
+                "irn": own.enter_context(Isolated(script, "irn", kwargs, threads)),
+                "bare": own.enter_context(Isolated(script, "bare", kwargs, threads)),
                 "matmul": partial(matmul, gemm_a, gemm_b),
             }, repeats=repeats)
         gemm = GEMM_TIMES * 2 * GEMM_N**3 / timings.pop("matmul").median / 1e9
@@ -304,10 +331,10 @@ def cpu_section(n_images: int, repeats: int, threads: int, memory: bool) -> dict
             "irn_fraction_of_matmul": flops * irn / 1e9 / gemm,
         })
         if memory:
-            script = Path(__file__)
+            one = {"size": name, "n_images": 1}
             entry["peak_memory_one_image"] = {
-                impl: peak_memory(script, f"{impl}_once", {"size": name}, threads)
-                for impl in ("camflow", "irn")}
+                "camflow": peak_memory(script, "camflow", {**one, "workers": 0}, threads),
+                "irn": peak_memory(script, "irn", one, threads)}
         result[name] = entry
         print(f"{name}: camflow {camflow:.3f} img/s, IRN {irn:.3f} img/s "
               f"({camflow / irn:.2f}x), bare {bare:.3f} img/s "
@@ -337,7 +364,7 @@ def cuda_section(n_images: int, repeats: int, workers: int) -> dict[str, Any]:
             timings = alternate({
                 "camflow": partial(run_camflow, source, images, out, cams, device, workers),
                 "irn": partial(run_irn, trained.classifier, images, device),
-                "bare": partial(run_bare_batches, source, inputs, classes, device),
+                "bare": partial(run_bare_batches, source, inputs, classes, device, amp=True),
             }, repeats=repeats)
         entry = {name: rates(t, n_images) for name, t in timings.items()}
         camflow, irn, bare = (entry[k]["img_per_s"] for k in ("camflow", "irn", "bare"))
@@ -362,7 +389,7 @@ def main() -> None:
     args = parser.parse_args()
     threads = max(1, int(config()["runtime"]["workers"]))
     result = {
-        "threads": threads, "scales": list(SCALES), "flip": True,
+        "threads": threads, "scales": list(SCALES), "flip": True, "isolated": True,
         "cams": config()["cams"],
         "cpu": cpu_section(args.images, args.repeats, threads, not args.no_memory),
         "cuda": cuda_section(args.cuda_images, args.repeats, threads),

@@ -4,6 +4,9 @@
   (A B, then B A, …), after a warm-up of each, so that a slow phase of this shared machine
   falls on both sides; it keeps every run, and :class:`Timing` reports the median and the
   spread (max − min) of at least three, and each run's system time and minor page faults.
+* :class:`Isolated` runs one implementation in a Python process of its own, so that what
+  another left behind in the process (the allocator's state, a warm heap, threads) does
+  not speed it up or slow it down; :func:`alternate` times it there.
 * :func:`peak_memory` runs one function in a fresh Python process and reports its peak
   resident set (``VmHWM``) above the baseline taken after the imports and the set-up,
   so that neither the interpreter, torch nor an earlier measurement is counted.
@@ -76,6 +79,18 @@ def _kernel_usage() -> tuple[float, int]:
     return own.ru_stime + children.ru_stime, own.ru_minflt + children.ru_minflt
 
 
+def _measure(case: Callable[[], object]) -> tuple[float, float, int]:
+    """One run of ``case``: wall seconds, system CPU seconds, minor faults."""
+    if isinstance(case, Isolated):
+        return case.measure()
+    system, faults = _kernel_usage()
+    start = time.perf_counter()
+    case()
+    seconds = time.perf_counter() - start
+    system_after, faults_after = _kernel_usage()
+    return seconds, system_after - system, faults_after - faults
+
+
 def alternate(cases: dict[str, Callable[[], object]], repeats: int = 5,
               warmup: int = 1) -> dict[str, Timing]:
     """Time every case ``repeats`` times, alternating their order round by round.
@@ -83,25 +98,109 @@ def alternate(cases: dict[str, Callable[[], object]], repeats: int = 5,
     Each case first runs ``warmup`` times untimed (allocator, caches, lazy imports); then
     round r runs the cases in order if r is even, reversed if odd (ABBA…), so drifts of the
     machine's load weigh on both alike. ``repeats`` below 3 is refused: one run's noise on
-    this machine is larger than most effects measured here.
+    this machine is larger than most effects measured here. A case that is an
+    :class:`Isolated` is timed in its own process (its wall time, system time and faults
+    there); any other callable in this one.
     """
     if repeats < MIN_REPEATS:
         raise ValueError(f"repeats must be at least {MIN_REPEATS}, got {repeats}")
     names = list(cases)
     for name in names:
         for _ in range(warmup):
-            cases[name]()
+            _measure(cases[name])
     timings = {name: Timing() for name in names}
     for r in range(repeats):
         for name in names if r % 2 == 0 else reversed(names):
-            system, faults = _kernel_usage()
-            start = time.perf_counter()
-            cases[name]()
-            timings[name].runs.append(time.perf_counter() - start)
-            system_after, faults_after = _kernel_usage()
-            timings[name].system_s.append(system_after - system)
-            timings[name].minor_faults.append(faults_after - faults)
+            seconds, system, faults = _measure(cases[name])
+            timings[name].runs.append(seconds)
+            timings[name].system_s.append(system)
+            timings[name].minor_faults.append(faults)
     return timings
+
+
+_SERVER = r"""
+import json, os, resource, sys, time
+sys.path.insert(0, {folder!r})
+import torch
+torch.set_num_threads({threads})
+import {module} as bench
+
+
+def usage():
+    own, children = (resource.getrusage(who)
+                     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_stime + children.ru_stime, own.ru_minflt + children.ru_minflt
+
+
+kwargs = {kwargs!r}
+state = bench.{function}_setup(**kwargs)
+results = os.fdopen({fd}, "w")
+for _ in sys.stdin:
+    system, faults = usage()
+    start = time.perf_counter()
+    bench.{function}(state, **kwargs)
+    seconds = time.perf_counter() - start
+    system_after, faults_after = usage()
+    results.write(json.dumps([seconds, system_after - system, faults_after - faults]) + "\n")
+    results.flush()
+"""
+
+
+class Isolated:
+    """``function(state, **kwargs)`` of the benchmark file ``script``, run in a Python
+    process of its own with ``threads`` torch threads; ``{function}_setup(**kwargs)`` builds
+    ``state`` there once, untimed.
+
+    Each implementation being compared keeps one such process for the whole alternation,
+    so it runs as it would on its own: measured with ResNet-50 CAMs, IRN's procedure faulted
+    0.5–0.75 M pages per 500×375 image in a fresh process (glibc unmaps its large buffers
+    after each use) and none after camflow's ``make_cams`` had run in the same process, so
+    the same code timed 2.7 or 3.6 s per image depending on what ran before it.  The child's
+    output goes to this process's stderr; it reports each run's wall time, system time and
+    minor faults (its own and its reaped children's) through a pipe.  Use it as a context
+    manager, or call :meth:`close`.
+    """
+
+    def __init__(self, script: str | Path, function: str, kwargs: dict[str, Any],
+                 threads: int) -> None:
+        script = Path(script).resolve()
+        self.name = f"{script.name}:{function}{kwargs}"
+        read_fd, write_fd = os.pipe()
+        code = _SERVER.format(folder=str(script.parent), module=script.stem,
+                              function=function, kwargs=kwargs, threads=threads, fd=write_fd)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        self._proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                      stdout=sys.stderr, text=True, env=env,
+                                      pass_fds=(write_fd,))
+        os.close(write_fd)
+        self._results = os.fdopen(read_fd)
+
+    def measure(self) -> tuple[float, float, int]:
+        """One timed run in the child: (wall seconds, system CPU seconds, minor faults)."""
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write("run\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # the child died: the empty read below says so
+        line = self._results.readline()
+        if not line:
+            raise RuntimeError(f"{self.name} failed in its own process (exit code "
+                               f"{self._proc.wait()}); its error is above")
+        seconds, system, faults = json.loads(line)
+        return seconds, system, faults
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        self._proc.wait()
+        self._results.close()
+
+    def __enter__(self) -> Isolated:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @contextlib.contextmanager

@@ -118,7 +118,10 @@ def cam_inference(res: dict[str, Any]) -> list[str]:
         f"run; images/s, median (spread) of "
         f"{len(first['camflow']['runs_s'])} alternated runs; the "
         "bare forward is the same network on the same pixels without pre- or post-processing; "
-        "the matmul rate is float32 GEMM alternated with them.", "",
+        "the matmul rate is float32 GEMM alternated with them."
+        + (" camflow, IRN and the bare forward each run in a Python process of their own "
+           "(`harness.Isolated`), so that what one leaves in the allocator does not speed up "
+           "or slow down another." if res.get("isolated") else ""), "",
         "| measure | " + " | ".join(cpu) + " |", "|---|" + "---|" * len(cpu)]
 
     def row(label: str, cell: Callable[[dict[str, Any]], str]) -> None:

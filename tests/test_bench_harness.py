@@ -40,6 +40,44 @@ def test_alternate_counts_each_runs_page_faults_and_system_time() -> None:
     assert touched.as_dict()["minor_faults"] == touched.minor_faults
 
 
+ISOLATED_CASES = (
+    "import mmap, os, time\n"
+    "def touch_setup(mib):\n"
+    "    return os.getpid()\n"
+    "def touch(state, mib):\n"
+    "    assert os.getpid() == state  # every run in the process the set-up ran in\n"
+    "    buffer = mmap.mmap(-1, mib << 20)\n"
+    "    for offset in range(0, len(buffer), 4096):\n"
+    "        buffer[offset] = 1\n"
+    "    time.sleep(0.2)\n"
+    "def fail_setup():\n"
+    "    return None\n"
+    "def fail(state):\n"
+    "    raise ValueError('boom')\n")
+
+
+def test_isolated_case_is_timed_in_its_own_process(tmp_path: Path) -> None:
+    """The child's wall time, faults and system time come back; this process's do not
+    count (it only waits on the pipe)."""
+    script = tmp_path / "cases.py"
+    script.write_text(ISOLATED_CASES)
+    with harness.Isolated(script, "touch", {"mib": 64}, threads=1) as touch:
+        timings = harness.alternate({"touch": touch, "idle": lambda: None}, repeats=3)
+    touched, idle = timings["touch"], timings["idle"]
+    assert all(0.2 <= t < 2.0 for t in touched.runs)
+    assert min(touched.minor_faults) >= 32  # the child touched 64 MiB each run
+    assert max(idle.minor_faults) < min(touched.minor_faults)
+    assert touch._proc.returncode == 0  # closed cleanly
+
+
+def test_isolated_case_that_fails_names_itself(tmp_path: Path) -> None:
+    script = tmp_path / "cases.py"
+    script.write_text(ISOLATED_CASES)
+    with harness.Isolated(script, "fail", {}, threads=1) as fail, \
+            pytest.raises(RuntimeError, match=r"cases.py:fail\{\} failed in its own process"):
+        fail.measure()
+
+
 def test_alternate_refuses_fewer_than_three_runs() -> None:
     with pytest.raises(ValueError, match="at least 3"):
         harness.alternate({"a": lambda: None}, repeats=2)

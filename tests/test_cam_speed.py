@@ -127,8 +127,9 @@ def test_auto_batch_size_follows_image_size_and_device() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert batch_size_for(16, (500, 375), cpu) == 16
     assert batch_size_for("auto", (500, 375), cpu) == AUTO_CPU_BATCH_PIXELS // (500 * 375)
-    assert batch_size_for("auto", (320, 320), cpu) > 1
-    assert batch_size_for("auto", (128, 128), cpu) == AUTO_CPU_MAX_BATCH
+    assert batch_size_for("auto", (500, 375), cpu) == 1  # VOC-sized: one at a time
+    assert batch_size_for("auto", (128, 128), cpu) == AUTO_CPU_BATCH_PIXELS // 128**2 > 1
+    assert batch_size_for("auto", (32, 32), cpu) == AUTO_CPU_MAX_BATCH
     assert batch_size_for("auto", (2000, 2000), cpu) == 1
     assert batch_size_for("auto", (500, 375), cuda) > 1
     assert batch_size_for("auto", (4000, 4000), cuda) == 1

@@ -52,13 +52,17 @@ def strided_size(size: tuple[int, int], stride: int) -> tuple[int, int]:
     return math.ceil(size[0] / stride), math.ceil(size[1] / stride)
 
 
-#: ``cams.batch_size: auto`` on a CPU: this many pixels per batch at scale 1 (four 500×375
-#: images), at most :data:`AUTO_CPU_MAX_BATCH` images; larger images go one at a time.
-#: Measured with ResNet-50 (IRN strides, 4 scales × flip, 2 threads, the heap retained:
-#: :func:`~camflow.models.inference.retained_heap`): a batch of 4 gave 2.2× batch 1's
-#: images/s at 224², 1.4× at 320² and 500×375; the small ResNet at 128² gained up to batch
-#: 16 (3.8×).  Peak memory grows with the batch: about 1.5 GiB of activations at 3 M pixels.
-AUTO_CPU_BATCH_PIXELS = 4 * 500 * 375
+#: ``cams.batch_size: auto`` on a CPU: this many pixels per batch at scale 1 (one 500×375
+#: image), at most :data:`AUTO_CPU_MAX_BATCH` images: VOC-sized images go one at a time, small
+#: ones in batches.  Measured with the heap warm (:func:`~camflow.models.inference.
+#: retained_heap`), 4 scales × flip, 2 threads: ResNet-50's forward takes the same time per
+#: image in batches of 1 and 3 at 224², 320² and 500×375 (2.3 s at 500×375, 95 % of the
+#: matmul rate), while a batch's activations (about 0.5 GiB per 500×375 image at scale 2)
+#: are faulted in once per ``make_cams`` call and held: one at a time cut the page faults of
+#: a 3-image call by 35 % (500×375) and 55 % (320²), and holds a third of the memory.  The
+#: small ResNet at 128² still gains from batching in ``make_cams`` (per-batch work): 1.21×
+#: at batch 11, 1.16× at 16, against batch 1.
+AUTO_CPU_BATCH_PIXELS = 500 * 375
 AUTO_CPU_MAX_BATCH = 16
 #: ``auto`` on CUDA: this many pixels per batch at scale 1 (16 images of 512²), at most
 #: :data:`AUTO_CUDA_MAX_BATCH` images: enough work per launch to fill the GPU, while the
