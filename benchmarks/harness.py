@@ -119,29 +119,18 @@ def alternate(cases: dict[str, Callable[[], object]], repeats: int = 5,
 
 
 _SERVER = r"""
-import json, os, resource, sys, time
-sys.path.insert(0, {folder!r})
+import json, os, sys
+sys.path[:0] = [{folder!r}, {harness!r}]
 import torch
 torch.set_num_threads({threads})
 import {module} as bench
-
-
-def usage():
-    own, children = (resource.getrusage(who)
-                     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    return own.ru_stime + children.ru_stime, own.ru_minflt + children.ru_minflt
-
+from harness import _measure
 
 kwargs = {kwargs!r}
 state = bench.{function}_setup(**kwargs)
 results = os.fdopen({fd}, "w")
 for _ in sys.stdin:
-    system, faults = usage()
-    start = time.perf_counter()
-    bench.{function}(state, **kwargs)
-    seconds = time.perf_counter() - start
-    system_after, faults_after = usage()
-    results.write(json.dumps([seconds, system_after - system, faults_after - faults]) + "\n")
+    results.write(json.dumps(_measure(lambda: bench.{function}(state, **kwargs))) + "\n")
     results.flush()
 """
 
@@ -166,8 +155,9 @@ class Isolated:
         script = Path(script).resolve()
         self.name = f"{script.name}:{function}{kwargs}"
         read_fd, write_fd = os.pipe()
-        code = _SERVER.format(folder=str(script.parent), module=script.stem,
-                              function=function, kwargs=kwargs, threads=threads, fd=write_fd)
+        code = _SERVER.format(folder=str(script.parent), harness=str(Path(__file__).parent),
+                              module=script.stem, function=function, kwargs=kwargs,
+                              threads=threads, fd=write_fd)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         self._proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                                       stdout=sys.stderr, text=True, env=env,
