@@ -67,6 +67,14 @@ class Timing:
         rates = sorted(n / t for t in self.runs)
         return {"median": statistics.median(rates), "min": rates[0], "max": rates[-1]}
 
+    @classmethod
+    def pooled(cls, timings: list[Timing]) -> Timing:
+        """The runs of several timings of one implementation as one (e.g. of several
+        :class:`Isolated` processes: the distribution over processes, not one process's)."""
+        return cls([s for t in timings for s in t.runs],
+                   [s for t in timings for s in t.system_s],
+                   [f for t in timings for f in t.minor_faults])
+
     def as_dict(self) -> dict[str, Any]:
         return {"median_s": self.median, "spread_s": self.spread, "runs_s": list(self.runs),
                 "system_s": list(self.system_s), "minor_faults": list(self.minor_faults)}

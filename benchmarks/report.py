@@ -121,7 +121,11 @@ def cam_inference(res: dict[str, Any]) -> list[str]:
         "the matmul rate is float32 GEMM alternated with them."
         + (" camflow, IRN and the bare forward each run in a Python process of their own "
            "(`harness.Isolated`), so that what one leaves in the allocator does not speed up "
-           "or slow down another." if res.get("isolated") else ""), "",
+           "or slow down another." if res.get("isolated") else "")
+        + (" camflow and IRN each ran in "
+           f"{len(first['irn']['per_process_img_per_s'])} processes, their runs pooled: how "
+           "fast IRN runs varies from one process to the next (glibc's adaptive mmap "
+           "threshold)." if "per_process_img_per_s" in first["irn"] else ""), "",
         "| measure | " + " | ".join(cpu) + " |", "|---|" + "---|" * len(cpu)]
 
     def row(label: str, cell: Callable[[dict[str, Any]], str]) -> None:
@@ -130,6 +134,10 @@ def cam_inference(res: dict[str, Any]) -> list[str]:
     for impl in ("camflow", "irn", "bare"):
         row(f"{impl} images/s", lambda e, i=impl: f"{e[i]['img_per_s']:.3f} "
             f"({e[i]['spread_img_per_s']:.3f})")
+    if all("per_process_img_per_s" in e["irn"] for e in cpu.values()):
+        for impl in ("camflow", "irn"):
+            row(f"{impl} images/s, each process's median", lambda e, i=impl: ", ".join(
+                f"{v:.3f}" for v in e[i]["per_process_img_per_s"]))
     row("camflow / IRN", lambda e: f"**{e['camflow_over_irn']:.2f}×**")
     row("camflow / bare forward", lambda e: f"{e['camflow_fraction_of_bare']:.0%}")
     row("bare forward / IRN (camflow with no overhead at all)",

@@ -89,6 +89,16 @@ def test_timing_rates() -> None:
     assert timing.per(4) == {"median": 2.0, "min": 1.0, "max": 4.0}
 
 
+def test_pooled_timing_keeps_every_run_with_its_kernel_share() -> None:
+    a = harness.Timing([1.0, 1.2, 1.1], [0.1, 0.2, 0.3], [10, 20, 30])
+    b = harness.Timing([2.0, 2.2, 2.1], [1.1, 1.2, 1.3], [40, 50, 60])
+    pooled = harness.Timing.pooled([a, b])
+    assert sorted(pooled.runs) == [1.0, 1.1, 1.2, 2.0, 2.1, 2.2]
+    assert pooled.median == pytest.approx(1.6) and pooled.spread == pytest.approx(1.2)
+    assert pooled.system_s == [0.1, 0.2, 0.3, 1.1, 1.2, 1.3]
+    assert pooled.minor_faults == [10, 20, 30, 40, 50, 60]
+
+
 def test_peak_memory_counts_the_call_not_the_setup(tmp_path: Path) -> None:
     script = tmp_path / "memfn.py"
     script.write_text(
