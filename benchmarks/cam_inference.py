@@ -27,9 +27,10 @@ the whole alternation (:class:`harness.Isolated`; the GEMMs run in this one).  I
 process IRN's speed depended on what ran before it: glibc unmaps IRN's large buffers after
 each use, 0.5–0.75 M page faults per 500×375 image in a process of its own, none after
 camflow's ``make_cams`` had grown the heap, 3.6 against 2.7 s per image.  Within one process
-IRN's speed is steady, but from one process to the next it is not: at 320² it faulted
-anywhere from 0 to 190 k pages per image, 0.57 to 0.70 images/s (the course of glibc's
-adaptive mmap threshold in that process).  So camflow and IRN each run in
+IRN's speed is steady, but from one process to the next it need not be: at 320² its
+processes of one session faulted anywhere from 0 to 190 k pages per image (0.63–0.70
+images/s), eight of a later session 150–226 k (0.53–0.58 images/s) — how glibc serves its
+large buffers in that process.  So camflow and IRN each run in
 :data:`PROCESSES` processes, alternated with the rest, and their runs are pooled; each
 process's median is reported too.  A run is 4 images: a ``make_cams`` call pays ~0.17 s to
 start (DataLoader workers, the cache file, growing the heap: 1.63 s for one 320² image
@@ -248,8 +249,8 @@ def conv_flops(source: Callable, inputs: list[torch.Tensor], classes: torch.Tens
 
 
 GEMM_N, GEMM_TIMES = 2048, 8
-#: processes of camflow and of IRN each (their runs pooled): how fast IRN runs depends on the
-#: allocator's course in its process (module doc), which one process samples once
+#: processes of camflow and of IRN each (their runs pooled): how fast IRN runs depends on how
+#: the allocator serves it in its process (module doc), which one process samples once
 PROCESSES = 2
 
 

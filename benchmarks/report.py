@@ -124,8 +124,9 @@ def cam_inference(res: dict[str, Any]) -> list[str]:
            "or slow down another." if res.get("isolated") else "")
         + (" camflow and IRN each ran in "
            f"{len(first['irn']['per_process_img_per_s'])} processes, their runs pooled: how "
-           "fast IRN runs varies from one process to the next (glibc's adaptive mmap "
-           "threshold)." if "per_process_img_per_s" in first["irn"] else ""), "",
+           "fast IRN runs can vary from one process to the next (its page faults: how "
+           "glibc serves its large buffers there)."
+           if "per_process_img_per_s" in first["irn"] else ""), "",
         "| measure | " + " | ".join(cpu) + " |", "|---|" + "---|" * len(cpu)]
 
     def row(label: str, cell: Callable[[dict[str, Any]], str]) -> None:
