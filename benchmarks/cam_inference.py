@@ -337,17 +337,18 @@ def cpu_section(n_images: int, repeats: int, threads: int, memory: bool) -> dict
                            "per_process_img_per_s": [t.per(n_images)["median"]
                                                      for t in own_runs]}
         entry["bare"] = rates(timings.pop("bare"), n_images)
-        camflow, irn, bare = (entry[k]["img_per_s"] for k in ("camflow", "irn", "bare"))
+        camflow_rate, irn_rate, bare_rate = (entry[k]["img_per_s"]
+                                             for k in ("camflow", "irn", "bare"))
         entry.update({
             "images": n_images, "size_hw": list(size),
-            "camflow_over_irn": camflow / irn,
-            "camflow_fraction_of_bare": camflow / bare,
+            "camflow_over_irn": camflow_rate / irn_rate,
+            "camflow_fraction_of_bare": camflow_rate / bare_rate,
             "max_abs_difference": diff,
             "gflop_per_image": flops / 1e9,
             "matmul_gflops": gemm,
-            "camflow_gflops": flops * camflow / 1e9,
-            "camflow_fraction_of_matmul": flops * camflow / 1e9 / gemm,
-            "irn_fraction_of_matmul": flops * irn / 1e9 / gemm,
+            "camflow_gflops": flops * camflow_rate / 1e9,
+            "camflow_fraction_of_matmul": flops * camflow_rate / 1e9 / gemm,
+            "irn_fraction_of_matmul": flops * irn_rate / 1e9 / gemm,
         })
         if memory:
             one = {"size": name, "n_images": 1}
@@ -355,9 +356,9 @@ def cpu_section(n_images: int, repeats: int, threads: int, memory: bool) -> dict
                 "camflow": peak_memory(script, "camflow", {**one, "workers": 0}, threads),
                 "irn": peak_memory(script, "irn", one, threads)}
         result[name] = entry
-        print(f"{name}: camflow {camflow:.3f} img/s, IRN {irn:.3f} img/s "
-              f"({camflow / irn:.2f}x), bare {bare:.3f} img/s "
-              f"({camflow / bare:.0%}), max |diff| {max(diff.values()):.2e}", flush=True)
+        print(f"{name}: camflow {camflow_rate:.3f} img/s, IRN {irn_rate:.3f} img/s "
+              f"({camflow_rate / irn_rate:.2f}x), bare {bare_rate:.3f} img/s "
+              f"({camflow_rate / bare_rate:.0%}), max |diff| {max(diff.values()):.2e}", flush=True)
     return result
 
 
@@ -386,15 +387,16 @@ def cuda_section(n_images: int, repeats: int, workers: int) -> dict[str, Any]:
                 "bare": partial(run_bare_batches, source, inputs, classes, device, amp=True),
             }, repeats=repeats)
         entry = {name: rates(t, n_images) for name, t in timings.items()}
-        camflow, irn, bare = (entry[k]["img_per_s"] for k in ("camflow", "irn", "bare"))
+        camflow_rate, irn_rate, bare_rate = (entry[k]["img_per_s"]
+                                             for k in ("camflow", "irn", "bare"))
         entry.update({"images": n_images, "batch_size": batch,
-                      "camflow_fraction_of_bare": camflow / bare,
-                      "camflow_over_irn_fp32": camflow / irn,
+                      "camflow_fraction_of_bare": camflow_rate / bare_rate,
+                      "camflow_over_irn_fp32": camflow_rate / irn_rate,
                       "targets": {"fraction_of_bare": 0.7, "over_irn_fp32": 2.0},
                       "max_abs_difference_bf16_vs_irn_fp32": diff})
         result[name] = entry
-        print(f"cuda {name}: camflow {camflow:.1f} img/s, IRN fp32 {irn:.1f} img/s, "
-              f"bare {bare:.1f} img/s", flush=True)
+        print(f"cuda {name}: camflow {camflow_rate:.1f} img/s, IRN fp32 {irn_rate:.1f} img/s, "
+              f"bare {bare_rate:.1f} img/s", flush=True)
     return result
 
 
