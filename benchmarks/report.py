@@ -157,17 +157,38 @@ def cam_inference(res: dict[str, Any]) -> list[str]:
     if all("peak_memory_one_image" in e for e in cpu.values()):
         row("peak MiB above baseline, one image (camflow / IRN)", lambda e: " / ".join(
             _mib(m) for m in e["peak_memory_one_image"].values()))
+    return lines
+
+
+def _cuda_sizes(cuda: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: e for name, e in cuda.items() if isinstance(e, dict)}
+
+
+def cam_inference_cuda(res: dict[str, Any]) -> list[str]:
     cuda = res["cuda"]
-    lines.append("")
-    if "skipped" in cuda:
-        lines.append(f"CUDA: {cuda['skipped']}.")
-    else:
-        lines.append(f"CUDA ({cuda['device']}, bfloat16 autocast):")
-        lines += ["", "| size | camflow images/s | / bare forward | / IRN fp32 one image |",
-                  "|---|---|---|---|"]
-        lines += [f"| {name} | {e['camflow']['img_per_s']:.1f} | "
-                  f"{e['camflow_fraction_of_bare']:.0%} | {e['camflow_over_irn_fp32']:.2f}× |"
-                  for name, e in cuda.items() if name != "device"]
+    sizes = _cuda_sizes(cuda)
+    first = next(iter(sizes.values()))
+    lines = [
+        f"camflow's `make_cams` on {cuda['device']} (bfloat16 autocast, channels_last, "
+        f"`batch_size: auto`, {cuda['workers']} DataLoader workers as a GPU job of "
+        "`config/voc12.yaml` has them, writing its HDF5 cache) against the bare forward (the "
+        "same network, autocast and batches on pixels already on the GPU: the ceiling) and "
+        "IRN's one-image float32 path; scales "
+        f"{res['scales']} × flip, {first['images']} images per run (IRN: "
+        f"{first['irn_images']}); images/s, median (spread) of "
+        f"{len(first['camflow']['runs_s'])} alternated runs.", "",
+        "| size | batch | camflow images/s | bare forward | IRN fp32 | camflow / bare "
+        "(target ≥ 70 %) | camflow / IRN fp32 (target ≥ 2×) | max abs diff to IRN fp32 |",
+        "|---|---|---|---|---|---|---|---|"]
+    for name, e in sizes.items():
+        cells = [name, str(e["batch_size"])]
+        cells += [f"{e[i]['img_per_s']:.1f} ({e[i]['spread_img_per_s']:.1f})"
+                  for i in ("camflow", "bare", "irn")]
+        cells += [f"**{e['camflow_fraction_of_bare']:.0%}**",
+                  f"**{e['camflow_over_irn_fp32']:.1f}×**",
+                  ", ".join(f"{v:.1e}" for v in
+                            e["max_abs_difference_bf16_vs_irn_fp32"].values())]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -185,6 +206,13 @@ def side_by_side(results: Path) -> list[str]:
         for size, e in inference["cpu"].items():
             rows.append([f"CAM inference, {size} (img/s)", f"{e['camflow']['img_per_s']:.3f}",
                          f"{e['irn']['img_per_s']:.3f} (IRN)", f"**{e['camflow_over_irn']:.2f}×**"])
+    gpu = load("cam_inference_cuda")
+    if gpu:
+        for size, e in _cuda_sizes(gpu["cuda"]).items():
+            rows.append([f"CAM inference on a GPU, {size} (img/s)",
+                         f"{e['camflow']['img_per_s']:.1f}",
+                         f"{e['irn']['img_per_s']:.1f} (IRN, one image, float32)",
+                         f"**{e['camflow_over_irn_fp32']:.1f}×**"])
     walk = load("random_walk")
     if walk:
         for row in walk["sizes"]:
@@ -211,11 +239,14 @@ def side_by_side(results: Path) -> list[str]:
             *("| " + " | ".join(r) + " |" for r in rows)]
 
 
-SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
-    "cam_inference": ("CAM inference", cam_inference),
-    "cam_cache": ("The CAM cache", cam_cache),
-    "random_walk": ("Random walk", random_walk),
-    "fullcam": ("Fully-CAM", fullcam),
+#: results file name → (title, renderer, the script in benchmarks/ that writes it)
+SECTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]], str]] = {
+    "cam_inference": ("CAM inference", cam_inference, "cam_inference"),
+    "cam_inference_cuda": ("CAM inference on a GPU", cam_inference_cuda,
+                           "cam_inference --sections cuda"),
+    "cam_cache": ("The CAM cache", cam_cache, "cam_cache"),
+    "random_walk": ("Random walk", random_walk, "random_walk"),
+    "fullcam": ("Fully-CAM", fullcam, "fullcam"),
 }
 
 
@@ -228,9 +259,11 @@ def render(results: Path) -> str:
              " baseline after imports (`benchmarks/harness.py`).", "",
              "## Side by side", "", *side_by_side(results), "",
              "Each row's details, machine and load are in its section below.", ""]
-    for name, (title, section) in SECTIONS.items():
+    for name, (title, section, script) in SECTIONS.items():
         path = results / f"{name}.json"
-        lines += [f"## {title} (`benchmarks/{name}.py`)", ""]
+        program, _, options = script.partition(" ")
+        lines += [f"## {title} (`benchmarks/{program}.py{' ' + options if options else ''}`)",
+                  ""]
         if not path.exists():
             lines += [f"Not measured: `{path}` is missing.", ""]
             continue

@@ -6,6 +6,7 @@ import json
 import mmap
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,7 +140,23 @@ def test_report_renders_every_number_from_the_json(tmp_path: Path) -> None:
                             "memory": {"above_baseline_mib": 30.0}},
                  "dense_padded_matrix_mib": 437.2}]}
     (tmp_path / "random_walk.json").write_text(json.dumps(walk))
+
+    def rate(median: float, spread: float) -> dict[str, Any]:
+        return {"img_per_s": median, "spread_img_per_s": spread, "runs_s": [1.0, 1.1, 1.2]}
+
+    gpu = {"machine": machine, "scales": [1.0, 0.5], "cuda": {
+        "device": "G", "workers": 8,
+        "320x320": {"images": 256, "irn_images": 32, "batch_size": 32,
+                    "camflow": rate(180.24, 8.5), "bare": rate(319.4, 0.4),
+                    "irn": rate(18.0, 0.7), "camflow_fraction_of_bare": 0.564,
+                    "camflow_over_irn_fp32": 10.01,
+                    "max_abs_difference_bf16_vs_irn_fp32": {"full": 0.032, "stride4": 0.033}}}}
+    (tmp_path / "cam_inference_cuda.json").write_text(json.dumps(gpu))
     text = report.render(tmp_path)
+    assert ("| 320x320 | 32 | 180.2 (8.5) | 319.4 (0.4) | 18.0 (0.7) | **56%** | **10.0×** | "
+            "3.2e-02, 3.3e-02 |") in text
+    assert "| CAM inference on a GPU, 320x320 (img/s) | 180.2 | 18.0 (IRN, one image, " in text
+    assert "## CAM inference on a GPU (`benchmarks/cam_inference.py --sections cuda`)" in text
     assert "| 128² | 1,024 | 0.042 (0.005) | 18 | 0.96 (0.01) | 46 | 22.8× | 2.4e-04 |" in text
     assert "| 384² | 9,216 | 0.350 (0.020) | 30 | not run | ≥ 437" in text
     assert "Not measured: `" in text and "fullcam.json` is missing" in text

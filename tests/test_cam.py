@@ -108,3 +108,31 @@ def test_make_cams_keeps_only_present_classes_normalised(tmp_path) -> None:
             assert small.shape == (len(keys), *strided_size((h, w), 4))
             assert np.allclose(full.max(axis=(1, 2)), 1.0, atol=2e-3)
             assert full.min() >= 0
+
+
+def test_make_cams_writes_each_image_its_own_fused_maps(tmp_path) -> None:
+    """The cache holds, under each id, the TTA fusion of that image (``fuse_tta``): the
+    scales travel packed in one buffer per image (``MultiScaleImages``/``unpacked``) and a
+    batch (one image here) is written after the next one is computed (``_HostMaps``)."""
+    dataset = SyntheticDataset(make_synthetic_fixture(tmp_path))
+    out = tmp_path / "cams.h5"
+
+    def source(images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        return position_weighted(images).repeat(1, 20, 1, 1)[:, classes] * (classes + 1)[
+            None, :, None, None]
+
+    scales = [1.0, 0.5, 1.5]
+    make_cams(source, dataset, "train", out, scales=scales, flip=True, batch_size=1, grid=16,
+              device=torch.device("cpu"), progress=False, dtype="float32")
+    labels = dataset.image_labels("train")
+    with CamCache(out) as cache:
+        for image_id in dataset.ids("train"):
+            image = dataset.load_image(image_id)
+            h, w = image.shape[:2]
+            classes = torch.as_tensor([c - 1 for c in labels[image_id]])
+            full, small = fuse_tta(lambda x, c=classes: source(x, c), [image], scales, True,
+                                   [((h, w), 16), (strided_size((h, w), 4), 1)])
+            np.testing.assert_allclose(cache.read(image_id)[1], max_normalize(full)[0],
+                                       atol=1e-6, err_msg=image_id)
+            np.testing.assert_allclose(cache.read(image_id, "stride4")[1],
+                                       max_normalize(small)[0], atol=1e-6, err_msg=image_id)
