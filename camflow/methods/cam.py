@@ -160,8 +160,9 @@ class MultiScaleImages(Dataset):
     """The inference images with every scale already rescaled, as IRN's
     ``VOC12ClassificationDatasetMSF``: the DataLoader's workers resize the next images while
     the network runs.  Items: (id, (H, W), labels, every scale's uint8 pixels in one flat
-    tensor, each scale's (h, w, 3)) — one tensor per image, so that the worker hands over,
-    the loader pins and the device receives one buffer instead of one per scale
+    tensor, each scale's (h, w, 3)) — one tensor per image, which ``make_cams``'s loader
+    joins with the next images' (:func:`_packed`), so that a worker hands over, the loader
+    pins and the device receives one buffer for several images and every scale
     (:func:`unpacked`)."""
 
     def __init__(self, data: InferenceDataset, scales: Sequence[float]) -> None:
@@ -207,9 +208,26 @@ class _HostMaps:
         return [m.numpy() for m in self.maps]
 
 
-def _as_is(item: tuple) -> tuple:
-    """Keep a loaded item as it is (the default collate would add a batch dimension)."""
-    return item
+#: images per DataLoader item in ``make_cams``: a worker hands over (and the loader pins) one
+#: buffer for this many images, so the main process's per-transfer work is paid once for them
+LOADER_IMAGES = 4
+
+
+def _packed(items: list[tuple]) -> tuple:
+    """:class:`MultiScaleImages` items as one: their ids, sizes, labels and scale shapes in
+    lists, their pixels in one flat buffer (:func:`_unpacked_items`)."""
+    ids, sizes, labels, pixels, shapes = zip(*items, strict=True)
+    return ids, sizes, labels, torch.cat(pixels), shapes
+
+
+def _unpacked_items(loaded: Iterator[tuple], device: torch.device) -> Iterator[tuple]:
+    """The images of :func:`_packed` loader items, one by one: (id, (H, W), labels, each
+    scale's uint8 h×w×3 view of the buffer, sent once to ``device``)."""
+    for ids, sizes, labels, pixels, shapes in loaded:
+        pixels = pixels.to(device, non_blocking=True)
+        parts = pixels.split([sum(math.prod(s) for s in image) for image in shapes])
+        for item in zip(ids, sizes, labels, parts, shapes, strict=True):
+            yield (*item[:3], unpacked(item[3], item[4]))
 
 
 def _same_size_batches(loader: Iterator, batch_size: Callable[[tuple[int, int]], int]
@@ -244,25 +262,30 @@ def make_cams(source: ClassCamFn, dataset: SegmentationDataset, split: str,
     meanwhile (:func:`~camflow.models.inference.retained_heap`).
 
     On CUDA a batch's maps are written while the device computes the next batch
-    (:class:`_HostMaps`), and each image's scales travel as one pinned buffer
-    (:class:`MultiScaleImages`).  On an H100 (``benchmarks/cam_inference.py --sections
-    cuda``, 320², 8 workers) these took ``make_cams`` from 82 to 131 images/s, the
-    writer's GIL-free coding (:mod:`camflow.cache`) to 180, against 319 for the bare
-    forward: the DataLoader's rescaling (PIL bicubic, as IRN) delivers ~300 images/s, and
-    the writer's HDF5 calls still hold the GIL the loop needs.
+    (:class:`_HostMaps`), and the loader hands over one pinned buffer for every scale of
+    :data:`LOADER_IMAGES` images (:func:`_packed`).  On an H100
+    (``benchmarks/cam_inference.py --sections cuda``, 320², 8 workers, bare forward ~319
+    images/s): four images per buffer against one, alternated in one call, 156 against 135
+    images/s (500×375: 106 against 90); across machine starts, whose host side ran at
+    different speeds (IRN's one-image path 9.7–18.0 images/s), one buffer per image
+    instead of one per scale with the overlap took 82 to 131 images/s and the cache
+    writer's GIL-free coding (:mod:`camflow.cache`) 131 to 180.  What is left: the
+    DataLoader's rescaling (PIL bicubic, as IRN) and pinning deliver 240–310 images/s, and
+    the writer's HDF5 calls hold the GIL this loop needs (without the writer 190–230).
     """
     data = MultiScaleImages(InferenceDataset(dataset, split), scales)
-    loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=workers,
-                        collate_fn=_as_is, pin_memory=device.type == "cuda")
+    loader = DataLoader(data, batch_size=LOADER_IMAGES, shuffle=False, num_workers=workers,
+                        collate_fn=_packed, pin_memory=device.type == "cuda")
     use_amp = amp and device.type == "cuda"
     meta = {"split": split, "scales": list(scales), "flip": flip, "grid": grid,
             **(provenance or {})}
     with CamCacheWriter(out_path, dataset.class_names, meta, dtype) as writer, \
             torch.no_grad(), retained_heap():
         bar = progress_bar(progress, total=len(data), desc=f"CAMs {split}")
-        batches = _same_size_batches(iter(loader),
+        batches = _same_size_batches(_unpacked_items(iter(loader), device),
                                      functools.partial(batch_size_for, batch_size,
                                                        device=device))
+
         def write(batch: list[tuple], union: list[int], maps: _HostMaps) -> None:
             full, stride4 = maps.arrays()
             for i, (image_id, _, labels, *_) in enumerate(batch):
@@ -277,12 +300,10 @@ def make_cams(source: ClassCamFn, dataset: SegmentationDataset, split: str,
             union = sorted({c for item in batch for c in item[2]})
             classes = torch.as_tensor([c - 1 for c in union], dtype=torch.long).to(
                 device, non_blocking=True)
-            pixels = [unpacked(item[3].to(device, non_blocking=True), item[4])
-                      for item in batch]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 full, stride4 = fuse_scaled(
                     functools.partial(source, classes=classes),
-                    [[p[k] for p in pixels] for k in range(len(scales))], flip,
+                    [[item[3][k] for item in batch] for k in range(len(scales))], flip,
                     [((h, w), grid), (strided_size((h, w), 4), 1)], device)
             # each map is normalised by its own maximum, so the union's maps can be
             # normalised at once and copied back once per batch
