@@ -19,7 +19,7 @@ help:
 	@echo "make tables        every paper table: its target rule, paper and result path"
 	@echo "make run TARGETS='gslm_table1' [CONFIG=config/voc12.yaml]   build tables"
 	@echo "make report [TARGETS=...] [CONFIG=...]   HTML report of what TARGETS built ($(REPORT))"
-	@echo "make bench         the benchmarks in benchmarks/ (about 30 min on 2 cores), then docs/benchmarks.md"
+	@echo "make bench         the benchmarks in benchmarks/ (about 30 min on 2 cores; with CUDA also its GPU section), then docs/benchmarks.md"
 	@echo "make results-doc   docs/results/{synthetic,synthetic_parts,demo}.md (builds what is missing: hours on 2 cores)"
 
 # Creates the virtual environment with pip when it is missing and installs camflow with
