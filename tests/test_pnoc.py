@@ -212,3 +212,20 @@ def test_randaugment_is_a_pure_function_of_the_sample_seed() -> None:
     assert a.shape == image.shape and a.dtype == np.uint8
     outs = {rand_augment(image, spec, np.random.default_rng(s)).tobytes() for s in range(6)}
     assert len(outs) > 3
+
+
+def test_randaugment_takes_a_read_only_image_without_a_warning() -> None:
+    """Images decoded by PIL are read-only: RandAugment copies such an image instead of
+    handing torch a non-writable array (a UserWarning from every DataLoader worker).  In a
+    fresh process: torch gives that warning once per process."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\n"
+            "from camflow.data.transforms import rand_augment\n"
+            "image = np.zeros((8, 8, 3), np.uint8)\n"
+            "image.flags.writeable = False\n"
+            "rand_augment(image, {'num_ops': 2, 'magnitude': 9}, np.random.default_rng(0))\n")
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-500:]

@@ -96,7 +96,7 @@ def rand_augment(image: np.ndarray, spec: dict[str, int], rng: np.random.Generat
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(rng.integers(2**63 - 1)))
         out = RandAugment(int(spec["num_ops"]), int(spec["magnitude"]))(
-            torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
+            torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1))
     return out.permute(1, 2, 0).numpy()
 
 
