@@ -136,9 +136,10 @@ writes the frame as the chunk (``write_direct_chunk``; a map Blosc cannot shrink
 raw with the filter skipped, as HDF5 stores it), rather than letting HDF5 run the filter
 inside h5py, which holds the GIL: the same bytes for HDF5 and any reader, but on a GPU the
 main thread and the DataLoader's pinning thread no longer wait for the coding.  On an H100
-(``benchmarks/cam_inference.py --sections cuda``, 256 images of 320² per run, three classes
-each) the writer alone went from 282 to 366 images/s and ``make_cams`` from 134 to 175
-(two machine starts; the same code without writing: 211 and 228).
+(256 images of 320² per run, three classes each; two machine starts, whose host side ran at
+different speeds) the writer alone went from 282 to 366 images/s and ``make_cams`` from 131
+to 180 (``benchmarks/cam_inference.py --sections cuda``; :func:`camflow.methods.cam.
+make_cams`: what is left).
 
 The *label cache* (``kind`` "labels", :class:`LabelCacheWriter` / :class:`LabelCache`) has
 the same root attributes, index and atomic writing, and per image::
