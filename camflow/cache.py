@@ -138,8 +138,8 @@ inside h5py, which holds the GIL: the same bytes for HDF5 and any reader, but on
 main thread and the DataLoader's pinning thread no longer wait for the coding.  On an H100
 (256 images of 320² per run, three classes each; two machine starts, whose host side ran at
 different speeds) the writer alone went from 282 to 366 images/s and ``make_cams`` from 131
-to 180 (``benchmarks/cam_inference.py --sections cuda``; :func:`camflow.methods.cam.
-make_cams`: what is left).
+to 180 (``benchmarks/cam_inference.py --sections cuda``; what is left: the docstring of
+:func:`camflow.methods.cam.make_cams`).
 
 The *label cache* (``kind`` "labels", :class:`LabelCacheWriter` / :class:`LabelCache`) has
 the same root attributes, index and atomic writing, and per image::
