@@ -396,8 +396,8 @@ def cuda_section(n_images: int, repeats: int, workers: int) -> dict[str, Any]:
                 "irn": partial(run_irn, trained.classifier, few, device),
                 "bare": partial(run_bare_batches, source, inputs, classes, device, amp=True),
             }, repeats=repeats)
-        entry = {name: rates(t, len(few) if name == "irn" else n_images)
-                 for name, t in timings.items()}
+        entry = {impl: rates(t, len(few) if impl == "irn" else n_images)
+                 for impl, t in timings.items()}
         camflow_rate, irn_rate, bare_rate = (entry[k]["img_per_s"]
                                              for k in ("camflow", "irn", "bare"))
         entry.update({"images": n_images, "irn_images": len(few), "batch_size": batch,
