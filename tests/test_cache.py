@@ -115,12 +115,16 @@ def test_bad_shapes_name_the_id(
             writer.add("img7", keys, np.zeros(s4, np.float32), np.zeros(full, np.float32))
 
 
-def test_non_finite_rejected(tmp_path: Path) -> None:
-    full = np.zeros((1, 3, 3), np.float32)
-    full[0, 1, 1] = np.nan
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_rejected(tmp_path: Path, dtype: type, bad: float) -> None:
+    """float16 maps (make_cams hands them over in the cache's precision) are checked on
+    their bits (_all_finite), float32 ones on their range: both refuse NaN and ±inf."""
+    full = np.zeros((1, 3, 3), dtype)
+    full[0, 1, 1] = bad
     with CamCacheWriter(tmp_path / "c.h5", CLASSES, {}) as writer:
         with pytest.raises(CamflowInputError, match="'img9'.*NaN"):
-            writer.add("img9", [2], np.zeros((1, 2, 2), np.float32), full)
+            writer.add("img9", [2], np.zeros((1, 2, 2), dtype), full)
 
 
 def test_non_finite_maps_are_refused_on_read(tmp_path: Path) -> None:
@@ -211,3 +215,42 @@ def test_pickles_as_path(tmp_path: Path) -> None:
     assert len(cache) == 2
     clone = pickle.loads(pickle.dumps(cache))
     assert clone.path == path and clone.ids == cache.ids
+
+
+def _creation(dataset: h5py.Dataset) -> tuple:
+    plist = dataset.id.get_create_plist()
+    filters = [plist.get_filter(i) for i in range(plist.get_nfilters())]
+    chunk = plist.get_chunk() if plist.get_layout() == h5py.h5d.CHUNKED else None
+    return (plist.get_layout(), chunk, filters, plist.get_fill_time(), plist.get_alloc_time(),
+            plist.fill_value_defined(), plist.get_obj_track_times())
+
+
+def test_datasets_after_the_first_of_their_kind_have_h5pys_creation_properties(
+        tmp_path: Path) -> None:
+    """The writer creates a map or keys dataset like one already made by h5py's
+    create_dataset through HDF5's own call with that one's properties (``_dataset``): each
+    has exactly the properties create_dataset would have given it, sizes and key counts
+    varying, and reads back its values."""
+    rng = np.random.default_rng(2)
+    images = {f"i{j}": (np.arange(1, 1 + n), _cams(rng, n, h // 4, w // 4), _cams(rng, n, h, w))
+              for j, (n, h, w) in enumerate([(2, 16, 20), (1, 16, 20), (3, 16, 20), (0, 16, 20),
+                                             (2, 24, 8), (1, 24, 8)])}
+    path = tmp_path / "cams.h5"
+    with CamCacheWriter(path, CLASSES, {}) as writer:
+        for image_id, (keys, s4, full) in images.items():
+            writer.add(image_id, keys, s4, full)
+    arrays = {(image_id, name): arr for image_id, (keys, s4, full) in images.items()
+              for name, arr in (("keys", keys.astype(np.int16)), ("stride4", s4),
+                                ("full", full))}
+    with h5py.File(tmp_path / "ref.h5", "w") as ref:
+        for (image_id, name), arr in arrays.items():
+            options = ({"chunks": (1, *arr.shape[1:]), **MAP_FILTER}
+                       if name != "keys" and arr.shape[0] else {})
+            ref.create_dataset(f"{image_id}/{name}", arr.shape,
+                               np.int16 if name == "keys" else np.float16, **options)
+    # compared as stored: a live dataset's list differs from the one read back (track times)
+    with h5py.File(path, "r") as f, h5py.File(tmp_path / "ref.h5", "r") as ref:
+        for (image_id, name), arr in arrays.items():
+            dataset = f["images"][image_id][name]
+            assert _creation(dataset) == _creation(ref[image_id][name]), (image_id, name)
+            np.testing.assert_allclose(dataset[()], arr, atol=1e-3)

@@ -110,10 +110,13 @@ def test_make_cams_keeps_only_present_classes_normalised(tmp_path) -> None:
             assert full.min() >= 0
 
 
-def test_make_cams_writes_each_image_its_own_fused_maps(tmp_path) -> None:
-    """The cache holds, under each id, the TTA fusion of that image (``fuse_tta``): the
-    scales travel packed in one buffer per image (``MultiScaleImages``/``unpacked``) and a
-    batch (one image here) is written after the next one is computed (``_HostMaps``)."""
+@pytest.mark.parametrize("device_rescale", [False, True])
+def test_make_cams_writes_each_image_its_own_fused_maps(tmp_path, device_rescale) -> None:
+    """The cache holds, under each id, the TTA fusion of that image (``fuse_tta``, PIL's
+    rescaling): the scales travel packed in one buffer per image (``MultiScaleImages``/
+    ``unpacked``), or the image alone and rescaled on the device (``device_rescale``: the
+    same maps bit for bit), and a batch (one image here) is written after the next one is
+    computed (``_HostMaps``)."""
     dataset = SyntheticDataset(make_synthetic_fixture(tmp_path))
     out = tmp_path / "cams.h5"
 
@@ -123,7 +126,8 @@ def test_make_cams_writes_each_image_its_own_fused_maps(tmp_path) -> None:
 
     scales = [1.0, 0.5, 1.5]
     make_cams(source, dataset, "train", out, scales=scales, flip=True, batch_size=1, grid=16,
-              device=torch.device("cpu"), progress=False, dtype="float32")
+              device=torch.device("cpu"), progress=False, dtype="float32",
+              device_rescale=device_rescale)
     labels = dataset.image_labels("train")
     with CamCache(out) as cache:
         for image_id in dataset.ids("train"):
@@ -132,7 +136,7 @@ def test_make_cams_writes_each_image_its_own_fused_maps(tmp_path) -> None:
             classes = torch.as_tensor([c - 1 for c in labels[image_id]])
             full, small = fuse_tta(lambda x, c=classes: source(x, c), [image], scales, True,
                                    [((h, w), 16), (strided_size((h, w), 4), 1)])
-            np.testing.assert_allclose(cache.read(image_id)[1], max_normalize(full)[0],
-                                       atol=1e-6, err_msg=image_id)
-            np.testing.assert_allclose(cache.read(image_id, "stride4")[1],
-                                       max_normalize(small)[0], atol=1e-6, err_msg=image_id)
+            np.testing.assert_array_equal(cache.read(image_id)[1], max_normalize(full)[0],
+                                          err_msg=image_id)
+            np.testing.assert_array_equal(cache.read(image_id, "stride4")[1],
+                                          max_normalize(small)[0], err_msg=image_id)

@@ -27,15 +27,19 @@ def normalize(image: np.ndarray) -> np.ndarray:
 RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
 
 
+def rescaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(H, W) times ``scale``, rounded, at least 1 (IRN's ``pil_rescale``)."""
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 def pil_rescale(image: np.ndarray, scale: float, resample: str) -> np.ndarray:
     """A uint8 H×W×3 image rescaled with PIL to (round(H·scale), round(W·scale)), as IRN's
     ``misc/imutils.py`` ``pil_rescale`` (``resample`` a key of :data:`RESAMPLE`; IRN: bicubic).
     An unchanged size returns the image itself."""
-    h, w = image.shape[:2]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if size == (w, h):
+    h, w = rescaled_size(image.shape[:2], scale)
+    if (h, w) == image.shape[:2]:
         return image
-    return np.asarray(Image.fromarray(image).resize(size, RESAMPLE[resample]))
+    return np.asarray(Image.fromarray(image).resize((w, h), RESAMPLE[resample]))
 
 
 def random_rescale(image: np.ndarray, augment: dict[str, Any],

@@ -26,12 +26,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from camflow.cache import CamCacheWriter
 from camflow.data.base import SegmentationDataset
+from camflow.data.pil_resample import matches_pillow, resize_bicubic
 from camflow.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ClassificationDataset,
     InferenceDataset,
     pil_rescale,
+    rescaled_size,
 )
 from camflow.methods.base import TrainingMethod, register_method
 from camflow.models.classifier import build_classifier, multilabel_loss
@@ -116,16 +118,16 @@ def fuse_tta(cam_fn: CamFn, images: Sequence[np.ndarray], scales: Sequence[float
     by :func:`fuse_scaled`.  Returns one B×K×h×w tensor per output.
     """
     per_image = [rescaled(image, scales) for image in images]
-    return fuse_scaled(cam_fn, [list(batch) for batch in zip(*per_image, strict=True)],
+    return fuse_scaled(cam_fn, [torch.stack(batch) for batch in zip(*per_image, strict=True)],
                        flip, outputs, device)
 
 
-def fuse_scaled(cam_fn: CamFn, scaled: Sequence[Sequence[torch.Tensor]], flip: bool,
+def fuse_scaled(cam_fn: CamFn, scaled: Sequence[torch.Tensor], flip: bool,
                 outputs: Sequence[tuple[tuple[int, int], int]],
                 device: torch.device | None = None) -> list[torch.Tensor]:
     """Sum of CAMs over scales (and flips) of images already rescaled.
 
-    ``scaled[k]`` holds the B images at scale k (uint8 h×w×3 tensors, :func:`rescaled`),
+    ``scaled[k]`` holds the B images at scale k (uint8 B×h×w×3, :func:`rescaled`),
     normalised by :func:`network_input`; ``cam_fn`` maps the batch to B×K×h×w non-negative
     maps; a flipped image's map is flipped back and added.  Each output ``(size, grid)`` is
     every scale's map resized bilinearly to ``size`` rounded up to a multiple of ``grid`` and
@@ -136,8 +138,7 @@ def fuse_scaled(cam_fn: CamFn, scaled: Sequence[Sequence[torch.Tensor]], flip: b
     """
     fused: list[torch.Tensor] = [torch.zeros(0) for _ in outputs]
     for images in scaled:
-        x = network_input(torch.stack([image.to(device, non_blocking=True)
-                                       for image in images]), device)
+        x = network_input(images, device)
         if flip:
             cams = cam_fn(torch.cat([x, x.flip(-1)]))
             cams = cams[: len(x)] + cams[len(x):].flip(-1)
@@ -163,7 +164,8 @@ class MultiScaleImages(Dataset):
     tensor, each scale's (h, w, 3)) — one tensor per image, which ``make_cams``'s loader
     joins with the next images' (:func:`_packed`), so that a worker hands over, the loader
     pins and the device receives one buffer for several images and every scale
-    (:func:`unpacked`)."""
+    (:func:`unpacked`).  With ``scales`` [1.0] the items carry the image itself
+    (``make_cams`` rescaling on the device)."""
 
     def __init__(self, data: InferenceDataset, scales: Sequence[float]) -> None:
         self.data = data
@@ -248,7 +250,8 @@ def make_cams(source: ClassCamFn, dataset: SegmentationDataset, split: str,
               out_path: str | Path, scales: Sequence[float], flip: bool,
               batch_size: BatchSize, grid: int, device: torch.device, workers: int = 0,
               amp: bool = True, progress: bool = True,
-              provenance: dict[str, Any] | None = None, dtype: str = "float16") -> Path:
+              provenance: dict[str, Any] | None = None, dtype: str = "float16",
+              device_rescale: bool | None = None) -> Path:
     """Compute TTA CAMs of ``source`` for every image of ``split``; write the cache ``out_path``.
 
     A batch's maps are computed for the union of its images' classes, then each image keeps
@@ -259,7 +262,11 @@ def make_cams(source: ClassCamFn, dataset: SegmentationDataset, split: str,
     rounding (:func:`fuse_scaled`; IRN 16); ``dtype``: the cache's precision
     (:class:`~camflow.cache.CamCacheWriter`).  On CUDA with ``amp`` the network runs under
     bfloat16 autocast; the fusion is float32.  Freed activations stay in the heap
-    meanwhile (:func:`~camflow.models.inference.retained_heap`).
+    meanwhile (:func:`~camflow.models.inference.retained_heap`).  ``device_rescale``: the
+    loader carries each image once and the scales are resized on ``device``, bit for bit
+    as PIL resizes them in the loader otherwise (:mod:`camflow.data.pil_resample`); None
+    does so on CUDA where the installed Pillow is matched
+    (:func:`~camflow.data.pil_resample.matches_pillow`).
 
     On CUDA a batch's maps are written while the device computes the next batch
     (:class:`_HostMaps`), and the loader hands over one pinned buffer for every scale of
@@ -273,7 +280,13 @@ def make_cams(source: ClassCamFn, dataset: SegmentationDataset, split: str,
     DataLoader's rescaling (PIL bicubic, as IRN) and pinning deliver 240–310 images/s, and
     the writer's HDF5 calls hold the GIL this loop needs (without the writer 190–230).
     """
-    data = MultiScaleImages(InferenceDataset(dataset, split), scales)
+    if device_rescale is None:
+        device_rescale = device.type == "cuda" and matches_pillow()
+        if device.type == "cuda" and not device_rescale:
+            log.warning("CAMs: the installed Pillow resizes unlike camflow.data.pil_resample; "
+                        "the DataLoader rescales the images with PIL instead (slower)")
+    data = MultiScaleImages(InferenceDataset(dataset, split),
+                            [1.0] if device_rescale else scales)
     loader = DataLoader(data, batch_size=LOADER_IMAGES, shuffle=False, num_workers=workers,
                         collate_fn=_packed, pin_memory=device.type == "cuda")
     use_amp = amp and device.type == "cuda"
@@ -300,14 +313,21 @@ def make_cams(source: ClassCamFn, dataset: SegmentationDataset, split: str,
             union = sorted({c for item in batch for c in item[2]})
             classes = torch.as_tensor([c - 1 for c in union], dtype=torch.long).to(
                 device, non_blocking=True)
+            if device_rescale:
+                images = torch.stack([item[3][0] for item in batch])
+                scaled = [resize_bicubic(images, rescaled_size((h, w), s)) for s in scales]
+            else:
+                scaled = [torch.stack([item[3][k] for item in batch])
+                          for k in range(len(scales))]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 full, stride4 = fuse_scaled(
-                    functools.partial(source, classes=classes),
-                    [[item[3][k] for item in batch] for k in range(len(scales))], flip,
+                    functools.partial(source, classes=classes), scaled, flip,
                     [((h, w), grid), (strided_size((h, w), 4), 1)], device)
             # each map is normalised by its own maximum, so the union's maps can be
             # normalised at once and copied back once per batch
-            maps = _HostMaps([max_normalize(full), max_normalize(stride4)])
+            # in the cache's precision already: half the bytes to copy back, and the
+            # writer's float16 checks are one pass over the bits (CamCacheWriter.add)
+            maps = _HostMaps([max_normalize(m).to(getattr(torch, dtype)) for m in (full, stride4)])
             if previous is not None:  # written while the device computes this batch
                 write(*previous)
             previous = (batch, union, maps)
