@@ -184,7 +184,7 @@ def cam_inference_cuda(res: dict[str, Any]) -> list[str]:
         cells = [name, str(e["batch_size"])]
         cells += [f"{e[i]['img_per_s']:.1f} ({e[i]['spread_img_per_s']:.1f})"
                   for i in ("camflow", "bare", "irn")]
-        cells += [f"**{e['camflow_fraction_of_bare']:.0%}**",
+        cells += [f"**{e['camflow_fraction_of_bare']:.1%}**",
                   f"**{e['camflow_over_irn_fp32']:.1f}×**",
                   ", ".join(f"{v:.1e}" for v in
                             e["max_abs_difference_bf16_vs_irn_fp32"].values())]

@@ -153,7 +153,7 @@ def test_report_renders_every_number_from_the_json(tmp_path: Path) -> None:
                     "max_abs_difference_bf16_vs_irn_fp32": {"full": 0.032, "stride4": 0.033}}}}
     (tmp_path / "cam_inference_cuda.json").write_text(json.dumps(gpu))
     text = report.render(tmp_path)
-    assert ("| 320x320 | 32 | 180.2 (8.5) | 319.4 (0.4) | 18.0 (0.7) | **56%** | **10.0×** | "
+    assert ("| 320x320 | 32 | 180.2 (8.5) | 319.4 (0.4) | 18.0 (0.7) | **56.4%** | **10.0×** | "
             "3.2e-02, 3.3e-02 |") in text
     assert "| CAM inference on a GPU, 320x320 (img/s) | 180.2 | 18.0 (IRN, one image, " in text
     assert "## CAM inference on a GPU (`benchmarks/cam_inference.py --sections cuda`)" in text

@@ -30,8 +30,8 @@ arithmetic (Pillow's ``Resample.c``, stable since Pillow 4):
    resize against it, so that a Pillow that resizes otherwise is noticed rather than
    silently differed from.
 
-The sums stay below 2³¹, so a float64 matrix product computes them exactly on any device,
-and the result equals ``PIL.Image.resize(..., BICUBIC)`` exactly
+The sums stay below 2³¹, so int32 arithmetic computes them exactly on any device, and the
+result equals ``PIL.Image.resize(..., BICUBIC)`` exactly
 (``tests/test_pil_resample.py``; on an H100 with Pillow 12.3, 96 of 96 VOC-sized images).
 """
 
@@ -86,23 +86,17 @@ def bicubic_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return index, fixed
 
 
-@functools.lru_cache(maxsize=64)
-def _weight_matrix(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
-    """:func:`bicubic_taps` as a dense float64 (n_in, n_out) matrix on ``device``."""
-    index, weight = bicubic_taps(n_in, n_out)
-    matrix = np.zeros((n_in, n_out))
-    np.add.at(matrix, (index, np.broadcast_to(np.arange(n_out)[:, None], index.shape)), weight)
-    return torch.from_numpy(matrix).to(device)
-
-
 def _resample_axis(images: torch.Tensor, axis: int, n_out: int) -> torch.Tensor:
-    """One pass of step 3 along ``axis`` of a uint8 tensor, as a float64 matrix product:
-    every product and partial sum is an integer below 2³¹, exact in float64 whatever the
-    order of summation (a GPU's matrix units included), and dividing by 2²² is exact."""
-    matrix = _weight_matrix(images.shape[axis], n_out, images.device)
-    sums = images.movedim(axis, -1).to(torch.float64) @ matrix
-    out = torch.floor_((sums + (1 << (PRECISION_BITS - 1))) / (1 << PRECISION_BITS))
-    return out.clamp_(0, 255).to(torch.uint8).movedim(-1, axis)
+    """One pass of step 3 along ``axis`` of a uint8 tensor, in int32 (exact: every product
+    and partial sum is below 2³¹).  As a gather of the taps rather than a float64 product
+    with a dense weight matrix, which is exact too but cost an H100 a sixth of
+    ``make_cams``'s rate at 500×375 (130 against 155 images/s with the network)."""
+    index, weight = (torch.from_numpy(a).to(images.device)
+                     for a in bicubic_taps(images.shape[axis], n_out))
+    pixels = images.movedim(axis, -1).to(torch.int32)
+    sums = (pixels[..., index] * weight).sum(-1, dtype=torch.int32)  # (..., n_out)
+    out = ((sums + (1 << (PRECISION_BITS - 1))) >> PRECISION_BITS).clamp_(0, 255)
+    return out.to(torch.uint8).movedim(-1, axis)
 
 
 PassOrder = Literal["width first", "height first where it shrinks most"]

@@ -257,28 +257,28 @@ def make_cams(source: ClassCamFn, dataset: SegmentationDataset, split: str,
     A batch's maps are computed for the union of its images' classes, then each image keeps
     its own classes. Gradient-based sources enable gradients themselves (``no_grad`` here).
     ``batch_size``: images of one size per forward pass, or ``"auto"``
-    (:func:`batch_size_for`).  ``workers`` DataLoader processes load and rescale the next
-    images (pinned for an asynchronous copy on CUDA).  ``grid``: the full-resolution map's
-    rounding (:func:`fuse_scaled`; IRN 16); ``dtype``: the cache's precision
-    (:class:`~camflow.cache.CamCacheWriter`).  On CUDA with ``amp`` the network runs under
-    bfloat16 autocast; the fusion is float32.  Freed activations stay in the heap
-    meanwhile (:func:`~camflow.models.inference.retained_heap`).  ``device_rescale``: the
-    loader carries each image once and the scales are resized on ``device``, bit for bit
-    as PIL resizes them in the loader otherwise (:mod:`camflow.data.pil_resample`); None
-    does so on CUDA where the installed Pillow is matched
-    (:func:`~camflow.data.pil_resample.matches_pillow`).
+    (:func:`batch_size_for`).  ``workers`` DataLoader processes load (and, unless
+    ``device_rescale``, rescale) the next images (pinned for an asynchronous copy on
+    CUDA).  ``grid``: the full-resolution map's rounding (:func:`fuse_scaled`; IRN 16);
+    ``dtype``: the cache's precision (:class:`~camflow.cache.CamCacheWriter`).  On CUDA
+    with ``amp`` the network runs under bfloat16 autocast; the fusion is float32.  Freed
+    activations stay in the heap meanwhile (:func:`~camflow.models.inference.
+    retained_heap`).  ``device_rescale``: the loader carries each image once and the
+    scales are resized on ``device``, bit for bit as PIL resizes them in the loader
+    otherwise (:mod:`camflow.data.pil_resample`); None does so on CUDA where the installed
+    Pillow is matched (:func:`~camflow.data.pil_resample.matches_pillow`).
 
     On CUDA a batch's maps are written while the device computes the next batch
-    (:class:`_HostMaps`), and the loader hands over one pinned buffer for every scale of
-    :data:`LOADER_IMAGES` images (:func:`_packed`).  On an H100
-    (``benchmarks/cam_inference.py --sections cuda``, 320², 8 workers, bare forward ~319
-    images/s): four images per buffer against one, alternated in one call, 156 against 135
-    images/s (500×375: 106 against 90); across machine starts, whose host side ran at
-    different speeds (IRN's one-image path 9.7–18.0 images/s), one buffer per image
-    instead of one per scale with the overlap took 82 to 131 images/s and the cache
-    writer's GIL-free coding (:mod:`camflow.cache`) 131 to 180.  What is left: the
-    DataLoader's rescaling (PIL bicubic, as IRN) and pinning deliver 240–310 images/s, and
-    the writer's HDF5 calls hold the GIL this loop needs (without the writer 190–230).
+    (:class:`_HostMaps`), in the cache's precision, and the loader hands over one pinned
+    buffer for :data:`LOADER_IMAGES` images (:func:`_packed`), each image once: the scales
+    are resized on the device.  On an H100 (``benchmarks/cam_inference.py --sections
+    cuda``, 8 workers, 256 images, bare forward 318 images/s at 320² and 175 at 500×375),
+    resizing on the device against PIL in the loader, alternated in one call: 206 against
+    176 images/s at 320², 133 against 124 at 500×375; the loader then delivers 1,000
+    images/s.  What is left (the same call): the resizing costs the device 8 % (the
+    network with it alone: 275 and 155 images/s); without the writer 235 and 139.  In
+    another call a deeper queue for the writer or two batches in flight changed nothing
+    (193–204 and 125–132 images/s, all within the runs' spread).
     """
     if device_rescale is None:
         device_rescale = device.type == "cuda" and matches_pillow()
