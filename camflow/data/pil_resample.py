@@ -86,13 +86,19 @@ def bicubic_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return index, fixed
 
 
+@functools.lru_cache(maxsize=256)
+def _device_taps(n_in: int, n_out: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """:func:`bicubic_taps` on ``device``, copied there once: a copy from pageable memory
+    waits for the device's queued work, which would stall ``make_cams``'s GPU loop."""
+    return tuple(torch.from_numpy(a).to(device) for a in bicubic_taps(n_in, n_out))
+
+
 def _resample_axis(images: torch.Tensor, axis: int, n_out: int) -> torch.Tensor:
     """One pass of step 3 along ``axis`` of a uint8 tensor, in int32 (exact: every product
     and partial sum is below 2³¹).  As a gather of the taps rather than a float64 product
     with a dense weight matrix, which is exact too but cost an H100 a sixth of
     ``make_cams``'s rate at 500×375 (130 against 155 images/s with the network)."""
-    index, weight = (torch.from_numpy(a).to(images.device)
-                     for a in bicubic_taps(images.shape[axis], n_out))
+    index, weight = _device_taps(images.shape[axis], n_out, images.device)
     pixels = images.movedim(axis, -1).to(torch.int32)
     sums = (pixels[..., index] * weight).sum(-1, dtype=torch.int32)  # (..., n_out)
     out = ((sums + (1 << (PRECISION_BITS - 1))) >> PRECISION_BITS).clamp_(0, 255)

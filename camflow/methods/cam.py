@@ -278,7 +278,9 @@ def make_cams(source: ClassCamFn, dataset: SegmentationDataset, split: str,
     images/s.  What is left (the same call): the resizing costs the device 8 % (the
     network with it alone: 275 and 155 images/s); without the writer 235 and 139.  In
     another call a deeper queue for the writer or two batches in flight changed nothing
-    (193–204 and 125–132 images/s, all within the runs' spread).
+    (193–204 and 125–132 images/s, all within the runs' spread).  With the resize's taps
+    copied to the device once (:mod:`camflow.data.pil_resample`): 199 and 128 images/s,
+    63 % and 73 % of the bare forward (``docs/benchmarks.md``).
     """
     if device_rescale is None:
         device_rescale = device.type == "cuda" and matches_pillow()
