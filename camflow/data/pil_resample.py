@@ -78,8 +78,7 @@ def bicubic_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     total = np.zeros(n_out)
     for t in range(k):  # in tap order, as PIL sums
         total = total + weights[:, t]
-    weights = np.where(total[:, None] != 0.0, weights / np.where(total == 0.0, 1.0, total)
-                       [:, None], weights)
+    weights = np.divide(weights, total[:, None], out=weights, where=total[:, None] != 0.0)
     fixed = weights * (1 << PRECISION_BITS)
     fixed = np.trunc(np.where(fixed < 0, fixed - 0.5, fixed + 0.5)).astype(np.int32)
     index = np.where(used, xmin[:, None] + taps[None, :], 0)
@@ -134,15 +133,19 @@ def _probe(in_size: tuple[int, int], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (*in_size, 3), dtype=np.uint8)
 
 
+def _by_pillow(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` resized to ``size`` (h, w) by the installed Pillow (bicubic)."""
+    return np.asarray(Image.fromarray(image).resize(size[::-1], Image.BICUBIC))
+
+
 @functools.cache
 def pillow_pass_order() -> PassOrder | None:
     """The pass order of the installed Pillow (module doc), probed on random images; None
     if its bicubic resize equals neither."""
     orders: tuple[PassOrder, ...] = ("width first", "height first where it shrinks most")
     for order in orders:
-        if all(np.array_equal(
-                np.asarray(Image.fromarray(_probe(a)).resize(b[::-1], Image.BICUBIC)),
-                _resize(torch.from_numpy(_probe(a)), b, order).numpy())
+        if all(np.array_equal(_by_pillow(_probe(a), b),
+                              _resize(torch.from_numpy(_probe(a)), b, order).numpy())
                for a, b in _ORDER_PROBES):
             return order
     return None
@@ -155,7 +158,7 @@ def matches_pillow() -> bool:
     sizes = [((75, 100), (38, 50)), ((75, 100), (112, 150)), ((100, 75), (200, 150)),
              ((37, 50), (18, 25)), *_ORDER_PROBES]
     return pillow_pass_order() is not None and all(
-        np.array_equal(np.asarray(Image.fromarray(_probe(a, 1)).resize(b[::-1], Image.BICUBIC)),
+        np.array_equal(_by_pillow(_probe(a, 1), b),
                        resize_bicubic(torch.from_numpy(_probe(a, 1)), b).numpy())
         for a, b in sizes)
 
