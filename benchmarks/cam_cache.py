@@ -17,6 +17,8 @@ or trained network and runs anywhere.  Measured:
   through h5py's high-level API, as camflow read it before); and reads while a consumer
   scores every image (the evaluation's threshold sweep,
   ``camflow.evaluate._sweep_confusions``);
+* ``read_cold``: the per-image and bulk reads and ``np.load`` with every store read from the
+  disk (below);
 * ``write``: ms per image of the caller for ``np.save`` and for the cache writer (filters
   on its background thread) against the same filter, and the previous gzip, on the caller's
   thread — with no other work, and behind a simulated GPU step per image (``time.sleep``,
@@ -26,7 +28,10 @@ or trained network and runs anywhere.  Measured:
 
 Every timing alternates the implementations after a warm-up (``harness.alternate``); medians
 and spreads (max − min) of the runs.  Page cache: warm — every store is read right after it
-is written, and once more untimed, before it is timed; no store is read from disk.
+is written, and once more untimed, before it is timed; no store is read from disk — except
+in ``read_cold``, where every run reads its store from the disk (``harness.Cold``: the files
+dropped from the page cache before each run), as a job does on a cluster node or after
+other jobs have filled the memory.
 
     .venv/bin/python benchmarks/cam_cache.py --images 300
 """
@@ -44,7 +49,7 @@ from typing import Any
 import h5py
 import hdf5plugin
 import numpy as np
-from harness import alternate, write_result
+from harness import Cold, alternate, evict_page_cache, resident_fraction, write_result
 
 from camflow.cache import MAP_FILTER, CamCache, CamCacheWriter, _cast, _value_range
 from camflow.evaluate import _sweep_confusions
@@ -304,6 +309,20 @@ def main(argv: list[str] | None = None) -> None:
             "before: gzip file, previous reader": lambda: read_before(before),
         }, repeats=args.repeats)
         result["read_ms_per_image"] = {name: _ms(t, n) for name, t in reads.items()}
+        npy_files = [npy / f"{i}.npy" for i in ids]
+        evict_page_cache([cache, *npy_files])
+        result["page_cache_cold"] = {
+            "how": "each store's files dropped from the page cache before every run "
+                   "(fsync + posix_fadvise DONTNEED, untimed): read from the disk",
+            "resident_after_eviction": resident_fraction([cache, *npy_files])}
+        cold = alternate({
+            "npy (np.load)": Cold(lambda: read_npy(npy, ids), npy_files),
+            "cache per-image float32 (read)": Cold(lambda: read_per_image(cache), [cache]),
+            "cache per-image float16 (read, dtype='float16')":
+                Cold(lambda: read_per_image(cache, dtype="float16"), [cache]),
+            "cache bulk float32 (iter_read)": Cold(lambda: read_bulk(cache), [cache]),
+        }, repeats=args.repeats)
+        result["read_cold_ms_per_image"] = {name: _ms(t, n) for name, t in cold.items()}
         consumed = alternate({
             "npy (np.load) + sweep": lambda: read_npy(npy, ids, sweep),
             "cache per-image float32 + sweep": lambda: read_per_image(cache, sweep),
@@ -363,7 +382,8 @@ def _print(result: dict[str, Any]) -> None:
           f"{result['classes_per_image']:.2f} classes each; page cache warm")
     print("bytes/image  " + "  ".join(f"{k} {v:,.0f}" for k, v in b.items())
           + f"  (npy / cache {result['bytes_npy_over_cache']:.2f})")
-    for section in ("read_ms_per_image", "read_and_sweep_ms_per_image"):
+    for section in ("read_ms_per_image", "read_cold_ms_per_image",
+                    "read_and_sweep_ms_per_image"):
         for name, t in result[section].items():
             print(f"{name:50s} {t['median_ms']:7.3f} ms/image (spread {t['spread_ms']:.3f})")
     for gpu, rows in result["write_ms_per_image"].items():

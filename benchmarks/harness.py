@@ -7,6 +7,9 @@
 * :class:`Isolated` runs one implementation in a Python process of its own, so that what
   another left behind in the process (the allocator's state, a warm heap, threads) does
   not speed it up or slow it down; :func:`alternate` times it there.
+* :class:`Cold` drops the files an implementation reads from the kernel's page cache before
+  each of its runs (untimed), so that the run reads them from the disk, as a pipeline job
+  on another node or after other jobs does; :func:`resident_fraction` checks it worked.
 * :func:`peak_memory` runs one function in a fresh Python process and reports its peak
   resident set (``VmHWM``) above the baseline taken after the imports and the set-up,
   so that neither the interpreter, torch nor an earlier measurement is counted.
@@ -22,7 +25,9 @@ first on ``sys.path``).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import mmap
 import os
 import platform
 import resource
@@ -30,7 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,9 +93,12 @@ def _kernel_usage() -> tuple[float, int]:
 
 
 def _measure(case: Callable[[], object]) -> tuple[float, float, int]:
-    """One run of ``case``: wall seconds, system CPU seconds, minor faults."""
+    """One run of ``case``: wall seconds, system CPU seconds, minor faults (a :class:`Cold`
+    case's files dropped from the page cache first, untimed)."""
     if isinstance(case, Isolated):
         return case.measure()
+    if isinstance(case, Cold):
+        case.evict()
     system, faults = _kernel_usage()
     start = time.perf_counter()
     case()
@@ -199,6 +207,73 @@ class Isolated:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def evict_page_cache(paths: Iterable[Path]) -> None:
+    """Drop the pages of ``paths`` from the kernel's page cache: ``fsync`` (dirty pages
+    cannot be dropped), then ``posix_fadvise(DONTNEED)``; no privileges needed, unlike
+    ``/proc/sys/vm/drop_caches``.  A file system that keeps its files in memory (tmpfs)
+    ignores it: :func:`resident_fraction` tells."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def resident_fraction(paths: Iterable[Path]) -> float:
+    """The fraction of the pages of ``paths`` in the page cache: ``mincore`` over a read-only
+    mapping of each file, which maps without reading (Python's ``mmap`` hands out no
+    address)."""
+    resident = total = 0
+    page = mmap.PAGESIZE
+    for path in paths:
+        size = os.path.getsize(path)
+        if not size:
+            continue
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            addr = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+            if addr in (None, _MAP_FAILED):
+                raise OSError(ctypes.get_errno(), f"mmap of {path} failed")
+            pages = (size + page - 1) // page
+            vec = (ctypes.c_ubyte * pages)()
+            try:
+                if _libc.mincore(addr, size, vec) != 0:
+                    raise OSError(ctypes.get_errno(), f"mincore of {path} failed")
+            finally:
+                _libc.munmap(addr, size)
+        finally:
+            os.close(fd)
+        resident += sum(v & 1 for v in vec)
+        total += pages
+    return resident / total if total else 0.0
+
+
+@dataclass
+class Cold:
+    """A case whose files ``paths`` are dropped from the page cache before each run
+    (:func:`evict_page_cache`, untimed in :func:`alternate`): it reads them from the disk."""
+
+    case: Callable[[], object]
+    paths: list[Path]
+
+    def evict(self) -> None:
+        evict_page_cache(self.paths)
+
+    def __call__(self) -> object:
+        return self.case()
 
 
 @contextlib.contextmanager

@@ -41,6 +41,38 @@ def test_alternate_counts_each_runs_page_faults_and_system_time() -> None:
     assert touched.as_dict()["minor_faults"] == touched.minor_faults
 
 
+def _memory_file_system(path: Path) -> bool:
+    """Whether ``path`` lies on a file system that keeps files in memory (no page cache to
+    drop them from)."""
+    mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    mount = max((m for m in mounts if str(path.resolve()).startswith(m[1].rstrip("/") + "/")),
+                key=lambda m: len(m[1]))
+    return mount[2] in ("tmpfs", "ramfs")
+
+
+def test_cold_case_reads_its_files_from_the_disk_every_run(tmp_path: Path) -> None:
+    """A :class:`harness.Cold` case finds none of its files' pages in the page cache at the
+    start of each run, warm-up included, though the run before read them all; a plain case
+    finds them all."""
+    if _memory_file_system(tmp_path):
+        pytest.skip("the temporary folder is in memory: nothing to drop")
+    files = [tmp_path / f"{i}.bin" for i in range(2)]
+    for f in files:
+        f.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    seen: dict[str, list[float]] = {"cold": [], "warm": []}
+
+    def read(kind: str) -> None:
+        seen[kind].append(harness.resident_fraction(files))
+        for f in files:
+            f.read_bytes()
+
+    harness.alternate({"cold": harness.Cold(lambda: read("cold"), files),
+                       "warm": lambda: read("warm")}, repeats=3)
+    assert seen["cold"] == [0.0] * 4
+    assert seen["warm"] == [1.0] * 4
+    assert harness.resident_fraction([tmp_path / "0.bin"]) == 1.0
+
+
 ISOLATED_CASES = (
     "import mmap, os, time\n"
     "def touch_setup(mib):\n"
@@ -163,3 +195,34 @@ def test_report_renders_every_number_from_the_json(tmp_path: Path) -> None:
     # the side-by-side table: the walk's measured row, nothing for what did not run
     assert "| random walk, 128² image (s) | 0.042 | 0.96 (IRN's dense walk) | 22.8× |" in text
     assert "384² image" not in text.split("## Random walk")[0]
+
+
+def test_report_sets_cache_reads_from_the_disk_beside_npy_from_the_disk(tmp_path: Path) -> None:
+    """Each cache read is compared with ``np.load`` read the same way: warm with warm, from
+    the disk with from the disk."""
+    import report
+
+    def ms(median: float) -> dict[str, float]:
+        return {"median_ms": median, "spread_ms": 0.01}
+
+    cache = {
+        "machine": {"date": "d", "cpu": "c", "cpu_count": 2, "torch": "t", "cuda": None},
+        "images": 3, "size": [375, 500], "classes_per_image": 2.0, "repeats": 3,
+        "stored_dtype": "float16", "returned_dtype": "float32", "cache_reader": "r",
+        "page_cache": "warm", "cache_filter": {"filter": "f", "chunks": "c"},
+        "bytes_per_image": {"npy": 1600.0, "cache": 320.0}, "bytes_npy_over_cache": 5.0,
+        "read_ms_per_image": {"npy (np.load)": ms(0.4),
+                              "cache per-image float32 (read)": ms(0.5)},
+        "page_cache_cold": {"how": "dropped", "resident_after_eviction": 0.0},
+        "read_cold_ms_per_image": {"npy (np.load)": ms(1.5),
+                                   "cache per-image float32 (read)": ms(0.6)},
+        "read_and_sweep_ms_per_image": {},
+        "write_ms_per_image": {"gpu_0ms": {}, "gpu_10ms": {}}}
+    (tmp_path / "cam_cache.json").write_text(json.dumps(cache))
+    text = report.render(tmp_path)
+    assert ("| cache per-image float32 (read), 500×375 (ms) | 0.50 | 0.40 (float32 .npy) | "
+            "**0.80×** |") in text
+    assert ("| cache per-image float32 (read), from the disk, 500×375 (ms) | 0.60 | "
+            "1.50 (float32 .npy, from the disk) | **2.50×** |") in text
+    assert "still in the page cache after an eviction: 0.0 %" in text
+    assert "| cache per-image float32 (read) | 0.60 (0.01) |" in text
