@@ -379,11 +379,14 @@ def main(argv: list[str] | None = None) -> None:
 def _print(result: dict[str, Any]) -> None:
     b = result["bytes_per_image"]
     print(f"{result['images']} images of {result['size'][1]}x{result['size'][0]}, "
-          f"{result['classes_per_image']:.2f} classes each; page cache warm")
+          f"{result['classes_per_image']:.2f} classes each; page cache warm except where "
+          "read from the disk")
     print("bytes/image  " + "  ".join(f"{k} {v:,.0f}" for k, v in b.items())
           + f"  (npy / cache {result['bytes_npy_over_cache']:.2f})")
-    for section in ("read_ms_per_image", "read_cold_ms_per_image",
-                    "read_and_sweep_ms_per_image"):
+    for section, title in (("read_ms_per_image", "read, page cache warm"),
+                           ("read_cold_ms_per_image", "read from the disk"),
+                           ("read_and_sweep_ms_per_image", "read + threshold sweep")):
+        print(f"-- {title}")
         for name, t in result[section].items():
             print(f"{name:50s} {t['median_ms']:7.3f} ms/image (spread {t['spread_ms']:.3f})")
     for gpu, rows in result["write_ms_per_image"].items():

@@ -80,8 +80,12 @@ for ``np.load`` of the float32 ``.npy`` files, at 5.09× fewer bytes.  float32 r
 (0.13) and 0.61 (0.01), in bulk 0.56 (0.13) and 0.59 (0.03): decoding (~120 µs per map) and
 widening (60–150 µs per map) alone take what ``np.load`` takes, and a 1.5 MB array per image
 can cost ~100 page faults when the caller still holds the previous image and glibc has trimmed
-its heap (``np.load``'s arrays alike: 0.45 against 0.33 ms in that pattern).  Without the table
-(files written before it, or a copy with a new mtime) a read takes 0.89 (0.09) and 0.88 (0.04),
+its heap (``np.load``'s arrays alike: 0.45 against 0.33 ms in that pattern).  Read from the disk
+instead (each store's pages dropped from the page cache before every run, as for a job on a
+cluster node or after other jobs have filled the memory; ``harness.Cold``), the bytes decide:
+float32 reads take 0.53 (0.01) ms, float16 0.36 (0.19), against 1.32 (0.25) for ``np.load``
+(2.5× and 3.6× faster; the same run, warm: 0.48, 0.30 and 0.31).  Without the table (files
+written before it, or a copy with a new mtime) a read takes 0.89 (0.09) and 0.88 (0.04),
 through HDF5's filter pipeline 0.88 (0.08) and 0.91 (0.13).  The stage that reads every image
 therefore takes float16: the seed evaluation's threshold sweep (:mod:`camflow.evaluate`) reads
 the stored maps and rounds its thresholds down into float16, which gives bit for bit the
