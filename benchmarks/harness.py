@@ -9,7 +9,7 @@
   not speed it up or slow it down; :func:`alternate` times it there.
 * :class:`Cold` drops the files an implementation reads from the kernel's page cache before
   each of its runs (untimed), so that the run reads them from the disk, as a pipeline job
-  on another node or after other jobs does; :func:`resident_fraction` checks it worked.
+  does on another node or after other jobs; :func:`resident_fraction` checks it worked.
 * :func:`peak_memory` runs one function in a fresh Python process and reports its peak
   resident set (``VmHWM``) above the baseline taken after the imports and the set-up,
   so that neither the interpreter, torch nor an earlier measurement is counted.
