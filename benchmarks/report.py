@@ -232,8 +232,10 @@ def side_by_side(results: Path) -> list[str]:
         h, w = cache["size"]
         for key, where in (("read_ms_per_image", ""),
                            ("read_cold_ms_per_image", ", from the disk")):
-            reads = cache.get(key, {})
-            npy = reads.get("npy (np.load)", {}).get("median_ms")
+            if key not in cache:  # a run before the disk reads were measured
+                continue
+            reads = cache[key]
+            npy = reads["npy (np.load)"]["median_ms"]
             for name, m in reads.items():
                 if name.startswith("cache per-image") or name.startswith("cache bulk"):
                     rows.append([f"{name}{where}, {w}×{h} (ms)", f"{m['median_ms']:.2f}",
